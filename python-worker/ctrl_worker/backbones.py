@@ -1,0 +1,178 @@
+"""Pre-trained diffusion backbones in diffusers format: from a local folder or a Hugging Face id.
+
+Only safetensors weights are read: pickled `.bin` checkpoints can run code when loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .errors import invalid, not_found, precondition
+
+# "owner/name" or "name", as on the Hugging Face hub.
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+_PIXEL_UNETS = {"UNet2DModel"}
+
+
+@dataclass
+class Backbone:
+    source: str
+    unet: torch.nn.Module
+    alphas_cumprod: torch.Tensor  # float64, on the CPU: read as Python floats in the step math
+    final_alpha_cumprod: float  # the clean end of the chain (timestep -1)
+    prediction_type: str
+    clip_range: float | None
+    sample_shape: tuple[int, int, int]
+    dtype: torch.dtype
+    device: torch.device
+
+    @property
+    def num_train_timesteps(self) -> int:
+        return int(self.alphas_cumprod.shape[0])
+
+    @property
+    def model_class(self) -> str:
+        return type(self.unet).__name__
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.unet.parameters())
+
+    def alpha_cumprod(self, timestep: int) -> float:
+        """Cumulative alpha at `timestep`; timestep -1 is the clean end of the chain."""
+        return self.final_alpha_cumprod if timestep < 0 else float(self.alphas_cumprod[timestep])
+
+    def predict_eps(self, x_t: torch.Tensor, timestep: int) -> torch.Tensor:
+        """The network's output at x_t, converted to a noise prediction, in float32."""
+        t = torch.full((x_t.shape[0],), timestep, device=self.device, dtype=torch.long)
+        out = self.unet(x_t.to(self.dtype), t).sample.float()
+        alpha = self.alpha_cumprod(timestep)
+        if self.prediction_type == "epsilon":
+            return out
+        if self.prediction_type == "v_prediction":
+            return alpha**0.5 * out + (1 - alpha) ** 0.5 * x_t
+        # "sample": the network predicts x0 itself.
+        return (x_t - alpha**0.5 * out) / (1 - alpha) ** 0.5
+
+    def predict_eps_batched(self, x_t: torch.Tensor, timestep: int, batch_size: int) -> torch.Tensor:
+        if batch_size <= 0 or batch_size >= x_t.shape[0]:
+            return self.predict_eps(x_t, timestep)
+        return torch.cat([self.predict_eps(chunk, timestep) for chunk in x_t.split(batch_size)])
+
+
+def resolve_source(source: str, revision: str) -> Path:
+    """A local directory as it is, or a Hugging Face id resolved through the local cache/hub."""
+    if not source:
+        raise invalid("source", "a local directory or a Hugging Face model id is required")
+    path = Path(source).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise invalid("source", f"{source!r} is a file; expected a diffusers model directory")
+        return path
+    looks_like_path = source.startswith((".", "/", "~")) or source.count("/") > 1
+    if looks_like_path or not _HUB_ID.match(source):
+        raise not_found("source", f"no directory {source!r}, and it is not a Hugging Face model id either")
+    return _download(source, revision)
+
+
+def _download(repo_id: str, revision: str) -> Path:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
+    try:
+        folder = snapshot_download(
+            repo_id,
+            revision=revision or None,
+            allow_patterns=["*.json", "*.safetensors", "*.txt"],
+            local_files_only=offline,
+        )
+    except LocalEntryNotFoundError as error:
+        hint = (
+            "HF_HUB_OFFLINE is set and it is not in the local Hugging Face cache"
+            if offline
+            else "it is not in the local Hugging Face cache and the hub could not be reached"
+        )
+        raise not_found("source", f"model {repo_id!r}: {hint} ({type(error).__name__})") from error
+    except (RepositoryNotFoundError, RevisionNotFoundError) as error:
+        raise not_found("source", f"model {repo_id!r} (revision {revision or 'main'}): {error}") from error
+    except OSError as error:
+        raise not_found("source", f"model {repo_id!r} could not be fetched: {error}") from error
+    return Path(folder)
+
+
+def _read_json(path: Path, field: str) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise invalid(field, f"{path} is not readable JSON: {error}") from error
+
+
+def _layout(root: Path) -> tuple[Path, Path]:
+    """(unet folder, scheduler config file) for a pipeline folder or a bare UNet folder."""
+    if (root / "model_index.json").is_file():
+        unet_dir, scheduler = root / "unet", root / "scheduler" / "scheduler_config.json"
+    else:
+        unet_dir, scheduler = root, root / "scheduler_config.json"
+    if not (unet_dir / "config.json").is_file():
+        raise invalid("source", f"{root} holds no diffusers UNet (expected {unet_dir / 'config.json'})")
+    if not scheduler.is_file():
+        raise invalid("source", f"{root} holds no noise scheduler (expected {scheduler})")
+    return unet_dir, scheduler
+
+
+def supported_dtypes(device: torch.device) -> list[torch.dtype]:
+    if device.type == "cuda":
+        return [torch.float32, torch.float16, torch.bfloat16]
+    return [torch.float32, torch.bfloat16]
+
+
+def load_backbone(source: str, revision: str, dtype: torch.dtype, device: torch.device) -> Backbone:
+    if dtype not in supported_dtypes(device):
+        raise invalid("dtype", f"{dtype} is not supported on {device}; use one of {supported_dtypes(device)}")
+    root = resolve_source(source, revision)
+    unet_dir, scheduler_file = _layout(root)
+    unet_config = _read_json(unet_dir / "config.json", "source")
+    model_class = unet_config.get("_class_name", "")
+    if model_class not in _PIXEL_UNETS:
+        raise precondition("source", f"model class {model_class!r} is not supported yet; supported: {sorted(_PIXEL_UNETS)}")
+    if not any(unet_dir.glob("*.safetensors")):
+        raise precondition(
+            "source", f"{unet_dir} has no .safetensors weights; pickled .bin checkpoints are refused (they can run code)"
+        )
+
+    from diffusers import DDIMScheduler, UNet2DModel
+
+    try:
+        unet = UNet2DModel.from_pretrained(unet_dir, use_safetensors=True, torch_dtype=dtype)
+    except Exception as error:  # corrupt or mismatched files raise many types (OSError, SafetensorError, ...)
+        raise invalid("source", f"could not load the UNet weights in {unet_dir}: {type(error).__name__}: {error}") from error
+
+    # DDIMScheduler fills in the defaults the checkpoint's config leaves out (clip_sample, ...).
+    scheduler = DDIMScheduler.from_config(_read_json(scheduler_file, "source"))
+    config = scheduler.config
+    if config.thresholding:
+        raise precondition("source", "schedulers with dynamic thresholding are not supported")
+    if config.prediction_type not in {"epsilon", "v_prediction", "sample"}:
+        raise precondition("source", f"unknown prediction_type {config.prediction_type!r}")
+
+    unet.to(device).eval().requires_grad_(False)
+    size = unet.config.sample_size
+    height, width = (size, size) if isinstance(size, int) else tuple(size)
+    return Backbone(
+        source=source,
+        unet=unet,
+        alphas_cumprod=scheduler.alphas_cumprod.to(torch.float64),
+        final_alpha_cumprod=float(scheduler.final_alpha_cumprod),
+        prediction_type=config.prediction_type,
+        clip_range=float(config.clip_sample_range) if config.clip_sample else None,
+        sample_shape=(int(unet.config.in_channels), int(height), int(width)),
+        dtype=dtype,
+        device=device,
+    )
+

@@ -1,0 +1,139 @@
+"""Starts the gRPC server: a Unix socket in a private directory, or loopback TCP with a token."""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import json
+import logging
+import os
+import secrets
+import shutil
+import sys
+import tempfile
+import threading
+from concurrent import futures
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from .gen.ctrl.v1 import worker_pb2_grpc as pb_grpc
+from .service import Limits, WorkerService
+from .telemetry import Telemetry
+
+log = logging.getLogger("ctrl_worker")
+READY_PREFIX = "CTRL_WORKER_READY "
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    listen: str  # "unix" or "tcp:HOST:PORT" (loopback only)
+    telemetry: str | None
+    worker_id: str
+    device: str
+    max_message_bytes: int
+    max_samples: int
+    watch_stdin: bool
+
+
+class _TokenAuth(grpc.ServerInterceptor):
+    """Refuses calls whose `authorization` metadata is not `Bearer <token>`."""
+
+    def __init__(self, token: str):
+        self._expected = f"Bearer {token}".encode()
+
+        def deny(request, context):
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, "authorization: missing or wrong worker token")
+
+        self._deny = grpc.unary_unary_rpc_method_handler(deny)
+
+    def intercept_service(self, continuation, handler_call_details):
+        given = dict(handler_call_details.invocation_metadata).get("authorization", "")
+        if hmac.compare_digest(given.encode(), self._expected):
+            return continuation(handler_call_details)
+        return self._deny
+
+
+def _loopback_address(spec: str) -> tuple[str, int]:
+    host, _, port = spec.removeprefix("tcp:").rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    try:
+        if not ipaddress.ip_address(host).is_loopback:
+            raise ValueError
+    except ValueError:
+        raise SystemExit(f"--listen: TCP host must be a loopback address such as 127.0.0.1, got {host!r}")
+    if not port.isdigit():
+        raise SystemExit(f"--listen: expected tcp:HOST:PORT, got {spec!r}")
+    return host, int(port)
+
+
+def serve(options: ServerOptions, device) -> None:
+    import torch
+
+    telemetry = Telemetry(options.telemetry, options.worker_id)
+    message_options = [
+        ("grpc.max_receive_message_length", options.max_message_bytes),
+        ("grpc.max_send_message_length", options.max_message_bytes),
+    ]
+    token = None
+    interceptors = []
+    private_dir = None
+    if options.listen == "unix":
+        # mkdtemp makes the directory 0700: only this user can reach the socket inside.
+        private_dir = tempfile.mkdtemp(prefix="ctrl-worker-")
+        target = f"unix:{os.path.join(private_dir, 'worker.sock')}"
+    elif options.listen.startswith("tcp:"):
+        host, port = _loopback_address(options.listen)
+        token = secrets.token_urlsafe(32)
+        interceptors.append(_TokenAuth(token))
+        target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    else:
+        raise SystemExit(f"--listen: expected 'unix' or 'tcp:HOST:PORT', got {options.listen!r}")
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), interceptors=interceptors, options=message_options)
+    service = WorkerService(device, Limits(options.max_message_bytes, options.max_samples), telemetry)
+    pb_grpc.add_WorkerServicer_to_server(service, server)
+    health_service = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_service, server)
+    port = server.add_insecure_port(target)
+    if port == 0:
+        raise SystemExit(f"could not listen on {target}")
+    if target.startswith("unix:"):
+        address = target
+    else:
+        address = f"{target.rsplit(':', 1)[0]}:{port}"
+    server.start()
+    for name in ("", "ctrl.v1.Worker"):
+        health_service.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+    stopped = threading.Event()
+    if options.watch_stdin:
+        threading.Thread(target=_watch_parent, args=(stopped,), daemon=True).start()
+
+    ready = {"address": address, "token": token, "pid": os.getpid(), "device": str(device), "torch": torch.__version__}
+    sys.stdout.write(READY_PREFIX + json.dumps(ready) + "\n")
+    sys.stdout.flush()
+    log.info("ctrl worker %s serving on %s (device %s)", options.worker_id, address, device)
+    try:
+        stopped.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        health_service.enter_graceful_shutdown()
+        server.stop(grace=1).wait()
+        telemetry.close()
+        if private_dir:
+            shutil.rmtree(private_dir, ignore_errors=True)
+        log.info("ctrl worker %s stopped", options.worker_id)
+
+
+def _watch_parent(stopped: threading.Event) -> None:
+    """The parent holds our stdin open; end of file means it is gone, so shut down."""
+    try:
+        while sys.stdin.buffer.read(65536):
+            pass
+    except (OSError, ValueError):
+        pass
+    log.info("stdin closed: the orchestrator is gone, shutting down")
+    stopped.set()

@@ -1,0 +1,70 @@
+"""Conversion between the contract's `Tensor` message and torch tensors, with validation."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from .errors import invalid
+from .gen.ctrl.v1 import worker_pb2 as pb
+
+# dtype enum -> (torch dtype, numpy dtype used on the wire). bf16 travels as uint16 words.
+_WIRE = {
+    pb.DTYPE_FLOAT32: (torch.float32, np.dtype("<f4")),
+    pb.DTYPE_FLOAT16: (torch.float16, np.dtype("<f2")),
+    pb.DTYPE_BFLOAT16: (torch.bfloat16, np.dtype("<u2")),
+    pb.DTYPE_UINT8: (torch.uint8, np.dtype("u1")),
+    pb.DTYPE_INT32: (torch.int32, np.dtype("<i4")),
+    pb.DTYPE_INT64: (torch.int64, np.dtype("<i8")),
+}
+_BY_TORCH = {torch_dtype: enum for enum, (torch_dtype, _) in _WIRE.items()}
+
+
+def torch_dtype(enum_value: int, field: str, default: torch.dtype | None = None) -> torch.dtype:
+    if enum_value == pb.DTYPE_UNSPECIFIED and default is not None:
+        return default
+    if enum_value not in _WIRE:
+        names = ", ".join(pb.DType.Name(v) for v in _WIRE)
+        raise invalid(field, f"unsupported dtype {enum_value}; expected one of {names}")
+    return _WIRE[enum_value][0]
+
+
+def dtype_enum(dtype: torch.dtype) -> int:
+    return _BY_TORCH[dtype]
+
+
+def from_proto(message: pb.Tensor, field: str, expected_shape: tuple[int, ...] | None = None) -> torch.Tensor:
+    """Decodes a Tensor message; raises INVALID_ARGUMENT naming `field` when it is malformed."""
+    dtype = torch_dtype(message.dtype, f"{field}.dtype")
+    shape = tuple(int(d) for d in message.shape)
+    if any(d < 0 for d in shape):
+        raise invalid(f"{field}.shape", f"dimensions must be non-negative, got {list(shape)}")
+    wire = _WIRE[message.dtype][1]
+    expected_bytes = math.prod(shape) * wire.itemsize
+    if len(message.data) != expected_bytes:
+        raise invalid(
+            f"{field}.data",
+            f"holds {len(message.data)} bytes but shape {list(shape)} of {pb.DType.Name(message.dtype)} needs {expected_bytes}",
+        )
+    if expected_shape is not None and shape != tuple(expected_shape):
+        raise invalid(f"{field}.shape", f"expected {list(expected_shape)}, got {list(shape)}")
+    array = np.frombuffer(message.data, dtype=wire).reshape(shape).copy()
+    tensor = torch.from_numpy(array)
+    return tensor.view(torch.bfloat16) if dtype == torch.bfloat16 else tensor
+
+
+def to_proto(tensor: torch.Tensor) -> pb.Tensor:
+    tensor = tensor.detach().to("cpu").contiguous()
+    enum = dtype_enum(tensor.dtype)
+    if tensor.dtype == torch.bfloat16:
+        tensor = tensor.view(torch.uint16) if hasattr(torch, "uint16") else tensor.view(torch.int16)
+    array = tensor.numpy().astype(_WIRE[enum][1], copy=False)
+    return pb.Tensor(shape=list(tensor.shape), dtype=enum, data=array.tobytes())
+
+
+def images_to_uint8(samples: torch.Tensor) -> torch.Tensor:
+    """Model-space samples in [-1, 1], NCHW -> uint8 NHWC, rounded as PIL would save them."""
+    scaled = (samples.detach().float() / 2 + 0.5).clamp(0, 1) * 255
+    return scaled.round().to(torch.uint8).permute(0, 2, 3, 1).contiguous().cpu()

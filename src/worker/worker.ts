@@ -1,0 +1,277 @@
+/**
+ * The orchestrator's handle on one PyTorch worker: spawn, connect, typed promise-based calls,
+ * telemetry, clean shutdown and crash detection. When the worker dies, every pending and later
+ * call fails at once with a WorkerCrashedError that carries the exit code and its last stderr.
+ */
+import {
+  credentials,
+  InterceptingCall,
+  type Interceptor,
+  type ClientReadableStream,
+  type ServiceError,
+  status,
+} from "@grpc/grpc-js";
+import {
+  type Backbone,
+  type DType,
+  type HandleInfo,
+  type ImageChunk,
+  type ListHandlesResponse,
+  type ReleaseHandleResponse,
+  type SampleProgress,
+  type StepTrajectoryResponse,
+  type Tensor,
+  type Trajectory,
+  type WorkerInfo,
+  WorkerClient,
+} from "../gen/ctrl/v1/worker.js";
+import { type HealthCheckResponse, HealthCheckResponse_ServingStatus, HealthClient } from "../gen/grpc/health/v1/health.js";
+import { WorkerCallError, WorkerClosedError, WorkerCrashedError } from "./errors.js";
+import { type ExitInfo, type SpawnOptions, type SpawnedWorker, spawnWorker } from "./spawn.js";
+import { TelemetrySubscriber } from "./telemetry.js";
+import { type ImageBatch, imagesFromChunks } from "./tensors.js";
+
+export interface WorkerOptions extends SpawnOptions {
+  /** Bind a telemetry subscriber for this worker (default true). */
+  telemetry?: boolean;
+}
+
+export interface SampleOptions {
+  backbone: string;
+  numSamples: number;
+  /** Strictly decreasing, e.g. from `ddimTimesteps`. */
+  timesteps: number[];
+  eta: number;
+  seed: number;
+  batchSize?: number;
+  onProgress?: (progress: SampleProgress) => void;
+}
+
+export interface StepOptions {
+  timestep: number;
+  /** -1 for the last step, to the clean sample. */
+  prevTimestep: number;
+  eta: number;
+  batchSize?: number;
+}
+
+interface Pending {
+  reject: (error: Error) => void;
+  cancel: () => void;
+}
+
+// Codes a dying worker produces; on these we wait briefly for the exit to report a crash instead.
+const CONNECTION_CODES = new Set([status.UNAVAILABLE, status.CANCELLED, status.UNKNOWN, status.INTERNAL]);
+
+export class Worker {
+  private readonly pending = new Set<Pending>();
+  private failure: Error | undefined;
+  private closing = false;
+
+  private constructor(
+    private readonly spawned: SpawnedWorker,
+    private readonly client: WorkerClient,
+    private readonly healthClient: HealthClient,
+    readonly telemetry: TelemetrySubscriber | undefined,
+  ) {
+    void spawned.exited.then((exit) => this.onExit(exit));
+  }
+
+  static async start(options: WorkerOptions = {}): Promise<Worker> {
+    const telemetry = options.telemetry === false ? undefined : await TelemetrySubscriber.bind();
+    let spawned: SpawnedWorker;
+    try {
+      spawned = await spawnWorker({ ...options, telemetryAddress: options.telemetryAddress ?? telemetry?.address });
+    } catch (error) {
+      telemetry?.close();
+      throw error;
+    }
+    const channelOptions = {
+      "grpc.max_receive_message_length": spawned.maxMessageBytes,
+      // The worker enforces the limit on what it receives and says so (RESOURCE_EXHAUSTED).
+      "grpc.max_send_message_length": -1,
+      interceptors: spawned.token ? [bearerToken(spawned.token)] : [],
+    };
+    const client = new WorkerClient(spawned.address, credentials.createInsecure(), channelOptions);
+    const healthClient = new HealthClient(spawned.address, credentials.createInsecure(), channelOptions);
+    return new Worker(spawned, client, healthClient, telemetry);
+  }
+
+  get pid(): number {
+    return this.spawned.pid;
+  }
+
+  get address(): string {
+    return this.spawned.address;
+  }
+
+  /** Resolves when the worker process has exited, for whatever reason. */
+  get exited(): Promise<ExitInfo> {
+    return this.spawned.exited;
+  }
+
+  stderrTail(): string[] {
+    return this.spawned.stderrTail();
+  }
+
+  // -- calls -------------------------------------------------------------------------------------
+
+  info(): Promise<WorkerInfo> {
+    return this.unary<WorkerInfo>("GetInfo", (done) => this.client.getInfo({}, done));
+  }
+
+  async health(service = ""): Promise<string> {
+    const response = await this.unary<HealthCheckResponse>("Health.Check", (done) => this.healthClient.check({ service }, done));
+    return HealthCheckResponse_ServingStatus[response.status] ?? String(response.status);
+  }
+
+  loadBackbone(source: string, options: { revision?: string; dtype?: DType } = {}): Promise<Backbone> {
+    const request = { source, revision: options.revision ?? "", dtype: options.dtype ?? 0 };
+    return this.unary<Backbone>("LoadBackbone", (done) => this.client.loadBackbone(request, done));
+  }
+
+  async listHandles(): Promise<HandleInfo[]> {
+    return (await this.unary<ListHandlesResponse>("ListHandles", (done) => this.client.listHandles({}, done))).handles;
+  }
+
+  async release(handle: string): Promise<string[]> {
+    return (await this.unary<ReleaseHandleResponse>("ReleaseHandle", (done) => this.client.releaseHandle({ handle }, done))).released;
+  }
+
+  /** Fused sampling: the worker runs the whole loop and streams progress, then the images. */
+  async sample(options: SampleOptions): Promise<ImageBatch> {
+    const chunks: ImageChunk[] = [];
+    const request = {
+      backbone: options.backbone,
+      numSamples: options.numSamples,
+      timesteps: options.timesteps,
+      eta: options.eta,
+      seed: options.seed,
+      batchSize: options.batchSize ?? 0,
+    };
+    await this.serverStream("Sample", () => this.client.sample(request), (event) => {
+      if (event.event?.$case === "progress") options.onProgress?.(event.event.value);
+      else if (event.event?.$case === "images") chunks.push(event.event.value);
+    });
+    return imagesFromChunks(chunks);
+  }
+
+  startTrajectory(backbone: string, numSamples: number, seed: number, initialNoise?: Tensor): Promise<Trajectory> {
+    const request = { backbone, numSamples, seed, initialNoise };
+    return this.unary<Trajectory>("StartTrajectory", (done) => this.client.startTrajectory(request, done));
+  }
+
+  stepTrajectory(trajectory: string, step: StepOptions): Promise<StepTrajectoryResponse> {
+    const request = { trajectory, ...step, batchSize: step.batchSize ?? 0 };
+    return this.unary<StepTrajectoryResponse>("StepTrajectory", (done) => this.client.stepTrajectory(request, done));
+  }
+
+  async readImages(trajectory: string): Promise<ImageBatch> {
+    const chunks: ImageChunk[] = [];
+    await this.serverStream("ReadImages", () => this.client.readImages({ trajectory }), (chunk) => chunks.push(chunk));
+    return imagesFromChunks(chunks);
+  }
+
+  // -- lifecycle ---------------------------------------------------------------------------------
+
+  /** Asks the worker to exit (stdin closes), then escalates to SIGTERM and SIGKILL if it lingers. */
+  async close(timeoutMs = 5000): Promise<ExitInfo> {
+    if (!this.closing) {
+      this.closing = true;
+      this.failure ??= new WorkerClosedError();
+      this.client.close();
+      this.healthClient.close();
+      this.spawned.process.stdin?.end();
+    }
+    const exit = await withTimeout(this.spawned.exited, timeoutMs, () => this.spawned.process.kill("SIGTERM"));
+    const final = exit ?? (await withTimeout(this.spawned.exited, 2000, () => this.spawned.process.kill("SIGKILL")));
+    this.telemetry?.close();
+    return final ?? (await this.spawned.exited);
+  }
+
+  private onExit(exit: ExitInfo): void {
+    if (!this.closing) this.failure = new WorkerCrashedError(exit.exitCode, exit.signal, this.spawned.stderrTail());
+    const error = this.failure ?? new WorkerClosedError();
+    for (const call of this.pending) {
+      call.reject(error);
+      call.cancel();
+    }
+    this.pending.clear();
+    this.client.close();
+    this.healthClient.close();
+    if (!this.closing) this.telemetry?.close();
+  }
+
+  private async explain(method: string, error: ServiceError): Promise<Error> {
+    if (this.failure) return this.failure;
+    if (CONNECTION_CODES.has(error.code)) {
+      // The process may be dying: give its exit a moment to arrive, so the error says so.
+      await withTimeout(this.spawned.exited, 1000);
+      if (this.failure) return this.failure;
+    }
+    return new WorkerCallError(method, error.code, error.details);
+  }
+
+  private unary<T>(method: string, start: (done: (error: ServiceError | null, response?: T) => void) => { cancel(): void }): Promise<T> {
+    if (this.failure) return Promise.reject(this.failure);
+    return new Promise<T>((resolve, reject) => {
+      const entry: Pending = { reject, cancel: () => {} };
+      this.pending.add(entry);
+      const call = start((error, response) => {
+        this.pending.delete(entry);
+        if (error) void this.explain(method, error).then(reject);
+        else resolve(response as T);
+      });
+      entry.cancel = () => call.cancel();
+    });
+  }
+
+  private serverStream<T>(method: string, start: () => ClientReadableStream<T>, onMessage: (message: T) => void): Promise<void> {
+    if (this.failure) return Promise.reject(this.failure);
+    return new Promise<void>((resolve, reject) => {
+      const stream = start();
+      const entry: Pending = { reject, cancel: () => stream.cancel() };
+      this.pending.add(entry);
+      let settled = false;
+      stream.on("data", onMessage);
+      stream.on("error", (error: ServiceError) => {
+        if (settled) return;
+        settled = true;
+        this.pending.delete(entry);
+        void this.explain(method, error).then(reject);
+      });
+      stream.on("end", () => {
+        if (settled) return;
+        settled = true;
+        this.pending.delete(entry);
+        resolve();
+      });
+    });
+  }
+}
+
+function bearerToken(token: string): Interceptor {
+  return (options, nextCall) =>
+    new InterceptingCall(nextCall(options), {
+      start(metadata, listener, next) {
+        metadata.set("authorization", `Bearer ${token}`);
+        next(metadata, listener);
+      },
+    });
+}
+
+/** Resolves with the promise's value, or undefined after `ms` (calling `onTimeout` first). */
+async function withTimeout<T>(promise: Promise<T>, ms: number, onTimeout?: () => void): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<undefined>((resolve) => {
+    timer = setTimeout(() => {
+      onTimeout?.();
+      resolve(undefined);
+    }, ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
