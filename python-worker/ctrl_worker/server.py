@@ -130,10 +130,12 @@ def serve(options: ServerOptions, device) -> None:
 
 def _watch_parent(stopped: threading.Event) -> None:
     """The parent holds our stdin open; end of file means it is gone, so shut down."""
+    # os.read on the raw descriptor: a thread blocked in sys.stdin's buffered reader holds its lock
+    # and makes interpreter shutdown abort.
     try:
-        while sys.stdin.buffer.read(65536):
+        while os.read(0, 65536):
             pass
-    except (OSError, ValueError):
+    except OSError:
         pass
     log.info("stdin closed: the orchestrator is gone, shutting down")
     stopped.set()

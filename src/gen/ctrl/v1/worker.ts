@@ -193,7 +193,7 @@ export interface SampleRequest {
   eta: number;
   /** Seeds the initial noise and every step's noise. At most 2^53 - 1. */
   seed: number;
-  /** Samples per network call; 0 means all at once. Does not change the images. */
+  /** Samples per network call; 0 means all at once. Changes the images by float rounding at most. */
   batchSize: number;
 }
 

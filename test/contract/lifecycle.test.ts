@@ -1,0 +1,102 @@
+/** The worker's life: readiness deadline, start failures, crashes, parent exit, TCP with a token. */
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { credentials, Metadata } from "@grpc/grpc-js";
+import { WorkerClient } from "../../src/gen/ctrl/v1/worker.js";
+import { WorkerClosedError, WorkerCrashedError, WorkerStartError } from "../../src/worker/errors.js";
+import { spawnWorker } from "../../src/worker/spawn.js";
+import { Worker } from "../../src/worker/worker.js";
+import { ddimTimesteps } from "../../src/sampling/schedules.js";
+import { makeTinyBackbone } from "../helpers.js";
+
+test("a worker that never becomes ready fails the start at the deadline, with its stderr", async () => {
+  const started = Date.now();
+  await assert.rejects(
+    spawnWorker({ entry: ["-c", "import sys, time; print('loading...', file=sys.stderr, flush=True); time.sleep(60)"], readyTimeoutMs: 1500 }),
+    (error: unknown) => {
+      assert.ok(error instanceof WorkerStartError);
+      assert.match(error.message, /printed no readiness line within 1.5 s/);
+      assert.deepEqual(error.stderrTail, ["loading..."]);
+      return true;
+    },
+  );
+  assert.ok(Date.now() - started < 10_000);
+});
+
+test("a worker that exits before it is ready reports its exit code and stderr", async () => {
+  await assert.rejects(
+    spawnWorker({ entry: ["-c", "import sys; sys.stderr.write('ImportError: no torch here\\n'); sys.exit(3)"] }),
+    /exited with code 3 before it was ready[\s\S]*ImportError: no torch here/,
+  );
+});
+
+test("a missing interpreter says how to fix it", async () => {
+  await assert.rejects(spawnWorker({ python: "/no/such/python" }), /could not be started[\s\S]*make setup/);
+});
+
+test("a crash fails the pending call and every later call at once, with exit signal and stderr", async () => {
+  const worker = await Worker.start({ device: "cpu" });
+  try {
+    const backbone = await worker.loadBackbone(await makeTinyBackbone());
+    const timesteps = ddimTimesteps({ numTrainTimesteps: 1000, steps: 1000 });
+    const pending = worker.sample({ backbone: backbone.handle, numSamples: 8, timesteps, eta: 1, seed: 0 });
+    setTimeout(() => process.kill(worker.pid, "SIGKILL"), 300);
+    await assert.rejects(pending, (error: unknown) => {
+      assert.ok(error instanceof WorkerCrashedError, String(error));
+      assert.equal(error.signal, "SIGKILL");
+      assert.match(error.message, /was killed by SIGKILL/);
+      assert.ok(error.stderrTail.some((line) => line.includes("serving on")), "stderr tail holds the worker's log");
+      return true;
+    });
+    const started = Date.now();
+    await assert.rejects(worker.info(), WorkerCrashedError);
+    assert.ok(Date.now() - started < 100, "later calls fail at once");
+  } finally {
+    await worker.close();
+  }
+});
+
+test("a worker that exits on its own, even cleanly, counts as crashed for later calls", async () => {
+  const worker = await Worker.start({ device: "cpu", telemetry: false });
+  process.kill(worker.pid, "SIGTERM"); // the worker turns SIGTERM into a clean exit(0)
+  const exit = await worker.exited;
+  assert.equal(exit.exitCode, 0);
+  await assert.rejects(worker.info(), (error: unknown) => error instanceof WorkerCrashedError && error.exitCode === 0);
+});
+
+test("close() shuts the worker down through stdin; later calls say it was closed", async () => {
+  const worker = await Worker.start({ device: "cpu", telemetry: false });
+  const exit = await worker.close();
+  assert.equal(exit.exitCode, 0);
+  assert.equal(exit.signal, undefined);
+  await assert.rejects(worker.info(), WorkerClosedError);
+});
+
+test("the worker exits by itself when its parent's end of stdin closes", async () => {
+  const spawned = await spawnWorker({ device: "cpu" });
+  spawned.process.stdin!.end();
+  const exit = await Promise.race([spawned.exited, new Promise((resolve) => setTimeout(() => resolve("timeout"), 10_000))]);
+  assert.deepEqual(exit, { exitCode: 0, signal: undefined });
+});
+
+test("TCP transport binds loopback and requires the token", async () => {
+  const worker = await Worker.start({ device: "cpu", transport: "tcp", telemetry: false });
+  try {
+    assert.match(worker.address, /^127\.0\.0\.1:\d+$/);
+    assert.equal((await worker.info()).protocol, "ctrl.v1");
+    const stranger = new WorkerClient(worker.address, credentials.createInsecure());
+    const attempt = (metadata: Metadata) =>
+      new Promise<{ code: number; details: string }>((resolve) =>
+        stranger.getInfo({}, metadata, (error) => resolve({ code: error?.code ?? 0, details: error?.details ?? "" })),
+      );
+    const none = await attempt(new Metadata());
+    assert.equal(none.code, 16); // UNAUTHENTICATED
+    assert.match(none.details, /authorization: missing or wrong worker token/);
+    const wrong = new Metadata();
+    wrong.set("authorization", "Bearer not-the-token");
+    assert.equal((await attempt(wrong)).code, 16);
+    stranger.close();
+  } finally {
+    await worker.close();
+  }
+});
