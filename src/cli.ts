@@ -91,7 +91,7 @@ workerOptions(
           ? ddpmTimesteps(backbone.numTrainTimesteps)
           : ddimTimesteps({ numTrainTimesteps: backbone.numTrainTimesteps, steps: flags.steps });
       const eta = flags.sampler === "ddpm" ? 1 : flags.eta;
-      const request = { backbone: backbone.handle, numSamples: flags.n, timesteps, eta, seed: flags.seed, batchSize: flags.batchSize };
+      const request = { model: backbone.handle, numSamples: flags.n, timesteps, eta, seed: flags.seed, batchSize: flags.batchSize };
       const images = flags.stepwise ? await sampleStepwise(worker, request) : await worker.sample(request);
       await writeFile(flags.out, await imageGrid(images, { columns: flags.columns, scale: flags.scale }));
       process.stderr.write(`wrote ${images.count} images (${images.width}x${images.height}) to ${flags.out}\n`);

@@ -102,7 +102,7 @@ class WorkerService(pb_grpc.WorkerServicer):
 
     @rpc_method
     def Sample(self, request, context):
-        backbone = self._backbone(request.backbone, "backbone")
+        backbone = self._backbone(request.model, "model")
         num_samples = self._check_num_samples(request.num_samples)
         timesteps = validate_timesteps(list(request.timesteps), backbone.num_train_timesteps, "timesteps")
         eta = validate_eta(request.eta, "eta")
@@ -124,7 +124,7 @@ class WorkerService(pb_grpc.WorkerServicer):
 
     @rpc_method
     def StartTrajectory(self, request, context):
-        backbone = self._backbone(request.backbone, "backbone")
+        backbone = self._backbone(request.model, "model")
         num_samples = self._check_num_samples(request.num_samples)
         seed = validate_seed(request.seed, "seed")
         initial = None
@@ -134,7 +134,7 @@ class WorkerService(pb_grpc.WorkerServicer):
                 raise invalid("initial_noise.dtype", "must be DTYPE_FLOAT32")
         trajectory = Trajectory(backbone, num_samples, seed, initial)
         handle = self.handles.add(
-            "trajectory", trajectory, f"{num_samples} samples of {list(backbone.sample_shape)}", parent=request.backbone
+            "trajectory", trajectory, f"{num_samples} samples of {list(backbone.sample_shape)}", parent=request.model
         )
         return pb.Trajectory(handle=handle, shape=list(trajectory.shape))
 

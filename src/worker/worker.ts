@@ -16,6 +16,7 @@ import {
   type DType,
   type HandleInfo,
   type ImageChunk,
+  type LabelValues,
   type ListHandlesResponse,
   type ReleaseHandleResponse,
   type SampleProgress,
@@ -36,15 +37,27 @@ export interface WorkerOptions extends SpawnOptions {
   telemetry?: boolean;
 }
 
+/** Class labels per label field of a control, one value per sample (-1: the null label). */
+export type Labels = Record<string, number[]>;
+
 export interface SampleOptions {
-  backbone: string;
+  /** A backbone handle, or a control handle (then give `labels`). */
+  model: string;
   numSamples: number;
   /** Strictly decreasing, e.g. from `ddimTimesteps`. */
   timesteps: number[];
   eta: number;
   seed: number;
   batchSize?: number;
+  labels?: Labels;
+  /** With a control: also return each sample's KL to the pre-trained model. */
+  computeKl?: boolean;
   onProgress?: (progress: SampleProgress) => void;
+}
+
+/** Images, and with `computeKl` each sample's KL to the pre-trained model along its trajectory. */
+export interface Samples extends ImageBatch {
+  kl?: number[];
 }
 
 export interface StepOptions {
@@ -139,25 +152,29 @@ export class Worker {
   }
 
   /** Fused sampling: the worker runs the whole loop and streams progress, then the images. */
-  async sample(options: SampleOptions): Promise<ImageBatch> {
+  async sample(options: SampleOptions): Promise<Samples> {
     const chunks: ImageChunk[] = [];
+    let kl: number[] | undefined;
     const request = {
-      backbone: options.backbone,
+      model: options.model,
       numSamples: options.numSamples,
       timesteps: options.timesteps,
       eta: options.eta,
       seed: options.seed,
       batchSize: options.batchSize ?? 0,
+      labels: labelValues(options.labels),
+      computeKl: options.computeKl ?? false,
     };
     await this.serverStream("Sample", () => this.client.sample(request), (event) => {
       if (event.event?.$case === "progress") options.onProgress?.(event.event.value);
       else if (event.event?.$case === "images") chunks.push(event.event.value);
+      else if (event.event?.$case === "kl") kl = event.event.value.perSample;
     });
-    return imagesFromChunks(chunks);
+    return { ...imagesFromChunks(chunks), kl };
   }
 
-  startTrajectory(backbone: string, numSamples: number, seed: number, initialNoise?: Tensor): Promise<Trajectory> {
-    const request = { backbone, numSamples, seed, initialNoise };
+  startTrajectory(model: string, numSamples: number, seed: number, options: { initialNoise?: Tensor; labels?: Labels } = {}): Promise<Trajectory> {
+    const request = { model, numSamples, seed, initialNoise: options.initialNoise, labels: labelValues(options.labels) };
     return this.unary<Trajectory>("StartTrajectory", (done) => this.client.startTrajectory(request, done));
   }
 
@@ -248,6 +265,10 @@ export class Worker {
       });
     });
   }
+}
+
+export function labelValues(labels: Labels | undefined): LabelValues[] {
+  return Object.entries(labels ?? {}).map(([field, values]) => ({ field, values }));
 }
 
 function bearerToken(token: string): Interceptor {

@@ -39,7 +39,7 @@ test("a crash fails the pending call and every later call at once, with exit sig
   try {
     const backbone = await worker.loadBackbone(await makeTinyBackbone());
     const timesteps = ddimTimesteps({ numTrainTimesteps: 1000, steps: 1000 });
-    const pending = worker.sample({ backbone: backbone.handle, numSamples: 8, timesteps, eta: 1, seed: 0 });
+    const pending = worker.sample({ model: backbone.handle, numSamples: 8, timesteps, eta: 1, seed: 0 });
     setTimeout(() => process.kill(worker.pid, "SIGKILL"), 300);
     await assert.rejects(pending, (error: unknown) => {
       assert.ok(error instanceof WorkerCrashedError, String(error));

@@ -140,7 +140,7 @@ describe("Sample (fused)", () => {
   test("streams progress for every step, then uint8 images", async () => {
     const steps: number[] = [];
     const images = await worker.sample({
-      backbone,
+      model: backbone,
       numSamples: 3,
       timesteps,
       eta: 1,
@@ -154,7 +154,7 @@ describe("Sample (fused)", () => {
   });
 
   test("the same seed gives the same images; another seed other images", async () => {
-    const request = { backbone, numSamples: 2, timesteps, eta: 1, seed: 11 };
+    const request = { model: backbone, numSamples: 2, timesteps, eta: 1, seed: 11 };
     const a = await worker.sample(request);
     const b = await worker.sample(request);
     const c = await worker.sample({ ...request, seed: 12 });
@@ -163,13 +163,13 @@ describe("Sample (fused)", () => {
   });
 
   test("DDPM's every-step schedule runs", async () => {
-    const images = await worker.sample({ backbone, numSamples: 1, timesteps: ddpmTimesteps(1000).slice(-20), eta: 1, seed: 0 });
+    const images = await worker.sample({ model: backbone, numSamples: 1, timesteps: ddpmTimesteps(1000).slice(-20), eta: 1, seed: 0 });
     assert.equal(images.count, 1);
   });
 
   test("bad requests name their field", async () => {
-    const good = { backbone, numSamples: 2, timesteps, eta: 1, seed: 0 };
-    await rejectsWith(worker.sample({ ...good, backbone: "backbone/424242" }), "NOT_FOUND", /^backbone: no live handle/);
+    const good = { model: backbone, numSamples: 2, timesteps, eta: 1, seed: 0 };
+    await rejectsWith(worker.sample({ ...good, model: "backbone/424242" }), "NOT_FOUND", /^model: no live handle/);
     await rejectsWith(worker.sample({ ...good, numSamples: 0 }), "INVALID_ARGUMENT", /^num_samples: must be at least 1/);
     await rejectsWith(worker.sample({ ...good, numSamples: 65 }), "RESOURCE_EXHAUSTED", /^num_samples: at most 64/);
     await rejectsWith(worker.sample({ ...good, timesteps: [] }), "INVALID_ARGUMENT", /^timesteps: at least one/);
@@ -184,9 +184,9 @@ describe("Sample (fused)", () => {
   test("a trajectory handle where a backbone is expected is INVALID_ARGUMENT", async () => {
     const trajectory = await worker.startTrajectory(backbone, 1, 0);
     await rejectsWith(
-      worker.sample({ backbone: trajectory.handle, numSamples: 1, timesteps, eta: 0, seed: 0 }),
+      worker.sample({ model: trajectory.handle, numSamples: 1, timesteps, eta: 0, seed: 0 }),
       "INVALID_ARGUMENT",
-      /^backbone: handle 'trajectory\/\d+' is a trajectory, expected a backbone/,
+      /^model: handle 'trajectory\/\d+' is a trajectory, expected a backbone/,
     );
     await worker.release(trajectory.handle);
   });
@@ -195,7 +195,7 @@ describe("Sample (fused)", () => {
 describe("stepwise sampling: StartTrajectory, StepTrajectory, ReadImages", () => {
   test("gives exactly the images of fused Sample for the same seed, timesteps and eta", async () => {
     for (const eta of [0, 1]) {
-      const request = { backbone, numSamples: 4, timesteps, eta, seed: 123, batchSize: 2 };
+      const request = { model: backbone, numSamples: 4, timesteps, eta, seed: 123, batchSize: 2 };
       const fused = await worker.sample(request);
       const stepwise = await sampleStepwise(worker, request);
       assert.deepEqual(stepwise.data, fused.data, `eta ${eta}`);
@@ -205,7 +205,7 @@ describe("stepwise sampling: StartTrajectory, StepTrajectory, ReadImages", () =>
   test("given initial noise replaces the seeded draw", async () => {
     const shape = [2, 3, 16, 16];
     const zeros = float32Tensor(new Float32Array(2 * 3 * 16 * 16), shape);
-    const trajectory = await worker.startTrajectory(backbone, 2, 0, zeros);
+    const trajectory = await worker.startTrajectory(backbone, 2, 0, { initialNoise: zeros });
     assert.deepEqual(trajectory.shape, shape);
     const images = await worker.readImages(trajectory.handle);
     // x_T = 0 maps to mid-grey (127.5 rounds to 128).
@@ -215,15 +215,15 @@ describe("stepwise sampling: StartTrajectory, StepTrajectory, ReadImages", () =>
 
   test("StartTrajectory refuses bad noise, counts and seeds by field", async () => {
     const wrongShape = float32Tensor(new Float32Array(3 * 16 * 16), [1, 3, 16, 16]);
-    await rejectsWith(worker.startTrajectory(backbone, 2, 0, wrongShape), "INVALID_ARGUMENT", /^initial_noise\.shape: expected \[2, 3, 16, 16\]/);
+    await rejectsWith(worker.startTrajectory(backbone, 2, 0, { initialNoise: wrongShape }), "INVALID_ARGUMENT", /^initial_noise\.shape: expected \[2, 3, 16, 16\]/);
     const shortData = { shape: [2, 3, 16, 16], dtype: DType.DTYPE_FLOAT32, data: Buffer.alloc(12) };
-    await rejectsWith(worker.startTrajectory(backbone, 2, 0, shortData), "INVALID_ARGUMENT", /^initial_noise\.data: holds 12 bytes/);
+    await rejectsWith(worker.startTrajectory(backbone, 2, 0, { initialNoise: shortData }), "INVALID_ARGUMENT", /^initial_noise\.data: holds 12 bytes/);
     const wrongDtype = { shape: [2, 3, 16, 16], dtype: DType.DTYPE_INT64, data: Buffer.alloc(2 * 3 * 16 * 16 * 8) };
-    await rejectsWith(worker.startTrajectory(backbone, 2, 0, wrongDtype), "INVALID_ARGUMENT", /^initial_noise\.dtype: must be DTYPE_FLOAT32/);
+    await rejectsWith(worker.startTrajectory(backbone, 2, 0, { initialNoise: wrongDtype }), "INVALID_ARGUMENT", /^initial_noise\.dtype: must be DTYPE_FLOAT32/);
     const negative = { shape: [-2, 3, 16, 16], dtype: DType.DTYPE_FLOAT32, data: Buffer.alloc(0) };
-    await rejectsWith(worker.startTrajectory(backbone, 2, 0, negative), "INVALID_ARGUMENT", /^initial_noise\.shape: dimensions must be non-negative/);
+    await rejectsWith(worker.startTrajectory(backbone, 2, 0, { initialNoise: negative }), "INVALID_ARGUMENT", /^initial_noise\.shape: dimensions must be non-negative/);
     await rejectsWith(worker.startTrajectory(backbone, 0, 0), "INVALID_ARGUMENT", /^num_samples/);
-    await rejectsWith(worker.startTrajectory("", 1, 0), "INVALID_ARGUMENT", /^backbone: a backbone handle is required/);
+    await rejectsWith(worker.startTrajectory("", 1, 0), "INVALID_ARGUMENT", /^model: a backbone handle is required/);
   });
 
   test("StepTrajectory refuses out-of-range and out-of-order steps, and steps past the end", async () => {
@@ -246,7 +246,7 @@ describe("limits and telemetry", () => {
   test("a request larger than the message limit is RESOURCE_EXHAUSTED and the worker keeps serving", async () => {
     const n = 64;
     const big = float32Tensor(new Float32Array(n * 3 * 16 * 16 * 8), [n * 8, 3, 16, 16]);
-    await rejectsWith(worker.startTrajectory(backbone, n, 0, big), "RESOURCE_EXHAUSTED", /larger than max/i);
+    await rejectsWith(worker.startTrajectory(backbone, n, 0, { initialNoise: big }), "RESOURCE_EXHAUSTED", /larger than max/i);
     assert.equal((await worker.info()).protocol, "ctrl.v1");
   });
 

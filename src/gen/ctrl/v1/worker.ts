@@ -184,8 +184,15 @@ export interface ReleaseHandleResponse {
   released: string[];
 }
 
+/** Per-sample class indices for one label field of a control; -1 is the null (unconditional) label. */
+export interface LabelValues {
+  field: string;
+  values: number[];
+}
+
 export interface SampleRequest {
-  backbone: string;
+  /** A backbone handle, or a control handle to sample the augmented model with `labels`. */
+  model: string;
   numSamples: number;
   /** Strictly decreasing timesteps in [0, num_train_timesteps), e.g. 981, 961, ..., 1. */
   timesteps: number[];
@@ -195,6 +202,15 @@ export interface SampleRequest {
   seed: number;
   /** Samples per network call; 0 means all at once. Changes the images by float rounding at most. */
   batchSize: number;
+  /** With a control: one entry per label field, num_samples values each. */
+  labels: LabelValues[];
+  /** With a control: also compute each sample's KL to the pre-trained model along its trajectory. */
+  computeKl: boolean;
+}
+
+/** Per-sample KL(fine-tuned || pre-trained) summed over the trajectory's stochastic steps. */
+export interface SampleKl {
+  perSample: number[];
 }
 
 export interface SampleProgress {
@@ -213,16 +229,21 @@ export interface ImageChunk {
 }
 
 export interface SampleEvent {
-  event: { $case: "progress"; value: SampleProgress } | { $case: "images"; value: ImageChunk } | undefined;
+  event: { $case: "progress"; value: SampleProgress } | { $case: "images"; value: ImageChunk } | {
+    $case: "kl";
+    value: SampleKl;
+  } | undefined;
 }
 
 export interface StartTrajectoryRequest {
-  backbone: string;
+  /** A backbone handle, or a control handle with `labels`. */
+  model: string;
   numSamples: number;
   /** Seeds the initial noise (unless given below) and every step's noise. At most 2^53 - 1. */
   seed: number;
   /** Optional initial noise x_T, float32, shape [num_samples, *sample_shape]. */
   initialNoise: Tensor | undefined;
+  labels: LabelValues[];
 }
 
 export interface Trajectory {
@@ -250,6 +271,251 @@ export interface StepTrajectoryResponse {
 
 export interface ReadImagesRequest {
   trajectory: string;
+}
+
+export interface LoadDatasetRequest {
+  /** A folder of images (PNG or JPEG, all the same size) and a labels file. */
+  path: string;
+  /**
+   * Labels file inside `path`: CSV with a header, or JSONL; each row names its image in the
+   * column `file` and holds integer class labels 0..K-1. Default: labels.csv, else labels.jsonl.
+   */
+  labelsFile: string;
+  /** Label columns to load; empty loads every column but `file`. */
+  labelColumns: string[];
+}
+
+export interface LabelColumn {
+  name: string;
+  /** K: labels are 0..K-1, every class present. */
+  numClasses: number;
+  /** Rows per class. */
+  counts: number[];
+}
+
+export interface Dataset {
+  handle: string;
+  size: number;
+  /** [channels, height, width]. */
+  imageShape: number[];
+  columns: LabelColumn[];
+}
+
+export interface SyntheticImagesRequest {
+  numImages: number;
+  seed: number;
+}
+
+export interface CreateClassifierRequest {
+  /** [channels, height, width] of the images it will see. */
+  inputShape: number[];
+  numClasses: number;
+  /** "convnet": the official code's residual CNN (three blocks, strides 1/2/2, BatchNorm). */
+  architecture: string;
+  /** Channels of the first block; the others double. 0 means 32. */
+  width: number;
+  seed: number;
+  /** AdamW. */
+  learningRate: number;
+  weightDecay: number;
+}
+
+export interface Classifier {
+  handle: string;
+  numParameters: number;
+  numClasses: number;
+  temperature: number;
+}
+
+export interface ClassifierBatchRequest {
+  classifier: string;
+  dataset: string;
+  labelColumn: string;
+  /** Dataset rows of this batch, chosen by the orchestrator. */
+  indices: number[];
+  /** Training only: random horizontal flips. */
+  augment: boolean;
+  seed: number;
+}
+
+export interface ClassifierStepResponse {
+  loss: number;
+  accuracy: number;
+}
+
+export interface Logits {
+  /** float32 [n, num_classes], before temperature scaling. */
+  logits: Tensor | undefined;
+  labels: number[];
+  temperature: number;
+}
+
+export interface Calibration {
+  temperature: number;
+  nllBefore: number;
+  nllAfter: number;
+}
+
+export interface LoadClassifierRequest {
+  directory: string;
+}
+
+export interface LabelField {
+  name: string;
+  numClasses: number;
+}
+
+export interface AddControlRequest {
+  backbone: string;
+  /**
+   * One zero-initialised embedding per field (num_classes + 1 rows: the last is the null label),
+   * each added to the timestep embedding.
+   */
+  fields: LabelField[];
+  loraRank: number;
+  loraAlpha: number;
+  /** Module names (or name suffixes) that get LoRA, e.g. to_q, to_k, to_v, to_out.0, conv1, conv2. */
+  loraTargetModules: string[];
+  seed: number;
+}
+
+export interface Control {
+  handle: string;
+  backbone: string;
+  fields: LabelField[];
+  numLoraParameters: number;
+  numEmbeddingParameters: number;
+  numLoraModules: number;
+}
+
+export interface ParamGroup {
+  /** "lora" or "embedding". */
+  name: string;
+  learningRate: number;
+  weightDecay: number;
+}
+
+export interface CreateOptimizerRequest {
+  control: string;
+  groups: ParamGroup[];
+  beta1: number;
+  beta2: number;
+  eps: number;
+  /** Clip the global gradient norm to this; 0 disables clipping. */
+  maxGradNorm: number;
+}
+
+export interface Optimizer {
+  handle: string;
+  steps: number;
+}
+
+export interface RolloutRequest {
+  control: string;
+  numSamples: number;
+  labels: LabelValues[];
+  timesteps: number[];
+  eta: number;
+  seed: number;
+  /** One flag per timestep: keep the network's gradient at that step (truncated back-propagation). */
+  gradSteps: boolean[];
+  /** Recompute activations in the backward pass instead of storing them. */
+  checkpointing: boolean;
+}
+
+export interface RolloutResult {
+  handle: string;
+  /** Mean over samples of each step's KL, in timestep order (0 at deterministic steps). */
+  klPerStep: number[];
+  /** Each sample's KL summed over steps. */
+  klPerSample: number[];
+  gradStepsKept: number;
+  seconds: number;
+}
+
+export interface ClassifierLogProbTerm {
+  classifier: string;
+  /** The label field of the rollout whose values are the target classes. */
+  labelField: string;
+}
+
+export interface KlTerm {
+}
+
+export interface ConstantTerm {
+  /** One value per sample. */
+  values: number[];
+}
+
+/** reward(sample) = sum over terms of weight * term(sample). */
+export interface RewardTerm {
+  weight: number;
+  source:
+    | //
+    /** log p(y | x0) under the calibrated classifier, y = the sample's label for that field. */
+    { $case: "classifierLogProb"; value: ClassifierLogProbTerm }
+    | //
+    /** The sample's KL to the pre-trained model, summed over steps (weight it by -alpha). */
+    { $case: "kl"; value: KlTerm }
+    | { $case: "constant"; value: ConstantTerm }
+    | undefined;
+}
+
+export interface BackwardRequest {
+  rollout: string;
+  terms: RewardTerm[];
+  /** The loss -mean(reward) is multiplied by this, e.g. 1 / gradient-accumulation steps. */
+  lossScale: number;
+}
+
+export interface TermValue {
+  mean: number;
+  perSample: number[];
+}
+
+export interface BackwardResponse {
+  /** -mean(reward), before loss_scale. */
+  loss: number;
+  /** One per request term, unweighted. */
+  terms: TermValue[];
+  seconds: number;
+}
+
+export interface OptimizerStepRequest {
+  optimizer: string;
+}
+
+export interface OptimizerStepResponse {
+  /** Global gradient norm before clipping. */
+  gradNorm: number;
+  steps: number;
+}
+
+export interface SaveRequest {
+  /** A classifier or control handle. */
+  handle: string;
+  directory: string;
+  /** With a control: also save this optimiser's state. */
+  optimizer: string;
+  /**
+   * Replace an existing folder; otherwise an existing folder is refused. Saving writes a new
+   * folder and renames it into place, so a failed save never damages an earlier one.
+   */
+  overwrite: boolean;
+}
+
+export interface SaveResponse {
+  files: string[];
+}
+
+export interface LoadControlRequest {
+  backbone: string;
+  directory: string;
+}
+
+export interface LoadOptimizerStateRequest {
+  optimizer: string;
+  directory: string;
 }
 
 function createBaseTensor(): Tensor {
@@ -1479,14 +1745,113 @@ export const ReleaseHandleResponse: MessageFns<ReleaseHandleResponse> = {
   },
 };
 
+function createBaseLabelValues(): LabelValues {
+  return { field: "", values: [] };
+}
+
+export const LabelValues: MessageFns<LabelValues> = {
+  encode(message: LabelValues, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.field !== "") {
+      writer.uint32(10).string(message.field);
+    }
+    if (message.values.length !== 0) {
+      writer.uint32(18).fork();
+      for (const v of message.values) {
+        writer.int32(v);
+      }
+      writer.join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LabelValues {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLabelValues();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.field = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag === 16) {
+              message.values.push(reader.int32());
+
+              continue;
+            }
+
+            if (tag === 18) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.values.push(reader.int32());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LabelValues {
+    return {
+      field: isSet(object.field) ? globalThis.String(object.field) : "",
+      values: globalThis.Array.isArray(object?.values) ? object.values.map((e: any) => globalThis.Number(e)) : [],
+    };
+  },
+
+  toJSON(message: LabelValues): unknown {
+    const obj: any = {};
+    if (message.field !== "") {
+      obj.field = message.field;
+    }
+    if (message.values?.length) {
+      obj.values = message.values.map((e) => Math.round(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<LabelValues>, I>>(base?: I): LabelValues {
+    return LabelValues.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<LabelValues>, I>>(object: I): LabelValues {
+    const message = createBaseLabelValues();
+    message.field = object.field ?? "";
+    message.values = object.values?.map((e) => e) || [];
+    return message;
+  },
+};
+
 function createBaseSampleRequest(): SampleRequest {
-  return { backbone: "", numSamples: 0, timesteps: [], eta: 0, seed: 0, batchSize: 0 };
+  return { model: "", numSamples: 0, timesteps: [], eta: 0, seed: 0, batchSize: 0, labels: [], computeKl: false };
 }
 
 export const SampleRequest: MessageFns<SampleRequest> = {
   encode(message: SampleRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.backbone !== "") {
-      writer.uint32(10).string(message.backbone);
+    if (message.model !== "") {
+      writer.uint32(10).string(message.model);
     }
     if (message.numSamples !== 0) {
       writer.uint32(16).uint32(message.numSamples);
@@ -1506,6 +1871,12 @@ export const SampleRequest: MessageFns<SampleRequest> = {
     }
     if (message.batchSize !== 0) {
       writer.uint32(48).uint32(message.batchSize);
+    }
+    for (const v of message.labels) {
+      LabelValues.encode(v!, writer.uint32(58).fork()).join();
+    }
+    if (message.computeKl !== false) {
+      writer.uint32(64).bool(message.computeKl);
     }
     return writer;
   },
@@ -1528,7 +1899,7 @@ export const SampleRequest: MessageFns<SampleRequest> = {
               break;
             }
 
-            message.backbone = reader.string();
+            message.model = reader.string();
             continue;
           }
           case 2: {
@@ -1581,6 +1952,22 @@ export const SampleRequest: MessageFns<SampleRequest> = {
             message.batchSize = reader.uint32();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.labels.push(LabelValues.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.computeKl = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1595,7 +1982,7 @@ export const SampleRequest: MessageFns<SampleRequest> = {
 
   fromJSON(object: any): SampleRequest {
     return {
-      backbone: isSet(object.backbone) ? globalThis.String(object.backbone) : "",
+      model: isSet(object.model) ? globalThis.String(object.model) : "",
       numSamples: isSet(object.numSamples)
         ? globalThis.Number(object.numSamples)
         : isSet(object.num_samples)
@@ -1611,13 +1998,21 @@ export const SampleRequest: MessageFns<SampleRequest> = {
         : isSet(object.batch_size)
         ? globalThis.Number(object.batch_size)
         : 0,
+      labels: globalThis.Array.isArray(object?.labels)
+        ? object.labels.map((e: any) => LabelValues.fromJSON(e))
+        : [],
+      computeKl: isSet(object.computeKl)
+        ? globalThis.Boolean(object.computeKl)
+        : isSet(object.compute_kl)
+        ? globalThis.Boolean(object.compute_kl)
+        : false,
     };
   },
 
   toJSON(message: SampleRequest): unknown {
     const obj: any = {};
-    if (message.backbone !== "") {
-      obj.backbone = message.backbone;
+    if (message.model !== "") {
+      obj.model = message.model;
     }
     if (message.numSamples !== 0) {
       obj.numSamples = Math.round(message.numSamples);
@@ -1634,6 +2029,12 @@ export const SampleRequest: MessageFns<SampleRequest> = {
     if (message.batchSize !== 0) {
       obj.batchSize = Math.round(message.batchSize);
     }
+    if (message.labels?.length) {
+      obj.labels = message.labels.map((e) => LabelValues.toJSON(e));
+    }
+    if (message.computeKl !== false) {
+      obj.computeKl = message.computeKl;
+    }
     return obj;
   },
 
@@ -1642,12 +2043,101 @@ export const SampleRequest: MessageFns<SampleRequest> = {
   },
   fromPartial<I extends Exact<DeepPartial<SampleRequest>, I>>(object: I): SampleRequest {
     const message = createBaseSampleRequest();
-    message.backbone = object.backbone ?? "";
+    message.model = object.model ?? "";
     message.numSamples = object.numSamples ?? 0;
     message.timesteps = object.timesteps?.map((e) => e) || [];
     message.eta = object.eta ?? 0;
     message.seed = object.seed ?? 0;
     message.batchSize = object.batchSize ?? 0;
+    message.labels = object.labels?.map((e) => LabelValues.fromPartial(e)) || [];
+    message.computeKl = object.computeKl ?? false;
+    return message;
+  },
+};
+
+function createBaseSampleKl(): SampleKl {
+  return { perSample: [] };
+}
+
+export const SampleKl: MessageFns<SampleKl> = {
+  encode(message: SampleKl, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.perSample.length !== 0) {
+      writer.uint32(10).fork();
+      for (const v of message.perSample) {
+        writer.float(v);
+      }
+      writer.join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SampleKl {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSampleKl();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag === 13) {
+              message.perSample.push(reader.float());
+
+              continue;
+            }
+
+            if (tag === 10) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.perSample.push(reader.float());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SampleKl {
+    return {
+      perSample: globalThis.Array.isArray(object?.perSample)
+        ? object.perSample.map((e: any) => globalThis.Number(e))
+        : globalThis.Array.isArray(object?.per_sample)
+        ? object.per_sample.map((e: any) => globalThis.Number(e))
+        : [],
+    };
+  },
+
+  toJSON(message: SampleKl): unknown {
+    const obj: any = {};
+    if (message.perSample?.length) {
+      obj.perSample = message.perSample.map((e) => floatToJson(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SampleKl>, I>>(base?: I): SampleKl {
+    return SampleKl.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SampleKl>, I>>(object: I): SampleKl {
+    const message = createBaseSampleKl();
+    message.perSample = object.perSample?.map((e) => e) || [];
     return message;
   },
 };
@@ -1881,6 +2371,9 @@ export const SampleEvent: MessageFns<SampleEvent> = {
       case "images":
         ImageChunk.encode(message.event.value, writer.uint32(18).fork()).join();
         break;
+      case "kl":
+        SampleKl.encode(message.event.value, writer.uint32(26).fork()).join();
+        break;
     }
     return writer;
   },
@@ -1914,6 +2407,14 @@ export const SampleEvent: MessageFns<SampleEvent> = {
             message.event = { $case: "images", value: ImageChunk.decode(reader, reader.uint32()) };
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.event = { $case: "kl", value: SampleKl.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1932,6 +2433,8 @@ export const SampleEvent: MessageFns<SampleEvent> = {
         ? { $case: "progress", value: SampleProgress.fromJSON(object.progress) }
         : isSet(object.images)
         ? { $case: "images", value: ImageChunk.fromJSON(object.images) }
+        : isSet(object.kl)
+        ? { $case: "kl", value: SampleKl.fromJSON(object.kl) }
         : undefined,
     };
   },
@@ -1942,6 +2445,8 @@ export const SampleEvent: MessageFns<SampleEvent> = {
       obj.progress = SampleProgress.toJSON(message.event.value);
     } else if (message.event?.$case === "images") {
       obj.images = ImageChunk.toJSON(message.event.value);
+    } else if (message.event?.$case === "kl") {
+      obj.kl = SampleKl.toJSON(message.event.value);
     }
     return obj;
   },
@@ -1964,19 +2469,25 @@ export const SampleEvent: MessageFns<SampleEvent> = {
         }
         break;
       }
+      case "kl": {
+        if (object.event?.value !== undefined && object.event?.value !== null) {
+          message.event = { $case: "kl", value: SampleKl.fromPartial(object.event.value) };
+        }
+        break;
+      }
     }
     return message;
   },
 };
 
 function createBaseStartTrajectoryRequest(): StartTrajectoryRequest {
-  return { backbone: "", numSamples: 0, seed: 0, initialNoise: undefined };
+  return { model: "", numSamples: 0, seed: 0, initialNoise: undefined, labels: [] };
 }
 
 export const StartTrajectoryRequest: MessageFns<StartTrajectoryRequest> = {
   encode(message: StartTrajectoryRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.backbone !== "") {
-      writer.uint32(10).string(message.backbone);
+    if (message.model !== "") {
+      writer.uint32(10).string(message.model);
     }
     if (message.numSamples !== 0) {
       writer.uint32(16).uint32(message.numSamples);
@@ -1986,6 +2497,9 @@ export const StartTrajectoryRequest: MessageFns<StartTrajectoryRequest> = {
     }
     if (message.initialNoise !== undefined) {
       Tensor.encode(message.initialNoise, writer.uint32(34).fork()).join();
+    }
+    for (const v of message.labels) {
+      LabelValues.encode(v!, writer.uint32(42).fork()).join();
     }
     return writer;
   },
@@ -2008,7 +2522,7 @@ export const StartTrajectoryRequest: MessageFns<StartTrajectoryRequest> = {
               break;
             }
 
-            message.backbone = reader.string();
+            message.model = reader.string();
             continue;
           }
           case 2: {
@@ -2035,6 +2549,14 @@ export const StartTrajectoryRequest: MessageFns<StartTrajectoryRequest> = {
             message.initialNoise = Tensor.decode(reader, reader.uint32());
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.labels.push(LabelValues.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2049,7 +2571,7 @@ export const StartTrajectoryRequest: MessageFns<StartTrajectoryRequest> = {
 
   fromJSON(object: any): StartTrajectoryRequest {
     return {
-      backbone: isSet(object.backbone) ? globalThis.String(object.backbone) : "",
+      model: isSet(object.model) ? globalThis.String(object.model) : "",
       numSamples: isSet(object.numSamples)
         ? globalThis.Number(object.numSamples)
         : isSet(object.num_samples)
@@ -2061,13 +2583,16 @@ export const StartTrajectoryRequest: MessageFns<StartTrajectoryRequest> = {
         : isSet(object.initial_noise)
         ? Tensor.fromJSON(object.initial_noise)
         : undefined,
+      labels: globalThis.Array.isArray(object?.labels)
+        ? object.labels.map((e: any) => LabelValues.fromJSON(e))
+        : [],
     };
   },
 
   toJSON(message: StartTrajectoryRequest): unknown {
     const obj: any = {};
-    if (message.backbone !== "") {
-      obj.backbone = message.backbone;
+    if (message.model !== "") {
+      obj.model = message.model;
     }
     if (message.numSamples !== 0) {
       obj.numSamples = Math.round(message.numSamples);
@@ -2078,6 +2603,9 @@ export const StartTrajectoryRequest: MessageFns<StartTrajectoryRequest> = {
     if (message.initialNoise !== undefined) {
       obj.initialNoise = Tensor.toJSON(message.initialNoise);
     }
+    if (message.labels?.length) {
+      obj.labels = message.labels.map((e) => LabelValues.toJSON(e));
+    }
     return obj;
   },
 
@@ -2086,12 +2614,13 @@ export const StartTrajectoryRequest: MessageFns<StartTrajectoryRequest> = {
   },
   fromPartial<I extends Exact<DeepPartial<StartTrajectoryRequest>, I>>(object: I): StartTrajectoryRequest {
     const message = createBaseStartTrajectoryRequest();
-    message.backbone = object.backbone ?? "";
+    message.model = object.model ?? "";
     message.numSamples = object.numSamples ?? 0;
     message.seed = object.seed ?? 0;
     message.initialNoise = (object.initialNoise !== undefined && object.initialNoise !== null)
       ? Tensor.fromPartial(object.initialNoise)
       : undefined;
+    message.labels = object.labels?.map((e) => LabelValues.fromPartial(e)) || [];
     return message;
   },
 };
@@ -2492,6 +3021,3671 @@ export const ReadImagesRequest: MessageFns<ReadImagesRequest> = {
   },
 };
 
+function createBaseLoadDatasetRequest(): LoadDatasetRequest {
+  return { path: "", labelsFile: "", labelColumns: [] };
+}
+
+export const LoadDatasetRequest: MessageFns<LoadDatasetRequest> = {
+  encode(message: LoadDatasetRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.path !== "") {
+      writer.uint32(10).string(message.path);
+    }
+    if (message.labelsFile !== "") {
+      writer.uint32(18).string(message.labelsFile);
+    }
+    for (const v of message.labelColumns) {
+      writer.uint32(26).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LoadDatasetRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLoadDatasetRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.path = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.labelsFile = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.labelColumns.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LoadDatasetRequest {
+    return {
+      path: isSet(object.path) ? globalThis.String(object.path) : "",
+      labelsFile: isSet(object.labelsFile)
+        ? globalThis.String(object.labelsFile)
+        : isSet(object.labels_file)
+        ? globalThis.String(object.labels_file)
+        : "",
+      labelColumns: globalThis.Array.isArray(object?.labelColumns)
+        ? object.labelColumns.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.label_columns)
+        ? object.label_columns.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: LoadDatasetRequest): unknown {
+    const obj: any = {};
+    if (message.path !== "") {
+      obj.path = message.path;
+    }
+    if (message.labelsFile !== "") {
+      obj.labelsFile = message.labelsFile;
+    }
+    if (message.labelColumns?.length) {
+      obj.labelColumns = message.labelColumns;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<LoadDatasetRequest>, I>>(base?: I): LoadDatasetRequest {
+    return LoadDatasetRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<LoadDatasetRequest>, I>>(object: I): LoadDatasetRequest {
+    const message = createBaseLoadDatasetRequest();
+    message.path = object.path ?? "";
+    message.labelsFile = object.labelsFile ?? "";
+    message.labelColumns = object.labelColumns?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseLabelColumn(): LabelColumn {
+  return { name: "", numClasses: 0, counts: [] };
+}
+
+export const LabelColumn: MessageFns<LabelColumn> = {
+  encode(message: LabelColumn, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.numClasses !== 0) {
+      writer.uint32(16).uint32(message.numClasses);
+    }
+    if (message.counts.length !== 0) {
+      writer.uint32(26).fork();
+      for (const v of message.counts) {
+        writer.uint32(v);
+      }
+      writer.join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LabelColumn {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLabelColumn();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.numClasses = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag === 24) {
+              message.counts.push(reader.uint32());
+
+              continue;
+            }
+
+            if (tag === 26) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.counts.push(reader.uint32());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LabelColumn {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      numClasses: isSet(object.numClasses)
+        ? globalThis.Number(object.numClasses)
+        : isSet(object.num_classes)
+        ? globalThis.Number(object.num_classes)
+        : 0,
+      counts: globalThis.Array.isArray(object?.counts) ? object.counts.map((e: any) => globalThis.Number(e)) : [],
+    };
+  },
+
+  toJSON(message: LabelColumn): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.numClasses !== 0) {
+      obj.numClasses = Math.round(message.numClasses);
+    }
+    if (message.counts?.length) {
+      obj.counts = message.counts.map((e) => Math.round(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<LabelColumn>, I>>(base?: I): LabelColumn {
+    return LabelColumn.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<LabelColumn>, I>>(object: I): LabelColumn {
+    const message = createBaseLabelColumn();
+    message.name = object.name ?? "";
+    message.numClasses = object.numClasses ?? 0;
+    message.counts = object.counts?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseDataset(): Dataset {
+  return { handle: "", size: 0, imageShape: [], columns: [] };
+}
+
+export const Dataset: MessageFns<Dataset> = {
+  encode(message: Dataset, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.handle !== "") {
+      writer.uint32(10).string(message.handle);
+    }
+    if (message.size !== 0) {
+      writer.uint32(16).uint32(message.size);
+    }
+    if (message.imageShape.length !== 0) {
+      writer.uint32(26).fork();
+      for (const v of message.imageShape) {
+        writer.int64(v);
+      }
+      writer.join();
+    }
+    for (const v of message.columns) {
+      LabelColumn.encode(v!, writer.uint32(34).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Dataset {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDataset();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.handle = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.size = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag === 24) {
+              message.imageShape.push(longToNumber(reader.int64()));
+
+              continue;
+            }
+
+            if (tag === 26) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.imageShape.push(longToNumber(reader.int64()));
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.columns.push(LabelColumn.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Dataset {
+    return {
+      handle: isSet(object.handle) ? globalThis.String(object.handle) : "",
+      size: isSet(object.size) ? globalThis.Number(object.size) : 0,
+      imageShape: globalThis.Array.isArray(object?.imageShape)
+        ? object.imageShape.map((e: any) => globalThis.Number(e))
+        : globalThis.Array.isArray(object?.image_shape)
+        ? object.image_shape.map((e: any) => globalThis.Number(e))
+        : [],
+      columns: globalThis.Array.isArray(object?.columns) ? object.columns.map((e: any) => LabelColumn.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: Dataset): unknown {
+    const obj: any = {};
+    if (message.handle !== "") {
+      obj.handle = message.handle;
+    }
+    if (message.size !== 0) {
+      obj.size = Math.round(message.size);
+    }
+    if (message.imageShape?.length) {
+      obj.imageShape = message.imageShape.map((e) => Math.round(e));
+    }
+    if (message.columns?.length) {
+      obj.columns = message.columns.map((e) => LabelColumn.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Dataset>, I>>(base?: I): Dataset {
+    return Dataset.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Dataset>, I>>(object: I): Dataset {
+    const message = createBaseDataset();
+    message.handle = object.handle ?? "";
+    message.size = object.size ?? 0;
+    message.imageShape = object.imageShape?.map((e) => e) || [];
+    message.columns = object.columns?.map((e) => LabelColumn.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseSyntheticImagesRequest(): SyntheticImagesRequest {
+  return { numImages: 0, seed: 0 };
+}
+
+export const SyntheticImagesRequest: MessageFns<SyntheticImagesRequest> = {
+  encode(message: SyntheticImagesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.numImages !== 0) {
+      writer.uint32(8).uint32(message.numImages);
+    }
+    if (message.seed !== 0) {
+      writer.uint32(16).uint64(message.seed);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SyntheticImagesRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSyntheticImagesRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.numImages = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.seed = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SyntheticImagesRequest {
+    return {
+      numImages: isSet(object.numImages)
+        ? globalThis.Number(object.numImages)
+        : isSet(object.num_images)
+        ? globalThis.Number(object.num_images)
+        : 0,
+      seed: isSet(object.seed) ? globalThis.Number(object.seed) : 0,
+    };
+  },
+
+  toJSON(message: SyntheticImagesRequest): unknown {
+    const obj: any = {};
+    if (message.numImages !== 0) {
+      obj.numImages = Math.round(message.numImages);
+    }
+    if (message.seed !== 0) {
+      obj.seed = Math.round(message.seed);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SyntheticImagesRequest>, I>>(base?: I): SyntheticImagesRequest {
+    return SyntheticImagesRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SyntheticImagesRequest>, I>>(object: I): SyntheticImagesRequest {
+    const message = createBaseSyntheticImagesRequest();
+    message.numImages = object.numImages ?? 0;
+    message.seed = object.seed ?? 0;
+    return message;
+  },
+};
+
+function createBaseCreateClassifierRequest(): CreateClassifierRequest {
+  return { inputShape: [], numClasses: 0, architecture: "", width: 0, seed: 0, learningRate: 0, weightDecay: 0 };
+}
+
+export const CreateClassifierRequest: MessageFns<CreateClassifierRequest> = {
+  encode(message: CreateClassifierRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.inputShape.length !== 0) {
+      writer.uint32(10).fork();
+      for (const v of message.inputShape) {
+        writer.int64(v);
+      }
+      writer.join();
+    }
+    if (message.numClasses !== 0) {
+      writer.uint32(16).uint32(message.numClasses);
+    }
+    if (message.architecture !== "") {
+      writer.uint32(26).string(message.architecture);
+    }
+    if (message.width !== 0) {
+      writer.uint32(32).uint32(message.width);
+    }
+    if (message.seed !== 0) {
+      writer.uint32(40).uint64(message.seed);
+    }
+    if (message.learningRate !== 0) {
+      writer.uint32(53).float(message.learningRate);
+    }
+    if (message.weightDecay !== 0) {
+      writer.uint32(61).float(message.weightDecay);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CreateClassifierRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCreateClassifierRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag === 8) {
+              message.inputShape.push(longToNumber(reader.int64()));
+
+              continue;
+            }
+
+            if (tag === 10) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.inputShape.push(longToNumber(reader.int64()));
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.numClasses = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.architecture = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.width = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.seed = longToNumber(reader.uint64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 53) {
+              break;
+            }
+
+            message.learningRate = reader.float();
+            continue;
+          }
+          case 7: {
+            if (tag !== 61) {
+              break;
+            }
+
+            message.weightDecay = reader.float();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CreateClassifierRequest {
+    return {
+      inputShape: globalThis.Array.isArray(object?.inputShape)
+        ? object.inputShape.map((e: any) => globalThis.Number(e))
+        : globalThis.Array.isArray(object?.input_shape)
+        ? object.input_shape.map((e: any) => globalThis.Number(e))
+        : [],
+      numClasses: isSet(object.numClasses)
+        ? globalThis.Number(object.numClasses)
+        : isSet(object.num_classes)
+        ? globalThis.Number(object.num_classes)
+        : 0,
+      architecture: isSet(object.architecture) ? globalThis.String(object.architecture) : "",
+      width: isSet(object.width) ? globalThis.Number(object.width) : 0,
+      seed: isSet(object.seed) ? globalThis.Number(object.seed) : 0,
+      learningRate: isSet(object.learningRate)
+        ? globalThis.Number(object.learningRate)
+        : isSet(object.learning_rate)
+        ? globalThis.Number(object.learning_rate)
+        : 0,
+      weightDecay: isSet(object.weightDecay)
+        ? globalThis.Number(object.weightDecay)
+        : isSet(object.weight_decay)
+        ? globalThis.Number(object.weight_decay)
+        : 0,
+    };
+  },
+
+  toJSON(message: CreateClassifierRequest): unknown {
+    const obj: any = {};
+    if (message.inputShape?.length) {
+      obj.inputShape = message.inputShape.map((e) => Math.round(e));
+    }
+    if (message.numClasses !== 0) {
+      obj.numClasses = Math.round(message.numClasses);
+    }
+    if (message.architecture !== "") {
+      obj.architecture = message.architecture;
+    }
+    if (message.width !== 0) {
+      obj.width = Math.round(message.width);
+    }
+    if (message.seed !== 0) {
+      obj.seed = Math.round(message.seed);
+    }
+    if (message.learningRate !== 0) {
+      obj.learningRate = floatToJson(message.learningRate);
+    }
+    if (message.weightDecay !== 0) {
+      obj.weightDecay = floatToJson(message.weightDecay);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CreateClassifierRequest>, I>>(base?: I): CreateClassifierRequest {
+    return CreateClassifierRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CreateClassifierRequest>, I>>(object: I): CreateClassifierRequest {
+    const message = createBaseCreateClassifierRequest();
+    message.inputShape = object.inputShape?.map((e) => e) || [];
+    message.numClasses = object.numClasses ?? 0;
+    message.architecture = object.architecture ?? "";
+    message.width = object.width ?? 0;
+    message.seed = object.seed ?? 0;
+    message.learningRate = object.learningRate ?? 0;
+    message.weightDecay = object.weightDecay ?? 0;
+    return message;
+  },
+};
+
+function createBaseClassifier(): Classifier {
+  return { handle: "", numParameters: 0, numClasses: 0, temperature: 0 };
+}
+
+export const Classifier: MessageFns<Classifier> = {
+  encode(message: Classifier, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.handle !== "") {
+      writer.uint32(10).string(message.handle);
+    }
+    if (message.numParameters !== 0) {
+      writer.uint32(16).uint64(message.numParameters);
+    }
+    if (message.numClasses !== 0) {
+      writer.uint32(24).uint32(message.numClasses);
+    }
+    if (message.temperature !== 0) {
+      writer.uint32(37).float(message.temperature);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Classifier {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseClassifier();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.handle = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.numParameters = longToNumber(reader.uint64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.numClasses = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 37) {
+              break;
+            }
+
+            message.temperature = reader.float();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Classifier {
+    return {
+      handle: isSet(object.handle) ? globalThis.String(object.handle) : "",
+      numParameters: isSet(object.numParameters)
+        ? globalThis.Number(object.numParameters)
+        : isSet(object.num_parameters)
+        ? globalThis.Number(object.num_parameters)
+        : 0,
+      numClasses: isSet(object.numClasses)
+        ? globalThis.Number(object.numClasses)
+        : isSet(object.num_classes)
+        ? globalThis.Number(object.num_classes)
+        : 0,
+      temperature: isSet(object.temperature) ? globalThis.Number(object.temperature) : 0,
+    };
+  },
+
+  toJSON(message: Classifier): unknown {
+    const obj: any = {};
+    if (message.handle !== "") {
+      obj.handle = message.handle;
+    }
+    if (message.numParameters !== 0) {
+      obj.numParameters = Math.round(message.numParameters);
+    }
+    if (message.numClasses !== 0) {
+      obj.numClasses = Math.round(message.numClasses);
+    }
+    if (message.temperature !== 0) {
+      obj.temperature = floatToJson(message.temperature);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Classifier>, I>>(base?: I): Classifier {
+    return Classifier.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Classifier>, I>>(object: I): Classifier {
+    const message = createBaseClassifier();
+    message.handle = object.handle ?? "";
+    message.numParameters = object.numParameters ?? 0;
+    message.numClasses = object.numClasses ?? 0;
+    message.temperature = object.temperature ?? 0;
+    return message;
+  },
+};
+
+function createBaseClassifierBatchRequest(): ClassifierBatchRequest {
+  return { classifier: "", dataset: "", labelColumn: "", indices: [], augment: false, seed: 0 };
+}
+
+export const ClassifierBatchRequest: MessageFns<ClassifierBatchRequest> = {
+  encode(message: ClassifierBatchRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.classifier !== "") {
+      writer.uint32(10).string(message.classifier);
+    }
+    if (message.dataset !== "") {
+      writer.uint32(18).string(message.dataset);
+    }
+    if (message.labelColumn !== "") {
+      writer.uint32(26).string(message.labelColumn);
+    }
+    if (message.indices.length !== 0) {
+      writer.uint32(34).fork();
+      for (const v of message.indices) {
+        writer.uint32(v);
+      }
+      writer.join();
+    }
+    if (message.augment !== false) {
+      writer.uint32(40).bool(message.augment);
+    }
+    if (message.seed !== 0) {
+      writer.uint32(48).uint64(message.seed);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ClassifierBatchRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseClassifierBatchRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.classifier = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.dataset = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.labelColumn = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag === 32) {
+              message.indices.push(reader.uint32());
+
+              continue;
+            }
+
+            if (tag === 34) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.indices.push(reader.uint32());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.augment = reader.bool();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.seed = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ClassifierBatchRequest {
+    return {
+      classifier: isSet(object.classifier) ? globalThis.String(object.classifier) : "",
+      dataset: isSet(object.dataset) ? globalThis.String(object.dataset) : "",
+      labelColumn: isSet(object.labelColumn)
+        ? globalThis.String(object.labelColumn)
+        : isSet(object.label_column)
+        ? globalThis.String(object.label_column)
+        : "",
+      indices: globalThis.Array.isArray(object?.indices) ? object.indices.map((e: any) => globalThis.Number(e)) : [],
+      augment: isSet(object.augment) ? globalThis.Boolean(object.augment) : false,
+      seed: isSet(object.seed) ? globalThis.Number(object.seed) : 0,
+    };
+  },
+
+  toJSON(message: ClassifierBatchRequest): unknown {
+    const obj: any = {};
+    if (message.classifier !== "") {
+      obj.classifier = message.classifier;
+    }
+    if (message.dataset !== "") {
+      obj.dataset = message.dataset;
+    }
+    if (message.labelColumn !== "") {
+      obj.labelColumn = message.labelColumn;
+    }
+    if (message.indices?.length) {
+      obj.indices = message.indices.map((e) => Math.round(e));
+    }
+    if (message.augment !== false) {
+      obj.augment = message.augment;
+    }
+    if (message.seed !== 0) {
+      obj.seed = Math.round(message.seed);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ClassifierBatchRequest>, I>>(base?: I): ClassifierBatchRequest {
+    return ClassifierBatchRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ClassifierBatchRequest>, I>>(object: I): ClassifierBatchRequest {
+    const message = createBaseClassifierBatchRequest();
+    message.classifier = object.classifier ?? "";
+    message.dataset = object.dataset ?? "";
+    message.labelColumn = object.labelColumn ?? "";
+    message.indices = object.indices?.map((e) => e) || [];
+    message.augment = object.augment ?? false;
+    message.seed = object.seed ?? 0;
+    return message;
+  },
+};
+
+function createBaseClassifierStepResponse(): ClassifierStepResponse {
+  return { loss: 0, accuracy: 0 };
+}
+
+export const ClassifierStepResponse: MessageFns<ClassifierStepResponse> = {
+  encode(message: ClassifierStepResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.loss !== 0) {
+      writer.uint32(13).float(message.loss);
+    }
+    if (message.accuracy !== 0) {
+      writer.uint32(21).float(message.accuracy);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ClassifierStepResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseClassifierStepResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 13) {
+              break;
+            }
+
+            message.loss = reader.float();
+            continue;
+          }
+          case 2: {
+            if (tag !== 21) {
+              break;
+            }
+
+            message.accuracy = reader.float();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ClassifierStepResponse {
+    return {
+      loss: isSet(object.loss) ? globalThis.Number(object.loss) : 0,
+      accuracy: isSet(object.accuracy) ? globalThis.Number(object.accuracy) : 0,
+    };
+  },
+
+  toJSON(message: ClassifierStepResponse): unknown {
+    const obj: any = {};
+    if (message.loss !== 0) {
+      obj.loss = floatToJson(message.loss);
+    }
+    if (message.accuracy !== 0) {
+      obj.accuracy = floatToJson(message.accuracy);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ClassifierStepResponse>, I>>(base?: I): ClassifierStepResponse {
+    return ClassifierStepResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ClassifierStepResponse>, I>>(object: I): ClassifierStepResponse {
+    const message = createBaseClassifierStepResponse();
+    message.loss = object.loss ?? 0;
+    message.accuracy = object.accuracy ?? 0;
+    return message;
+  },
+};
+
+function createBaseLogits(): Logits {
+  return { logits: undefined, labels: [], temperature: 0 };
+}
+
+export const Logits: MessageFns<Logits> = {
+  encode(message: Logits, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.logits !== undefined) {
+      Tensor.encode(message.logits, writer.uint32(10).fork()).join();
+    }
+    if (message.labels.length !== 0) {
+      writer.uint32(18).fork();
+      for (const v of message.labels) {
+        writer.uint32(v);
+      }
+      writer.join();
+    }
+    if (message.temperature !== 0) {
+      writer.uint32(29).float(message.temperature);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Logits {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLogits();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.logits = Tensor.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag === 16) {
+              message.labels.push(reader.uint32());
+
+              continue;
+            }
+
+            if (tag === 18) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.labels.push(reader.uint32());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 3: {
+            if (tag !== 29) {
+              break;
+            }
+
+            message.temperature = reader.float();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Logits {
+    return {
+      logits: isSet(object.logits) ? Tensor.fromJSON(object.logits) : undefined,
+      labels: globalThis.Array.isArray(object?.labels) ? object.labels.map((e: any) => globalThis.Number(e)) : [],
+      temperature: isSet(object.temperature) ? globalThis.Number(object.temperature) : 0,
+    };
+  },
+
+  toJSON(message: Logits): unknown {
+    const obj: any = {};
+    if (message.logits !== undefined) {
+      obj.logits = Tensor.toJSON(message.logits);
+    }
+    if (message.labels?.length) {
+      obj.labels = message.labels.map((e) => Math.round(e));
+    }
+    if (message.temperature !== 0) {
+      obj.temperature = floatToJson(message.temperature);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Logits>, I>>(base?: I): Logits {
+    return Logits.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Logits>, I>>(object: I): Logits {
+    const message = createBaseLogits();
+    message.logits = (object.logits !== undefined && object.logits !== null)
+      ? Tensor.fromPartial(object.logits)
+      : undefined;
+    message.labels = object.labels?.map((e) => e) || [];
+    message.temperature = object.temperature ?? 0;
+    return message;
+  },
+};
+
+function createBaseCalibration(): Calibration {
+  return { temperature: 0, nllBefore: 0, nllAfter: 0 };
+}
+
+export const Calibration: MessageFns<Calibration> = {
+  encode(message: Calibration, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.temperature !== 0) {
+      writer.uint32(13).float(message.temperature);
+    }
+    if (message.nllBefore !== 0) {
+      writer.uint32(21).float(message.nllBefore);
+    }
+    if (message.nllAfter !== 0) {
+      writer.uint32(29).float(message.nllAfter);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Calibration {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCalibration();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 13) {
+              break;
+            }
+
+            message.temperature = reader.float();
+            continue;
+          }
+          case 2: {
+            if (tag !== 21) {
+              break;
+            }
+
+            message.nllBefore = reader.float();
+            continue;
+          }
+          case 3: {
+            if (tag !== 29) {
+              break;
+            }
+
+            message.nllAfter = reader.float();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Calibration {
+    return {
+      temperature: isSet(object.temperature) ? globalThis.Number(object.temperature) : 0,
+      nllBefore: isSet(object.nllBefore)
+        ? globalThis.Number(object.nllBefore)
+        : isSet(object.nll_before)
+        ? globalThis.Number(object.nll_before)
+        : 0,
+      nllAfter: isSet(object.nllAfter)
+        ? globalThis.Number(object.nllAfter)
+        : isSet(object.nll_after)
+        ? globalThis.Number(object.nll_after)
+        : 0,
+    };
+  },
+
+  toJSON(message: Calibration): unknown {
+    const obj: any = {};
+    if (message.temperature !== 0) {
+      obj.temperature = floatToJson(message.temperature);
+    }
+    if (message.nllBefore !== 0) {
+      obj.nllBefore = floatToJson(message.nllBefore);
+    }
+    if (message.nllAfter !== 0) {
+      obj.nllAfter = floatToJson(message.nllAfter);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Calibration>, I>>(base?: I): Calibration {
+    return Calibration.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Calibration>, I>>(object: I): Calibration {
+    const message = createBaseCalibration();
+    message.temperature = object.temperature ?? 0;
+    message.nllBefore = object.nllBefore ?? 0;
+    message.nllAfter = object.nllAfter ?? 0;
+    return message;
+  },
+};
+
+function createBaseLoadClassifierRequest(): LoadClassifierRequest {
+  return { directory: "" };
+}
+
+export const LoadClassifierRequest: MessageFns<LoadClassifierRequest> = {
+  encode(message: LoadClassifierRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.directory !== "") {
+      writer.uint32(10).string(message.directory);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LoadClassifierRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLoadClassifierRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.directory = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LoadClassifierRequest {
+    return { directory: isSet(object.directory) ? globalThis.String(object.directory) : "" };
+  },
+
+  toJSON(message: LoadClassifierRequest): unknown {
+    const obj: any = {};
+    if (message.directory !== "") {
+      obj.directory = message.directory;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<LoadClassifierRequest>, I>>(base?: I): LoadClassifierRequest {
+    return LoadClassifierRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<LoadClassifierRequest>, I>>(object: I): LoadClassifierRequest {
+    const message = createBaseLoadClassifierRequest();
+    message.directory = object.directory ?? "";
+    return message;
+  },
+};
+
+function createBaseLabelField(): LabelField {
+  return { name: "", numClasses: 0 };
+}
+
+export const LabelField: MessageFns<LabelField> = {
+  encode(message: LabelField, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.numClasses !== 0) {
+      writer.uint32(16).uint32(message.numClasses);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LabelField {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLabelField();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.numClasses = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LabelField {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      numClasses: isSet(object.numClasses)
+        ? globalThis.Number(object.numClasses)
+        : isSet(object.num_classes)
+        ? globalThis.Number(object.num_classes)
+        : 0,
+    };
+  },
+
+  toJSON(message: LabelField): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.numClasses !== 0) {
+      obj.numClasses = Math.round(message.numClasses);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<LabelField>, I>>(base?: I): LabelField {
+    return LabelField.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<LabelField>, I>>(object: I): LabelField {
+    const message = createBaseLabelField();
+    message.name = object.name ?? "";
+    message.numClasses = object.numClasses ?? 0;
+    return message;
+  },
+};
+
+function createBaseAddControlRequest(): AddControlRequest {
+  return { backbone: "", fields: [], loraRank: 0, loraAlpha: 0, loraTargetModules: [], seed: 0 };
+}
+
+export const AddControlRequest: MessageFns<AddControlRequest> = {
+  encode(message: AddControlRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.backbone !== "") {
+      writer.uint32(10).string(message.backbone);
+    }
+    for (const v of message.fields) {
+      LabelField.encode(v!, writer.uint32(18).fork()).join();
+    }
+    if (message.loraRank !== 0) {
+      writer.uint32(24).uint32(message.loraRank);
+    }
+    if (message.loraAlpha !== 0) {
+      writer.uint32(37).float(message.loraAlpha);
+    }
+    for (const v of message.loraTargetModules) {
+      writer.uint32(42).string(v!);
+    }
+    if (message.seed !== 0) {
+      writer.uint32(48).uint64(message.seed);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AddControlRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAddControlRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.backbone = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.fields.push(LabelField.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.loraRank = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 37) {
+              break;
+            }
+
+            message.loraAlpha = reader.float();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.loraTargetModules.push(reader.string());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.seed = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AddControlRequest {
+    return {
+      backbone: isSet(object.backbone) ? globalThis.String(object.backbone) : "",
+      fields: globalThis.Array.isArray(object?.fields) ? object.fields.map((e: any) => LabelField.fromJSON(e)) : [],
+      loraRank: isSet(object.loraRank)
+        ? globalThis.Number(object.loraRank)
+        : isSet(object.lora_rank)
+        ? globalThis.Number(object.lora_rank)
+        : 0,
+      loraAlpha: isSet(object.loraAlpha)
+        ? globalThis.Number(object.loraAlpha)
+        : isSet(object.lora_alpha)
+        ? globalThis.Number(object.lora_alpha)
+        : 0,
+      loraTargetModules: globalThis.Array.isArray(object?.loraTargetModules)
+        ? object.loraTargetModules.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.lora_target_modules)
+        ? object.lora_target_modules.map((e: any) => globalThis.String(e))
+        : [],
+      seed: isSet(object.seed) ? globalThis.Number(object.seed) : 0,
+    };
+  },
+
+  toJSON(message: AddControlRequest): unknown {
+    const obj: any = {};
+    if (message.backbone !== "") {
+      obj.backbone = message.backbone;
+    }
+    if (message.fields?.length) {
+      obj.fields = message.fields.map((e) => LabelField.toJSON(e));
+    }
+    if (message.loraRank !== 0) {
+      obj.loraRank = Math.round(message.loraRank);
+    }
+    if (message.loraAlpha !== 0) {
+      obj.loraAlpha = floatToJson(message.loraAlpha);
+    }
+    if (message.loraTargetModules?.length) {
+      obj.loraTargetModules = message.loraTargetModules;
+    }
+    if (message.seed !== 0) {
+      obj.seed = Math.round(message.seed);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AddControlRequest>, I>>(base?: I): AddControlRequest {
+    return AddControlRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AddControlRequest>, I>>(object: I): AddControlRequest {
+    const message = createBaseAddControlRequest();
+    message.backbone = object.backbone ?? "";
+    message.fields = object.fields?.map((e) => LabelField.fromPartial(e)) || [];
+    message.loraRank = object.loraRank ?? 0;
+    message.loraAlpha = object.loraAlpha ?? 0;
+    message.loraTargetModules = object.loraTargetModules?.map((e) => e) || [];
+    message.seed = object.seed ?? 0;
+    return message;
+  },
+};
+
+function createBaseControl(): Control {
+  return { handle: "", backbone: "", fields: [], numLoraParameters: 0, numEmbeddingParameters: 0, numLoraModules: 0 };
+}
+
+export const Control: MessageFns<Control> = {
+  encode(message: Control, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.handle !== "") {
+      writer.uint32(10).string(message.handle);
+    }
+    if (message.backbone !== "") {
+      writer.uint32(18).string(message.backbone);
+    }
+    for (const v of message.fields) {
+      LabelField.encode(v!, writer.uint32(26).fork()).join();
+    }
+    if (message.numLoraParameters !== 0) {
+      writer.uint32(32).uint64(message.numLoraParameters);
+    }
+    if (message.numEmbeddingParameters !== 0) {
+      writer.uint32(40).uint64(message.numEmbeddingParameters);
+    }
+    if (message.numLoraModules !== 0) {
+      writer.uint32(48).uint32(message.numLoraModules);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Control {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseControl();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.handle = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.backbone = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.fields.push(LabelField.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.numLoraParameters = longToNumber(reader.uint64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.numEmbeddingParameters = longToNumber(reader.uint64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.numLoraModules = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Control {
+    return {
+      handle: isSet(object.handle) ? globalThis.String(object.handle) : "",
+      backbone: isSet(object.backbone) ? globalThis.String(object.backbone) : "",
+      fields: globalThis.Array.isArray(object?.fields) ? object.fields.map((e: any) => LabelField.fromJSON(e)) : [],
+      numLoraParameters: isSet(object.numLoraParameters)
+        ? globalThis.Number(object.numLoraParameters)
+        : isSet(object.num_lora_parameters)
+        ? globalThis.Number(object.num_lora_parameters)
+        : 0,
+      numEmbeddingParameters: isSet(object.numEmbeddingParameters)
+        ? globalThis.Number(object.numEmbeddingParameters)
+        : isSet(object.num_embedding_parameters)
+        ? globalThis.Number(object.num_embedding_parameters)
+        : 0,
+      numLoraModules: isSet(object.numLoraModules)
+        ? globalThis.Number(object.numLoraModules)
+        : isSet(object.num_lora_modules)
+        ? globalThis.Number(object.num_lora_modules)
+        : 0,
+    };
+  },
+
+  toJSON(message: Control): unknown {
+    const obj: any = {};
+    if (message.handle !== "") {
+      obj.handle = message.handle;
+    }
+    if (message.backbone !== "") {
+      obj.backbone = message.backbone;
+    }
+    if (message.fields?.length) {
+      obj.fields = message.fields.map((e) => LabelField.toJSON(e));
+    }
+    if (message.numLoraParameters !== 0) {
+      obj.numLoraParameters = Math.round(message.numLoraParameters);
+    }
+    if (message.numEmbeddingParameters !== 0) {
+      obj.numEmbeddingParameters = Math.round(message.numEmbeddingParameters);
+    }
+    if (message.numLoraModules !== 0) {
+      obj.numLoraModules = Math.round(message.numLoraModules);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Control>, I>>(base?: I): Control {
+    return Control.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Control>, I>>(object: I): Control {
+    const message = createBaseControl();
+    message.handle = object.handle ?? "";
+    message.backbone = object.backbone ?? "";
+    message.fields = object.fields?.map((e) => LabelField.fromPartial(e)) || [];
+    message.numLoraParameters = object.numLoraParameters ?? 0;
+    message.numEmbeddingParameters = object.numEmbeddingParameters ?? 0;
+    message.numLoraModules = object.numLoraModules ?? 0;
+    return message;
+  },
+};
+
+function createBaseParamGroup(): ParamGroup {
+  return { name: "", learningRate: 0, weightDecay: 0 };
+}
+
+export const ParamGroup: MessageFns<ParamGroup> = {
+  encode(message: ParamGroup, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.learningRate !== 0) {
+      writer.uint32(21).float(message.learningRate);
+    }
+    if (message.weightDecay !== 0) {
+      writer.uint32(29).float(message.weightDecay);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ParamGroup {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseParamGroup();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 21) {
+              break;
+            }
+
+            message.learningRate = reader.float();
+            continue;
+          }
+          case 3: {
+            if (tag !== 29) {
+              break;
+            }
+
+            message.weightDecay = reader.float();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ParamGroup {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      learningRate: isSet(object.learningRate)
+        ? globalThis.Number(object.learningRate)
+        : isSet(object.learning_rate)
+        ? globalThis.Number(object.learning_rate)
+        : 0,
+      weightDecay: isSet(object.weightDecay)
+        ? globalThis.Number(object.weightDecay)
+        : isSet(object.weight_decay)
+        ? globalThis.Number(object.weight_decay)
+        : 0,
+    };
+  },
+
+  toJSON(message: ParamGroup): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.learningRate !== 0) {
+      obj.learningRate = floatToJson(message.learningRate);
+    }
+    if (message.weightDecay !== 0) {
+      obj.weightDecay = floatToJson(message.weightDecay);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ParamGroup>, I>>(base?: I): ParamGroup {
+    return ParamGroup.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ParamGroup>, I>>(object: I): ParamGroup {
+    const message = createBaseParamGroup();
+    message.name = object.name ?? "";
+    message.learningRate = object.learningRate ?? 0;
+    message.weightDecay = object.weightDecay ?? 0;
+    return message;
+  },
+};
+
+function createBaseCreateOptimizerRequest(): CreateOptimizerRequest {
+  return { control: "", groups: [], beta1: 0, beta2: 0, eps: 0, maxGradNorm: 0 };
+}
+
+export const CreateOptimizerRequest: MessageFns<CreateOptimizerRequest> = {
+  encode(message: CreateOptimizerRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.control !== "") {
+      writer.uint32(10).string(message.control);
+    }
+    for (const v of message.groups) {
+      ParamGroup.encode(v!, writer.uint32(18).fork()).join();
+    }
+    if (message.beta1 !== 0) {
+      writer.uint32(29).float(message.beta1);
+    }
+    if (message.beta2 !== 0) {
+      writer.uint32(37).float(message.beta2);
+    }
+    if (message.eps !== 0) {
+      writer.uint32(45).float(message.eps);
+    }
+    if (message.maxGradNorm !== 0) {
+      writer.uint32(53).float(message.maxGradNorm);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CreateOptimizerRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCreateOptimizerRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.control = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.groups.push(ParamGroup.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 29) {
+              break;
+            }
+
+            message.beta1 = reader.float();
+            continue;
+          }
+          case 4: {
+            if (tag !== 37) {
+              break;
+            }
+
+            message.beta2 = reader.float();
+            continue;
+          }
+          case 5: {
+            if (tag !== 45) {
+              break;
+            }
+
+            message.eps = reader.float();
+            continue;
+          }
+          case 6: {
+            if (tag !== 53) {
+              break;
+            }
+
+            message.maxGradNorm = reader.float();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CreateOptimizerRequest {
+    return {
+      control: isSet(object.control) ? globalThis.String(object.control) : "",
+      groups: globalThis.Array.isArray(object?.groups) ? object.groups.map((e: any) => ParamGroup.fromJSON(e)) : [],
+      beta1: isSet(object.beta1) ? globalThis.Number(object.beta1) : 0,
+      beta2: isSet(object.beta2) ? globalThis.Number(object.beta2) : 0,
+      eps: isSet(object.eps) ? globalThis.Number(object.eps) : 0,
+      maxGradNorm: isSet(object.maxGradNorm)
+        ? globalThis.Number(object.maxGradNorm)
+        : isSet(object.max_grad_norm)
+        ? globalThis.Number(object.max_grad_norm)
+        : 0,
+    };
+  },
+
+  toJSON(message: CreateOptimizerRequest): unknown {
+    const obj: any = {};
+    if (message.control !== "") {
+      obj.control = message.control;
+    }
+    if (message.groups?.length) {
+      obj.groups = message.groups.map((e) => ParamGroup.toJSON(e));
+    }
+    if (message.beta1 !== 0) {
+      obj.beta1 = floatToJson(message.beta1);
+    }
+    if (message.beta2 !== 0) {
+      obj.beta2 = floatToJson(message.beta2);
+    }
+    if (message.eps !== 0) {
+      obj.eps = floatToJson(message.eps);
+    }
+    if (message.maxGradNorm !== 0) {
+      obj.maxGradNorm = floatToJson(message.maxGradNorm);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CreateOptimizerRequest>, I>>(base?: I): CreateOptimizerRequest {
+    return CreateOptimizerRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CreateOptimizerRequest>, I>>(object: I): CreateOptimizerRequest {
+    const message = createBaseCreateOptimizerRequest();
+    message.control = object.control ?? "";
+    message.groups = object.groups?.map((e) => ParamGroup.fromPartial(e)) || [];
+    message.beta1 = object.beta1 ?? 0;
+    message.beta2 = object.beta2 ?? 0;
+    message.eps = object.eps ?? 0;
+    message.maxGradNorm = object.maxGradNorm ?? 0;
+    return message;
+  },
+};
+
+function createBaseOptimizer(): Optimizer {
+  return { handle: "", steps: 0 };
+}
+
+export const Optimizer: MessageFns<Optimizer> = {
+  encode(message: Optimizer, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.handle !== "") {
+      writer.uint32(10).string(message.handle);
+    }
+    if (message.steps !== 0) {
+      writer.uint32(16).uint32(message.steps);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Optimizer {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseOptimizer();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.handle = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.steps = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Optimizer {
+    return {
+      handle: isSet(object.handle) ? globalThis.String(object.handle) : "",
+      steps: isSet(object.steps) ? globalThis.Number(object.steps) : 0,
+    };
+  },
+
+  toJSON(message: Optimizer): unknown {
+    const obj: any = {};
+    if (message.handle !== "") {
+      obj.handle = message.handle;
+    }
+    if (message.steps !== 0) {
+      obj.steps = Math.round(message.steps);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Optimizer>, I>>(base?: I): Optimizer {
+    return Optimizer.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Optimizer>, I>>(object: I): Optimizer {
+    const message = createBaseOptimizer();
+    message.handle = object.handle ?? "";
+    message.steps = object.steps ?? 0;
+    return message;
+  },
+};
+
+function createBaseRolloutRequest(): RolloutRequest {
+  return {
+    control: "",
+    numSamples: 0,
+    labels: [],
+    timesteps: [],
+    eta: 0,
+    seed: 0,
+    gradSteps: [],
+    checkpointing: false,
+  };
+}
+
+export const RolloutRequest: MessageFns<RolloutRequest> = {
+  encode(message: RolloutRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.control !== "") {
+      writer.uint32(10).string(message.control);
+    }
+    if (message.numSamples !== 0) {
+      writer.uint32(16).uint32(message.numSamples);
+    }
+    for (const v of message.labels) {
+      LabelValues.encode(v!, writer.uint32(26).fork()).join();
+    }
+    if (message.timesteps.length !== 0) {
+      writer.uint32(34).fork();
+      for (const v of message.timesteps) {
+        writer.int64(v);
+      }
+      writer.join();
+    }
+    if (message.eta !== 0) {
+      writer.uint32(45).float(message.eta);
+    }
+    if (message.seed !== 0) {
+      writer.uint32(48).uint64(message.seed);
+    }
+    if (message.gradSteps.length !== 0) {
+      writer.uint32(58).fork();
+      for (const v of message.gradSteps) {
+        writer.bool(v);
+      }
+      writer.join();
+    }
+    if (message.checkpointing !== false) {
+      writer.uint32(64).bool(message.checkpointing);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RolloutRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRolloutRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.control = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.numSamples = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.labels.push(LabelValues.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag === 32) {
+              message.timesteps.push(longToNumber(reader.int64()));
+
+              continue;
+            }
+
+            if (tag === 34) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.timesteps.push(longToNumber(reader.int64()));
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 5: {
+            if (tag !== 45) {
+              break;
+            }
+
+            message.eta = reader.float();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.seed = longToNumber(reader.uint64());
+            continue;
+          }
+          case 7: {
+            if (tag === 56) {
+              message.gradSteps.push(reader.bool());
+
+              continue;
+            }
+
+            if (tag === 58) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.gradSteps.push(reader.bool());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.checkpointing = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RolloutRequest {
+    return {
+      control: isSet(object.control) ? globalThis.String(object.control) : "",
+      numSamples: isSet(object.numSamples)
+        ? globalThis.Number(object.numSamples)
+        : isSet(object.num_samples)
+        ? globalThis.Number(object.num_samples)
+        : 0,
+      labels: globalThis.Array.isArray(object?.labels) ? object.labels.map((e: any) => LabelValues.fromJSON(e)) : [],
+      timesteps: globalThis.Array.isArray(object?.timesteps)
+        ? object.timesteps.map((e: any) => globalThis.Number(e))
+        : [],
+      eta: isSet(object.eta) ? globalThis.Number(object.eta) : 0,
+      seed: isSet(object.seed) ? globalThis.Number(object.seed) : 0,
+      gradSteps: globalThis.Array.isArray(object?.gradSteps)
+        ? object.gradSteps.map((e: any) => globalThis.Boolean(e))
+        : globalThis.Array.isArray(object?.grad_steps)
+        ? object.grad_steps.map((e: any) => globalThis.Boolean(e))
+        : [],
+      checkpointing: isSet(object.checkpointing) ? globalThis.Boolean(object.checkpointing) : false,
+    };
+  },
+
+  toJSON(message: RolloutRequest): unknown {
+    const obj: any = {};
+    if (message.control !== "") {
+      obj.control = message.control;
+    }
+    if (message.numSamples !== 0) {
+      obj.numSamples = Math.round(message.numSamples);
+    }
+    if (message.labels?.length) {
+      obj.labels = message.labels.map((e) => LabelValues.toJSON(e));
+    }
+    if (message.timesteps?.length) {
+      obj.timesteps = message.timesteps.map((e) => Math.round(e));
+    }
+    if (message.eta !== 0) {
+      obj.eta = floatToJson(message.eta);
+    }
+    if (message.seed !== 0) {
+      obj.seed = Math.round(message.seed);
+    }
+    if (message.gradSteps?.length) {
+      obj.gradSteps = message.gradSteps;
+    }
+    if (message.checkpointing !== false) {
+      obj.checkpointing = message.checkpointing;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RolloutRequest>, I>>(base?: I): RolloutRequest {
+    return RolloutRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RolloutRequest>, I>>(object: I): RolloutRequest {
+    const message = createBaseRolloutRequest();
+    message.control = object.control ?? "";
+    message.numSamples = object.numSamples ?? 0;
+    message.labels = object.labels?.map((e) => LabelValues.fromPartial(e)) || [];
+    message.timesteps = object.timesteps?.map((e) => e) || [];
+    message.eta = object.eta ?? 0;
+    message.seed = object.seed ?? 0;
+    message.gradSteps = object.gradSteps?.map((e) => e) || [];
+    message.checkpointing = object.checkpointing ?? false;
+    return message;
+  },
+};
+
+function createBaseRolloutResult(): RolloutResult {
+  return { handle: "", klPerStep: [], klPerSample: [], gradStepsKept: 0, seconds: 0 };
+}
+
+export const RolloutResult: MessageFns<RolloutResult> = {
+  encode(message: RolloutResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.handle !== "") {
+      writer.uint32(10).string(message.handle);
+    }
+    if (message.klPerStep.length !== 0) {
+      writer.uint32(18).fork();
+      for (const v of message.klPerStep) {
+        writer.float(v);
+      }
+      writer.join();
+    }
+    if (message.klPerSample.length !== 0) {
+      writer.uint32(26).fork();
+      for (const v of message.klPerSample) {
+        writer.float(v);
+      }
+      writer.join();
+    }
+    if (message.gradStepsKept !== 0) {
+      writer.uint32(32).uint32(message.gradStepsKept);
+    }
+    if (message.seconds !== 0) {
+      writer.uint32(41).double(message.seconds);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RolloutResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRolloutResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.handle = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag === 21) {
+              message.klPerStep.push(reader.float());
+
+              continue;
+            }
+
+            if (tag === 18) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.klPerStep.push(reader.float());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 3: {
+            if (tag === 29) {
+              message.klPerSample.push(reader.float());
+
+              continue;
+            }
+
+            if (tag === 26) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.klPerSample.push(reader.float());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.gradStepsKept = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 41) {
+              break;
+            }
+
+            message.seconds = reader.double();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RolloutResult {
+    return {
+      handle: isSet(object.handle) ? globalThis.String(object.handle) : "",
+      klPerStep: globalThis.Array.isArray(object?.klPerStep)
+        ? object.klPerStep.map((e: any) => globalThis.Number(e))
+        : globalThis.Array.isArray(object?.kl_per_step)
+        ? object.kl_per_step.map((e: any) => globalThis.Number(e))
+        : [],
+      klPerSample: globalThis.Array.isArray(object?.klPerSample)
+        ? object.klPerSample.map((e: any) => globalThis.Number(e))
+        : globalThis.Array.isArray(object?.kl_per_sample)
+        ? object.kl_per_sample.map((e: any) => globalThis.Number(e))
+        : [],
+      gradStepsKept: isSet(object.gradStepsKept)
+        ? globalThis.Number(object.gradStepsKept)
+        : isSet(object.grad_steps_kept)
+        ? globalThis.Number(object.grad_steps_kept)
+        : 0,
+      seconds: isSet(object.seconds) ? globalThis.Number(object.seconds) : 0,
+    };
+  },
+
+  toJSON(message: RolloutResult): unknown {
+    const obj: any = {};
+    if (message.handle !== "") {
+      obj.handle = message.handle;
+    }
+    if (message.klPerStep?.length) {
+      obj.klPerStep = message.klPerStep.map((e) => floatToJson(e));
+    }
+    if (message.klPerSample?.length) {
+      obj.klPerSample = message.klPerSample.map((e) => floatToJson(e));
+    }
+    if (message.gradStepsKept !== 0) {
+      obj.gradStepsKept = Math.round(message.gradStepsKept);
+    }
+    if (message.seconds !== 0) {
+      obj.seconds = floatToJson(message.seconds);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RolloutResult>, I>>(base?: I): RolloutResult {
+    return RolloutResult.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RolloutResult>, I>>(object: I): RolloutResult {
+    const message = createBaseRolloutResult();
+    message.handle = object.handle ?? "";
+    message.klPerStep = object.klPerStep?.map((e) => e) || [];
+    message.klPerSample = object.klPerSample?.map((e) => e) || [];
+    message.gradStepsKept = object.gradStepsKept ?? 0;
+    message.seconds = object.seconds ?? 0;
+    return message;
+  },
+};
+
+function createBaseClassifierLogProbTerm(): ClassifierLogProbTerm {
+  return { classifier: "", labelField: "" };
+}
+
+export const ClassifierLogProbTerm: MessageFns<ClassifierLogProbTerm> = {
+  encode(message: ClassifierLogProbTerm, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.classifier !== "") {
+      writer.uint32(10).string(message.classifier);
+    }
+    if (message.labelField !== "") {
+      writer.uint32(18).string(message.labelField);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ClassifierLogProbTerm {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseClassifierLogProbTerm();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.classifier = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.labelField = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ClassifierLogProbTerm {
+    return {
+      classifier: isSet(object.classifier) ? globalThis.String(object.classifier) : "",
+      labelField: isSet(object.labelField)
+        ? globalThis.String(object.labelField)
+        : isSet(object.label_field)
+        ? globalThis.String(object.label_field)
+        : "",
+    };
+  },
+
+  toJSON(message: ClassifierLogProbTerm): unknown {
+    const obj: any = {};
+    if (message.classifier !== "") {
+      obj.classifier = message.classifier;
+    }
+    if (message.labelField !== "") {
+      obj.labelField = message.labelField;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ClassifierLogProbTerm>, I>>(base?: I): ClassifierLogProbTerm {
+    return ClassifierLogProbTerm.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ClassifierLogProbTerm>, I>>(object: I): ClassifierLogProbTerm {
+    const message = createBaseClassifierLogProbTerm();
+    message.classifier = object.classifier ?? "";
+    message.labelField = object.labelField ?? "";
+    return message;
+  },
+};
+
+function createBaseKlTerm(): KlTerm {
+  return {};
+}
+
+export const KlTerm: MessageFns<KlTerm> = {
+  encode(_: KlTerm, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): KlTerm {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseKlTerm();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): KlTerm {
+    return {};
+  },
+
+  toJSON(_: KlTerm): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<KlTerm>, I>>(base?: I): KlTerm {
+    return KlTerm.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<KlTerm>, I>>(_: I): KlTerm {
+    const message = createBaseKlTerm();
+    return message;
+  },
+};
+
+function createBaseConstantTerm(): ConstantTerm {
+  return { values: [] };
+}
+
+export const ConstantTerm: MessageFns<ConstantTerm> = {
+  encode(message: ConstantTerm, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.values.length !== 0) {
+      writer.uint32(10).fork();
+      for (const v of message.values) {
+        writer.float(v);
+      }
+      writer.join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ConstantTerm {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseConstantTerm();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag === 13) {
+              message.values.push(reader.float());
+
+              continue;
+            }
+
+            if (tag === 10) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.values.push(reader.float());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ConstantTerm {
+    return {
+      values: globalThis.Array.isArray(object?.values) ? object.values.map((e: any) => globalThis.Number(e)) : [],
+    };
+  },
+
+  toJSON(message: ConstantTerm): unknown {
+    const obj: any = {};
+    if (message.values?.length) {
+      obj.values = message.values.map((e) => floatToJson(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ConstantTerm>, I>>(base?: I): ConstantTerm {
+    return ConstantTerm.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ConstantTerm>, I>>(object: I): ConstantTerm {
+    const message = createBaseConstantTerm();
+    message.values = object.values?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseRewardTerm(): RewardTerm {
+  return { weight: 0, source: undefined };
+}
+
+export const RewardTerm: MessageFns<RewardTerm> = {
+  encode(message: RewardTerm, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.weight !== 0) {
+      writer.uint32(13).float(message.weight);
+    }
+    switch (message.source?.$case) {
+      case "classifierLogProb":
+        ClassifierLogProbTerm.encode(message.source.value, writer.uint32(18).fork()).join();
+        break;
+      case "kl":
+        KlTerm.encode(message.source.value, writer.uint32(26).fork()).join();
+        break;
+      case "constant":
+        ConstantTerm.encode(message.source.value, writer.uint32(34).fork()).join();
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RewardTerm {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRewardTerm();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 13) {
+              break;
+            }
+
+            message.weight = reader.float();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.source = {
+              $case: "classifierLogProb",
+              value: ClassifierLogProbTerm.decode(reader, reader.uint32()),
+            };
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.source = { $case: "kl", value: KlTerm.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.source = { $case: "constant", value: ConstantTerm.decode(reader, reader.uint32()) };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RewardTerm {
+    return {
+      weight: isSet(object.weight) ? globalThis.Number(object.weight) : 0,
+      source: isSet(object.classifierLogProb)
+        ? { $case: "classifierLogProb", value: ClassifierLogProbTerm.fromJSON(object.classifierLogProb) }
+        : isSet(object.classifier_log_prob)
+        ? { $case: "classifierLogProb", value: ClassifierLogProbTerm.fromJSON(object.classifier_log_prob) }
+        : isSet(object.kl)
+        ? { $case: "kl", value: KlTerm.fromJSON(object.kl) }
+        : isSet(object.constant)
+        ? { $case: "constant", value: ConstantTerm.fromJSON(object.constant) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: RewardTerm): unknown {
+    const obj: any = {};
+    if (message.weight !== 0) {
+      obj.weight = floatToJson(message.weight);
+    }
+    if (message.source?.$case === "classifierLogProb") {
+      obj.classifierLogProb = ClassifierLogProbTerm.toJSON(message.source.value);
+    } else if (message.source?.$case === "kl") {
+      obj.kl = KlTerm.toJSON(message.source.value);
+    } else if (message.source?.$case === "constant") {
+      obj.constant = ConstantTerm.toJSON(message.source.value);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RewardTerm>, I>>(base?: I): RewardTerm {
+    return RewardTerm.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RewardTerm>, I>>(object: I): RewardTerm {
+    const message = createBaseRewardTerm();
+    message.weight = object.weight ?? 0;
+    switch (object.source?.$case) {
+      case "classifierLogProb": {
+        if (object.source?.value !== undefined && object.source?.value !== null) {
+          message.source = {
+            $case: "classifierLogProb",
+            value: ClassifierLogProbTerm.fromPartial(object.source.value),
+          };
+        }
+        break;
+      }
+      case "kl": {
+        if (object.source?.value !== undefined && object.source?.value !== null) {
+          message.source = { $case: "kl", value: KlTerm.fromPartial(object.source.value) };
+        }
+        break;
+      }
+      case "constant": {
+        if (object.source?.value !== undefined && object.source?.value !== null) {
+          message.source = { $case: "constant", value: ConstantTerm.fromPartial(object.source.value) };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseBackwardRequest(): BackwardRequest {
+  return { rollout: "", terms: [], lossScale: 0 };
+}
+
+export const BackwardRequest: MessageFns<BackwardRequest> = {
+  encode(message: BackwardRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.rollout !== "") {
+      writer.uint32(10).string(message.rollout);
+    }
+    for (const v of message.terms) {
+      RewardTerm.encode(v!, writer.uint32(18).fork()).join();
+    }
+    if (message.lossScale !== 0) {
+      writer.uint32(29).float(message.lossScale);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BackwardRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBackwardRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.rollout = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.terms.push(RewardTerm.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 29) {
+              break;
+            }
+
+            message.lossScale = reader.float();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): BackwardRequest {
+    return {
+      rollout: isSet(object.rollout) ? globalThis.String(object.rollout) : "",
+      terms: globalThis.Array.isArray(object?.terms) ? object.terms.map((e: any) => RewardTerm.fromJSON(e)) : [],
+      lossScale: isSet(object.lossScale)
+        ? globalThis.Number(object.lossScale)
+        : isSet(object.loss_scale)
+        ? globalThis.Number(object.loss_scale)
+        : 0,
+    };
+  },
+
+  toJSON(message: BackwardRequest): unknown {
+    const obj: any = {};
+    if (message.rollout !== "") {
+      obj.rollout = message.rollout;
+    }
+    if (message.terms?.length) {
+      obj.terms = message.terms.map((e) => RewardTerm.toJSON(e));
+    }
+    if (message.lossScale !== 0) {
+      obj.lossScale = floatToJson(message.lossScale);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<BackwardRequest>, I>>(base?: I): BackwardRequest {
+    return BackwardRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<BackwardRequest>, I>>(object: I): BackwardRequest {
+    const message = createBaseBackwardRequest();
+    message.rollout = object.rollout ?? "";
+    message.terms = object.terms?.map((e) => RewardTerm.fromPartial(e)) || [];
+    message.lossScale = object.lossScale ?? 0;
+    return message;
+  },
+};
+
+function createBaseTermValue(): TermValue {
+  return { mean: 0, perSample: [] };
+}
+
+export const TermValue: MessageFns<TermValue> = {
+  encode(message: TermValue, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.mean !== 0) {
+      writer.uint32(13).float(message.mean);
+    }
+    if (message.perSample.length !== 0) {
+      writer.uint32(18).fork();
+      for (const v of message.perSample) {
+        writer.float(v);
+      }
+      writer.join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TermValue {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTermValue();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 13) {
+              break;
+            }
+
+            message.mean = reader.float();
+            continue;
+          }
+          case 2: {
+            if (tag === 21) {
+              message.perSample.push(reader.float());
+
+              continue;
+            }
+
+            if (tag === 18) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.perSample.push(reader.float());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TermValue {
+    return {
+      mean: isSet(object.mean) ? globalThis.Number(object.mean) : 0,
+      perSample: globalThis.Array.isArray(object?.perSample)
+        ? object.perSample.map((e: any) => globalThis.Number(e))
+        : globalThis.Array.isArray(object?.per_sample)
+        ? object.per_sample.map((e: any) => globalThis.Number(e))
+        : [],
+    };
+  },
+
+  toJSON(message: TermValue): unknown {
+    const obj: any = {};
+    if (message.mean !== 0) {
+      obj.mean = floatToJson(message.mean);
+    }
+    if (message.perSample?.length) {
+      obj.perSample = message.perSample.map((e) => floatToJson(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TermValue>, I>>(base?: I): TermValue {
+    return TermValue.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TermValue>, I>>(object: I): TermValue {
+    const message = createBaseTermValue();
+    message.mean = object.mean ?? 0;
+    message.perSample = object.perSample?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseBackwardResponse(): BackwardResponse {
+  return { loss: 0, terms: [], seconds: 0 };
+}
+
+export const BackwardResponse: MessageFns<BackwardResponse> = {
+  encode(message: BackwardResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.loss !== 0) {
+      writer.uint32(13).float(message.loss);
+    }
+    for (const v of message.terms) {
+      TermValue.encode(v!, writer.uint32(18).fork()).join();
+    }
+    if (message.seconds !== 0) {
+      writer.uint32(25).double(message.seconds);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BackwardResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBackwardResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 13) {
+              break;
+            }
+
+            message.loss = reader.float();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.terms.push(TermValue.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 25) {
+              break;
+            }
+
+            message.seconds = reader.double();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): BackwardResponse {
+    return {
+      loss: isSet(object.loss) ? globalThis.Number(object.loss) : 0,
+      terms: globalThis.Array.isArray(object?.terms) ? object.terms.map((e: any) => TermValue.fromJSON(e)) : [],
+      seconds: isSet(object.seconds) ? globalThis.Number(object.seconds) : 0,
+    };
+  },
+
+  toJSON(message: BackwardResponse): unknown {
+    const obj: any = {};
+    if (message.loss !== 0) {
+      obj.loss = floatToJson(message.loss);
+    }
+    if (message.terms?.length) {
+      obj.terms = message.terms.map((e) => TermValue.toJSON(e));
+    }
+    if (message.seconds !== 0) {
+      obj.seconds = floatToJson(message.seconds);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<BackwardResponse>, I>>(base?: I): BackwardResponse {
+    return BackwardResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<BackwardResponse>, I>>(object: I): BackwardResponse {
+    const message = createBaseBackwardResponse();
+    message.loss = object.loss ?? 0;
+    message.terms = object.terms?.map((e) => TermValue.fromPartial(e)) || [];
+    message.seconds = object.seconds ?? 0;
+    return message;
+  },
+};
+
+function createBaseOptimizerStepRequest(): OptimizerStepRequest {
+  return { optimizer: "" };
+}
+
+export const OptimizerStepRequest: MessageFns<OptimizerStepRequest> = {
+  encode(message: OptimizerStepRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.optimizer !== "") {
+      writer.uint32(10).string(message.optimizer);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): OptimizerStepRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseOptimizerStepRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.optimizer = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): OptimizerStepRequest {
+    return { optimizer: isSet(object.optimizer) ? globalThis.String(object.optimizer) : "" };
+  },
+
+  toJSON(message: OptimizerStepRequest): unknown {
+    const obj: any = {};
+    if (message.optimizer !== "") {
+      obj.optimizer = message.optimizer;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<OptimizerStepRequest>, I>>(base?: I): OptimizerStepRequest {
+    return OptimizerStepRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<OptimizerStepRequest>, I>>(object: I): OptimizerStepRequest {
+    const message = createBaseOptimizerStepRequest();
+    message.optimizer = object.optimizer ?? "";
+    return message;
+  },
+};
+
+function createBaseOptimizerStepResponse(): OptimizerStepResponse {
+  return { gradNorm: 0, steps: 0 };
+}
+
+export const OptimizerStepResponse: MessageFns<OptimizerStepResponse> = {
+  encode(message: OptimizerStepResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.gradNorm !== 0) {
+      writer.uint32(13).float(message.gradNorm);
+    }
+    if (message.steps !== 0) {
+      writer.uint32(16).uint32(message.steps);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): OptimizerStepResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseOptimizerStepResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 13) {
+              break;
+            }
+
+            message.gradNorm = reader.float();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.steps = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): OptimizerStepResponse {
+    return {
+      gradNorm: isSet(object.gradNorm)
+        ? globalThis.Number(object.gradNorm)
+        : isSet(object.grad_norm)
+        ? globalThis.Number(object.grad_norm)
+        : 0,
+      steps: isSet(object.steps) ? globalThis.Number(object.steps) : 0,
+    };
+  },
+
+  toJSON(message: OptimizerStepResponse): unknown {
+    const obj: any = {};
+    if (message.gradNorm !== 0) {
+      obj.gradNorm = floatToJson(message.gradNorm);
+    }
+    if (message.steps !== 0) {
+      obj.steps = Math.round(message.steps);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<OptimizerStepResponse>, I>>(base?: I): OptimizerStepResponse {
+    return OptimizerStepResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<OptimizerStepResponse>, I>>(object: I): OptimizerStepResponse {
+    const message = createBaseOptimizerStepResponse();
+    message.gradNorm = object.gradNorm ?? 0;
+    message.steps = object.steps ?? 0;
+    return message;
+  },
+};
+
+function createBaseSaveRequest(): SaveRequest {
+  return { handle: "", directory: "", optimizer: "", overwrite: false };
+}
+
+export const SaveRequest: MessageFns<SaveRequest> = {
+  encode(message: SaveRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.handle !== "") {
+      writer.uint32(10).string(message.handle);
+    }
+    if (message.directory !== "") {
+      writer.uint32(18).string(message.directory);
+    }
+    if (message.optimizer !== "") {
+      writer.uint32(26).string(message.optimizer);
+    }
+    if (message.overwrite !== false) {
+      writer.uint32(32).bool(message.overwrite);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SaveRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSaveRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.handle = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.directory = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.optimizer = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.overwrite = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SaveRequest {
+    return {
+      handle: isSet(object.handle) ? globalThis.String(object.handle) : "",
+      directory: isSet(object.directory) ? globalThis.String(object.directory) : "",
+      optimizer: isSet(object.optimizer) ? globalThis.String(object.optimizer) : "",
+      overwrite: isSet(object.overwrite) ? globalThis.Boolean(object.overwrite) : false,
+    };
+  },
+
+  toJSON(message: SaveRequest): unknown {
+    const obj: any = {};
+    if (message.handle !== "") {
+      obj.handle = message.handle;
+    }
+    if (message.directory !== "") {
+      obj.directory = message.directory;
+    }
+    if (message.optimizer !== "") {
+      obj.optimizer = message.optimizer;
+    }
+    if (message.overwrite !== false) {
+      obj.overwrite = message.overwrite;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SaveRequest>, I>>(base?: I): SaveRequest {
+    return SaveRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SaveRequest>, I>>(object: I): SaveRequest {
+    const message = createBaseSaveRequest();
+    message.handle = object.handle ?? "";
+    message.directory = object.directory ?? "";
+    message.optimizer = object.optimizer ?? "";
+    message.overwrite = object.overwrite ?? false;
+    return message;
+  },
+};
+
+function createBaseSaveResponse(): SaveResponse {
+  return { files: [] };
+}
+
+export const SaveResponse: MessageFns<SaveResponse> = {
+  encode(message: SaveResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.files) {
+      writer.uint32(10).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SaveResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSaveResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.files.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SaveResponse {
+    return { files: globalThis.Array.isArray(object?.files) ? object.files.map((e: any) => globalThis.String(e)) : [] };
+  },
+
+  toJSON(message: SaveResponse): unknown {
+    const obj: any = {};
+    if (message.files?.length) {
+      obj.files = message.files;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SaveResponse>, I>>(base?: I): SaveResponse {
+    return SaveResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SaveResponse>, I>>(object: I): SaveResponse {
+    const message = createBaseSaveResponse();
+    message.files = object.files?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseLoadControlRequest(): LoadControlRequest {
+  return { backbone: "", directory: "" };
+}
+
+export const LoadControlRequest: MessageFns<LoadControlRequest> = {
+  encode(message: LoadControlRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.backbone !== "") {
+      writer.uint32(10).string(message.backbone);
+    }
+    if (message.directory !== "") {
+      writer.uint32(18).string(message.directory);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LoadControlRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLoadControlRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.backbone = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.directory = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LoadControlRequest {
+    return {
+      backbone: isSet(object.backbone) ? globalThis.String(object.backbone) : "",
+      directory: isSet(object.directory) ? globalThis.String(object.directory) : "",
+    };
+  },
+
+  toJSON(message: LoadControlRequest): unknown {
+    const obj: any = {};
+    if (message.backbone !== "") {
+      obj.backbone = message.backbone;
+    }
+    if (message.directory !== "") {
+      obj.directory = message.directory;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<LoadControlRequest>, I>>(base?: I): LoadControlRequest {
+    return LoadControlRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<LoadControlRequest>, I>>(object: I): LoadControlRequest {
+    const message = createBaseLoadControlRequest();
+    message.backbone = object.backbone ?? "";
+    message.directory = object.directory ?? "";
+    return message;
+  },
+};
+
+function createBaseLoadOptimizerStateRequest(): LoadOptimizerStateRequest {
+  return { optimizer: "", directory: "" };
+}
+
+export const LoadOptimizerStateRequest: MessageFns<LoadOptimizerStateRequest> = {
+  encode(message: LoadOptimizerStateRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.optimizer !== "") {
+      writer.uint32(10).string(message.optimizer);
+    }
+    if (message.directory !== "") {
+      writer.uint32(18).string(message.directory);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LoadOptimizerStateRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLoadOptimizerStateRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.optimizer = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.directory = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LoadOptimizerStateRequest {
+    return {
+      optimizer: isSet(object.optimizer) ? globalThis.String(object.optimizer) : "",
+      directory: isSet(object.directory) ? globalThis.String(object.directory) : "",
+    };
+  },
+
+  toJSON(message: LoadOptimizerStateRequest): unknown {
+    const obj: any = {};
+    if (message.optimizer !== "") {
+      obj.optimizer = message.optimizer;
+    }
+    if (message.directory !== "") {
+      obj.directory = message.directory;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<LoadOptimizerStateRequest>, I>>(base?: I): LoadOptimizerStateRequest {
+    return LoadOptimizerStateRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<LoadOptimizerStateRequest>, I>>(object: I): LoadOptimizerStateRequest {
+    const message = createBaseLoadOptimizerStateRequest();
+    message.optimizer = object.optimizer ?? "";
+    message.directory = object.directory ?? "";
+    return message;
+  },
+};
+
 export type WorkerService = typeof WorkerService;
 export const WorkerService = {
   /** Versions, device and limits of this worker. */
@@ -2578,6 +6772,180 @@ export const WorkerService = {
     responseSerialize: (value: ImageChunk): Buffer => Buffer.from(ImageChunk.encode(value).finish()),
     responseDeserialize: (value: Buffer): ImageChunk => ImageChunk.decode(value),
   },
+  /**
+   * -- Offline data ------------------------------------------------------------------------------
+   * Loads a folder of images plus a labels file (CSV or JSONL) into the worker's memory.
+   */
+  loadDataset: {
+    path: "/ctrl.v1.Worker/LoadDataset" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: LoadDatasetRequest): Buffer => Buffer.from(LoadDatasetRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): LoadDatasetRequest => LoadDatasetRequest.decode(value),
+    responseSerialize: (value: Dataset): Buffer => Buffer.from(Dataset.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Dataset => Dataset.decode(value),
+  },
+  /** Images from the project's seeded synthetic generator (the embedded default's training data). */
+  syntheticImages: {
+    path: "/ctrl.v1.Worker/SyntheticImages" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: SyntheticImagesRequest): Buffer =>
+      Buffer.from(SyntheticImagesRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SyntheticImagesRequest => SyntheticImagesRequest.decode(value),
+    responseSerialize: (value: ImageChunk): Buffer => Buffer.from(ImageChunk.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ImageChunk => ImageChunk.decode(value),
+  },
+  /** -- Classifiers p(y|x) on clean images, trained step by step from TypeScript ----------------- */
+  createClassifier: {
+    path: "/ctrl.v1.Worker/CreateClassifier" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: CreateClassifierRequest): Buffer =>
+      Buffer.from(CreateClassifierRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CreateClassifierRequest => CreateClassifierRequest.decode(value),
+    responseSerialize: (value: Classifier): Buffer => Buffer.from(Classifier.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Classifier => Classifier.decode(value),
+  },
+  trainClassifierStep: {
+    path: "/ctrl.v1.Worker/TrainClassifierStep" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ClassifierBatchRequest): Buffer =>
+      Buffer.from(ClassifierBatchRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ClassifierBatchRequest => ClassifierBatchRequest.decode(value),
+    responseSerialize: (value: ClassifierStepResponse): Buffer =>
+      Buffer.from(ClassifierStepResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ClassifierStepResponse => ClassifierStepResponse.decode(value),
+  },
+  /** Uncalibrated logits (eval mode) for dataset rows; the current temperature travels beside them. */
+  classifierLogits: {
+    path: "/ctrl.v1.Worker/ClassifierLogits" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ClassifierBatchRequest): Buffer =>
+      Buffer.from(ClassifierBatchRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ClassifierBatchRequest => ClassifierBatchRequest.decode(value),
+    responseSerialize: (value: Logits): Buffer => Buffer.from(Logits.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Logits => Logits.decode(value),
+  },
+  /** Fits the temperature by LBFGS on the given (held-out) rows, minimising cross-entropy. */
+  calibrateClassifier: {
+    path: "/ctrl.v1.Worker/CalibrateClassifier" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ClassifierBatchRequest): Buffer =>
+      Buffer.from(ClassifierBatchRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ClassifierBatchRequest => ClassifierBatchRequest.decode(value),
+    responseSerialize: (value: Calibration): Buffer => Buffer.from(Calibration.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Calibration => Calibration.decode(value),
+  },
+  saveClassifier: {
+    path: "/ctrl.v1.Worker/SaveClassifier" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: SaveRequest): Buffer => Buffer.from(SaveRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SaveRequest => SaveRequest.decode(value),
+    responseSerialize: (value: SaveResponse): Buffer => Buffer.from(SaveResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SaveResponse => SaveResponse.decode(value),
+  },
+  loadClassifier: {
+    path: "/ctrl.v1.Worker/LoadClassifier" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: LoadClassifierRequest): Buffer =>
+      Buffer.from(LoadClassifierRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): LoadClassifierRequest => LoadClassifierRequest.decode(value),
+    responseSerialize: (value: Classifier): Buffer => Buffer.from(Classifier.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Classifier => Classifier.decode(value),
+  },
+  /** -- Controls: a backbone augmented with zero-initialised label embeddings and LoRA ------------ */
+  addControl: {
+    path: "/ctrl.v1.Worker/AddControl" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: AddControlRequest): Buffer => Buffer.from(AddControlRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): AddControlRequest => AddControlRequest.decode(value),
+    responseSerialize: (value: Control): Buffer => Buffer.from(Control.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Control => Control.decode(value),
+  },
+  createOptimizer: {
+    path: "/ctrl.v1.Worker/CreateOptimizer" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: CreateOptimizerRequest): Buffer =>
+      Buffer.from(CreateOptimizerRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CreateOptimizerRequest => CreateOptimizerRequest.decode(value),
+    responseSerialize: (value: Optimizer): Buffer => Buffer.from(Optimizer.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Optimizer => Optimizer.decode(value),
+  },
+  /**
+   * Rolls the augmented model's sampler out with gradients kept at the chosen steps, and the
+   * per-step KL to the pre-trained transition (adapters and embeddings disabled).
+   */
+  rollout: {
+    path: "/ctrl.v1.Worker/Rollout" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RolloutRequest): Buffer => Buffer.from(RolloutRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RolloutRequest => RolloutRequest.decode(value),
+    responseSerialize: (value: RolloutResult): Buffer => Buffer.from(RolloutResult.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RolloutResult => RolloutResult.decode(value),
+  },
+  /**
+   * Evaluates a reward expression on a rollout, back-propagates -mean(reward) * loss_scale into
+   * the control's parameters (gradients accumulate) and releases the rollout.
+   */
+  backward: {
+    path: "/ctrl.v1.Worker/Backward" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: BackwardRequest): Buffer => Buffer.from(BackwardRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): BackwardRequest => BackwardRequest.decode(value),
+    responseSerialize: (value: BackwardResponse): Buffer => Buffer.from(BackwardResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): BackwardResponse => BackwardResponse.decode(value),
+  },
+  /** Clips the accumulated gradients, steps the optimiser and zeroes the gradients. */
+  optimizerStep: {
+    path: "/ctrl.v1.Worker/OptimizerStep" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: OptimizerStepRequest): Buffer => Buffer.from(OptimizerStepRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): OptimizerStepRequest => OptimizerStepRequest.decode(value),
+    responseSerialize: (value: OptimizerStepResponse): Buffer =>
+      Buffer.from(OptimizerStepResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): OptimizerStepResponse => OptimizerStepResponse.decode(value),
+  },
+  /** Saves LoRA (diffusers format), label embeddings and, optionally, the optimiser's state. */
+  saveControl: {
+    path: "/ctrl.v1.Worker/SaveControl" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: SaveRequest): Buffer => Buffer.from(SaveRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SaveRequest => SaveRequest.decode(value),
+    responseSerialize: (value: SaveResponse): Buffer => Buffer.from(SaveResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SaveResponse => SaveResponse.decode(value),
+  },
+  /** Loads a saved control onto a backbone; refuses one trained on another backbone. */
+  loadControl: {
+    path: "/ctrl.v1.Worker/LoadControl" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: LoadControlRequest): Buffer => Buffer.from(LoadControlRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): LoadControlRequest => LoadControlRequest.decode(value),
+    responseSerialize: (value: Control): Buffer => Buffer.from(Control.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Control => Control.decode(value),
+  },
+  loadOptimizerState: {
+    path: "/ctrl.v1.Worker/LoadOptimizerState" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: LoadOptimizerStateRequest): Buffer =>
+      Buffer.from(LoadOptimizerStateRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): LoadOptimizerStateRequest => LoadOptimizerStateRequest.decode(value),
+    responseSerialize: (value: Optimizer): Buffer => Buffer.from(Optimizer.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Optimizer => Optimizer.decode(value),
+  },
 } as const;
 
 export interface WorkerServer extends UntypedServiceImplementation {
@@ -2597,6 +6965,42 @@ export interface WorkerServer extends UntypedServiceImplementation {
   startTrajectory: handleUnaryCall<StartTrajectoryRequest, Trajectory>;
   stepTrajectory: handleUnaryCall<StepTrajectoryRequest, StepTrajectoryResponse>;
   readImages: handleServerStreamingCall<ReadImagesRequest, ImageChunk>;
+  /**
+   * -- Offline data ------------------------------------------------------------------------------
+   * Loads a folder of images plus a labels file (CSV or JSONL) into the worker's memory.
+   */
+  loadDataset: handleUnaryCall<LoadDatasetRequest, Dataset>;
+  /** Images from the project's seeded synthetic generator (the embedded default's training data). */
+  syntheticImages: handleServerStreamingCall<SyntheticImagesRequest, ImageChunk>;
+  /** -- Classifiers p(y|x) on clean images, trained step by step from TypeScript ----------------- */
+  createClassifier: handleUnaryCall<CreateClassifierRequest, Classifier>;
+  trainClassifierStep: handleUnaryCall<ClassifierBatchRequest, ClassifierStepResponse>;
+  /** Uncalibrated logits (eval mode) for dataset rows; the current temperature travels beside them. */
+  classifierLogits: handleUnaryCall<ClassifierBatchRequest, Logits>;
+  /** Fits the temperature by LBFGS on the given (held-out) rows, minimising cross-entropy. */
+  calibrateClassifier: handleUnaryCall<ClassifierBatchRequest, Calibration>;
+  saveClassifier: handleUnaryCall<SaveRequest, SaveResponse>;
+  loadClassifier: handleUnaryCall<LoadClassifierRequest, Classifier>;
+  /** -- Controls: a backbone augmented with zero-initialised label embeddings and LoRA ------------ */
+  addControl: handleUnaryCall<AddControlRequest, Control>;
+  createOptimizer: handleUnaryCall<CreateOptimizerRequest, Optimizer>;
+  /**
+   * Rolls the augmented model's sampler out with gradients kept at the chosen steps, and the
+   * per-step KL to the pre-trained transition (adapters and embeddings disabled).
+   */
+  rollout: handleUnaryCall<RolloutRequest, RolloutResult>;
+  /**
+   * Evaluates a reward expression on a rollout, back-propagates -mean(reward) * loss_scale into
+   * the control's parameters (gradients accumulate) and releases the rollout.
+   */
+  backward: handleUnaryCall<BackwardRequest, BackwardResponse>;
+  /** Clips the accumulated gradients, steps the optimiser and zeroes the gradients. */
+  optimizerStep: handleUnaryCall<OptimizerStepRequest, OptimizerStepResponse>;
+  /** Saves LoRA (diffusers format), label embeddings and, optionally, the optimiser's state. */
+  saveControl: handleUnaryCall<SaveRequest, SaveResponse>;
+  /** Loads a saved control onto a backbone; refuses one trained on another backbone. */
+  loadControl: handleUnaryCall<LoadControlRequest, Control>;
+  loadOptimizerState: handleUnaryCall<LoadOptimizerStateRequest, Optimizer>;
 }
 
 export interface WorkerClient extends Client {
@@ -2710,6 +7114,257 @@ export interface WorkerClient extends Client {
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<ImageChunk>;
+  /**
+   * -- Offline data ------------------------------------------------------------------------------
+   * Loads a folder of images plus a labels file (CSV or JSONL) into the worker's memory.
+   */
+  loadDataset(
+    request: LoadDatasetRequest,
+    callback: (error: ServiceError | null, response: Dataset) => void,
+  ): ClientUnaryCall;
+  loadDataset(
+    request: LoadDatasetRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Dataset) => void,
+  ): ClientUnaryCall;
+  loadDataset(
+    request: LoadDatasetRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Dataset) => void,
+  ): ClientUnaryCall;
+  /** Images from the project's seeded synthetic generator (the embedded default's training data). */
+  syntheticImages(request: SyntheticImagesRequest, options?: Partial<CallOptions>): ClientReadableStream<ImageChunk>;
+  syntheticImages(
+    request: SyntheticImagesRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<ImageChunk>;
+  /** -- Classifiers p(y|x) on clean images, trained step by step from TypeScript ----------------- */
+  createClassifier(
+    request: CreateClassifierRequest,
+    callback: (error: ServiceError | null, response: Classifier) => void,
+  ): ClientUnaryCall;
+  createClassifier(
+    request: CreateClassifierRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Classifier) => void,
+  ): ClientUnaryCall;
+  createClassifier(
+    request: CreateClassifierRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Classifier) => void,
+  ): ClientUnaryCall;
+  trainClassifierStep(
+    request: ClassifierBatchRequest,
+    callback: (error: ServiceError | null, response: ClassifierStepResponse) => void,
+  ): ClientUnaryCall;
+  trainClassifierStep(
+    request: ClassifierBatchRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ClassifierStepResponse) => void,
+  ): ClientUnaryCall;
+  trainClassifierStep(
+    request: ClassifierBatchRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ClassifierStepResponse) => void,
+  ): ClientUnaryCall;
+  /** Uncalibrated logits (eval mode) for dataset rows; the current temperature travels beside them. */
+  classifierLogits(
+    request: ClassifierBatchRequest,
+    callback: (error: ServiceError | null, response: Logits) => void,
+  ): ClientUnaryCall;
+  classifierLogits(
+    request: ClassifierBatchRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Logits) => void,
+  ): ClientUnaryCall;
+  classifierLogits(
+    request: ClassifierBatchRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Logits) => void,
+  ): ClientUnaryCall;
+  /** Fits the temperature by LBFGS on the given (held-out) rows, minimising cross-entropy. */
+  calibrateClassifier(
+    request: ClassifierBatchRequest,
+    callback: (error: ServiceError | null, response: Calibration) => void,
+  ): ClientUnaryCall;
+  calibrateClassifier(
+    request: ClassifierBatchRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Calibration) => void,
+  ): ClientUnaryCall;
+  calibrateClassifier(
+    request: ClassifierBatchRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Calibration) => void,
+  ): ClientUnaryCall;
+  saveClassifier(
+    request: SaveRequest,
+    callback: (error: ServiceError | null, response: SaveResponse) => void,
+  ): ClientUnaryCall;
+  saveClassifier(
+    request: SaveRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: SaveResponse) => void,
+  ): ClientUnaryCall;
+  saveClassifier(
+    request: SaveRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: SaveResponse) => void,
+  ): ClientUnaryCall;
+  loadClassifier(
+    request: LoadClassifierRequest,
+    callback: (error: ServiceError | null, response: Classifier) => void,
+  ): ClientUnaryCall;
+  loadClassifier(
+    request: LoadClassifierRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Classifier) => void,
+  ): ClientUnaryCall;
+  loadClassifier(
+    request: LoadClassifierRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Classifier) => void,
+  ): ClientUnaryCall;
+  /** -- Controls: a backbone augmented with zero-initialised label embeddings and LoRA ------------ */
+  addControl(
+    request: AddControlRequest,
+    callback: (error: ServiceError | null, response: Control) => void,
+  ): ClientUnaryCall;
+  addControl(
+    request: AddControlRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Control) => void,
+  ): ClientUnaryCall;
+  addControl(
+    request: AddControlRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Control) => void,
+  ): ClientUnaryCall;
+  createOptimizer(
+    request: CreateOptimizerRequest,
+    callback: (error: ServiceError | null, response: Optimizer) => void,
+  ): ClientUnaryCall;
+  createOptimizer(
+    request: CreateOptimizerRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Optimizer) => void,
+  ): ClientUnaryCall;
+  createOptimizer(
+    request: CreateOptimizerRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Optimizer) => void,
+  ): ClientUnaryCall;
+  /**
+   * Rolls the augmented model's sampler out with gradients kept at the chosen steps, and the
+   * per-step KL to the pre-trained transition (adapters and embeddings disabled).
+   */
+  rollout(
+    request: RolloutRequest,
+    callback: (error: ServiceError | null, response: RolloutResult) => void,
+  ): ClientUnaryCall;
+  rollout(
+    request: RolloutRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RolloutResult) => void,
+  ): ClientUnaryCall;
+  rollout(
+    request: RolloutRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RolloutResult) => void,
+  ): ClientUnaryCall;
+  /**
+   * Evaluates a reward expression on a rollout, back-propagates -mean(reward) * loss_scale into
+   * the control's parameters (gradients accumulate) and releases the rollout.
+   */
+  backward(
+    request: BackwardRequest,
+    callback: (error: ServiceError | null, response: BackwardResponse) => void,
+  ): ClientUnaryCall;
+  backward(
+    request: BackwardRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: BackwardResponse) => void,
+  ): ClientUnaryCall;
+  backward(
+    request: BackwardRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: BackwardResponse) => void,
+  ): ClientUnaryCall;
+  /** Clips the accumulated gradients, steps the optimiser and zeroes the gradients. */
+  optimizerStep(
+    request: OptimizerStepRequest,
+    callback: (error: ServiceError | null, response: OptimizerStepResponse) => void,
+  ): ClientUnaryCall;
+  optimizerStep(
+    request: OptimizerStepRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: OptimizerStepResponse) => void,
+  ): ClientUnaryCall;
+  optimizerStep(
+    request: OptimizerStepRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: OptimizerStepResponse) => void,
+  ): ClientUnaryCall;
+  /** Saves LoRA (diffusers format), label embeddings and, optionally, the optimiser's state. */
+  saveControl(
+    request: SaveRequest,
+    callback: (error: ServiceError | null, response: SaveResponse) => void,
+  ): ClientUnaryCall;
+  saveControl(
+    request: SaveRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: SaveResponse) => void,
+  ): ClientUnaryCall;
+  saveControl(
+    request: SaveRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: SaveResponse) => void,
+  ): ClientUnaryCall;
+  /** Loads a saved control onto a backbone; refuses one trained on another backbone. */
+  loadControl(
+    request: LoadControlRequest,
+    callback: (error: ServiceError | null, response: Control) => void,
+  ): ClientUnaryCall;
+  loadControl(
+    request: LoadControlRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Control) => void,
+  ): ClientUnaryCall;
+  loadControl(
+    request: LoadControlRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Control) => void,
+  ): ClientUnaryCall;
+  loadOptimizerState(
+    request: LoadOptimizerStateRequest,
+    callback: (error: ServiceError | null, response: Optimizer) => void,
+  ): ClientUnaryCall;
+  loadOptimizerState(
+    request: LoadOptimizerStateRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Optimizer) => void,
+  ): ClientUnaryCall;
+  loadOptimizerState(
+    request: LoadOptimizerStateRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Optimizer) => void,
+  ): ClientUnaryCall;
 }
 
 export const WorkerClient = makeGenericClientConstructor(WorkerService, "ctrl.v1.Worker") as unknown as {

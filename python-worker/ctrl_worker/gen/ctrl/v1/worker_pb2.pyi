@@ -131,21 +131,39 @@ class ReleaseHandleResponse(_message.Message):
     released: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, released: _Optional[_Iterable[str]] = ...) -> None: ...
 
+class LabelValues(_message.Message):
+    __slots__ = ("field", "values")
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    field: str
+    values: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, field: _Optional[str] = ..., values: _Optional[_Iterable[int]] = ...) -> None: ...
+
 class SampleRequest(_message.Message):
-    __slots__ = ("backbone", "num_samples", "timesteps", "eta", "seed", "batch_size")
-    BACKBONE_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("model", "num_samples", "timesteps", "eta", "seed", "batch_size", "labels", "compute_kl")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
     NUM_SAMPLES_FIELD_NUMBER: _ClassVar[int]
     TIMESTEPS_FIELD_NUMBER: _ClassVar[int]
     ETA_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
-    backbone: str
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    COMPUTE_KL_FIELD_NUMBER: _ClassVar[int]
+    model: str
     num_samples: int
     timesteps: _containers.RepeatedScalarFieldContainer[int]
     eta: float
     seed: int
     batch_size: int
-    def __init__(self, backbone: _Optional[str] = ..., num_samples: _Optional[int] = ..., timesteps: _Optional[_Iterable[int]] = ..., eta: _Optional[float] = ..., seed: _Optional[int] = ..., batch_size: _Optional[int] = ...) -> None: ...
+    labels: _containers.RepeatedCompositeFieldContainer[LabelValues]
+    compute_kl: bool
+    def __init__(self, model: _Optional[str] = ..., num_samples: _Optional[int] = ..., timesteps: _Optional[_Iterable[int]] = ..., eta: _Optional[float] = ..., seed: _Optional[int] = ..., batch_size: _Optional[int] = ..., labels: _Optional[_Iterable[_Union[LabelValues, _Mapping]]] = ..., compute_kl: _Optional[bool] = ...) -> None: ...
+
+class SampleKl(_message.Message):
+    __slots__ = ("per_sample",)
+    PER_SAMPLE_FIELD_NUMBER: _ClassVar[int]
+    per_sample: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, per_sample: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class SampleProgress(_message.Message):
     __slots__ = ("step", "total_steps", "timestep", "elapsed_seconds")
@@ -168,24 +186,28 @@ class ImageChunk(_message.Message):
     def __init__(self, first_index: _Optional[int] = ..., images: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
 
 class SampleEvent(_message.Message):
-    __slots__ = ("progress", "images")
+    __slots__ = ("progress", "images", "kl")
     PROGRESS_FIELD_NUMBER: _ClassVar[int]
     IMAGES_FIELD_NUMBER: _ClassVar[int]
+    KL_FIELD_NUMBER: _ClassVar[int]
     progress: SampleProgress
     images: ImageChunk
-    def __init__(self, progress: _Optional[_Union[SampleProgress, _Mapping]] = ..., images: _Optional[_Union[ImageChunk, _Mapping]] = ...) -> None: ...
+    kl: SampleKl
+    def __init__(self, progress: _Optional[_Union[SampleProgress, _Mapping]] = ..., images: _Optional[_Union[ImageChunk, _Mapping]] = ..., kl: _Optional[_Union[SampleKl, _Mapping]] = ...) -> None: ...
 
 class StartTrajectoryRequest(_message.Message):
-    __slots__ = ("backbone", "num_samples", "seed", "initial_noise")
-    BACKBONE_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("model", "num_samples", "seed", "initial_noise", "labels")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
     NUM_SAMPLES_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     INITIAL_NOISE_FIELD_NUMBER: _ClassVar[int]
-    backbone: str
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    model: str
     num_samples: int
     seed: int
     initial_noise: Tensor
-    def __init__(self, backbone: _Optional[str] = ..., num_samples: _Optional[int] = ..., seed: _Optional[int] = ..., initial_noise: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
+    labels: _containers.RepeatedCompositeFieldContainer[LabelValues]
+    def __init__(self, model: _Optional[str] = ..., num_samples: _Optional[int] = ..., seed: _Optional[int] = ..., initial_noise: _Optional[_Union[Tensor, _Mapping]] = ..., labels: _Optional[_Iterable[_Union[LabelValues, _Mapping]]] = ...) -> None: ...
 
 class Trajectory(_message.Message):
     __slots__ = ("handle", "shape")
@@ -222,3 +244,337 @@ class ReadImagesRequest(_message.Message):
     TRAJECTORY_FIELD_NUMBER: _ClassVar[int]
     trajectory: str
     def __init__(self, trajectory: _Optional[str] = ...) -> None: ...
+
+class LoadDatasetRequest(_message.Message):
+    __slots__ = ("path", "labels_file", "label_columns")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FILE_FIELD_NUMBER: _ClassVar[int]
+    LABEL_COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    labels_file: str
+    label_columns: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, path: _Optional[str] = ..., labels_file: _Optional[str] = ..., label_columns: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class LabelColumn(_message.Message):
+    __slots__ = ("name", "num_classes", "counts")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    NUM_CLASSES_FIELD_NUMBER: _ClassVar[int]
+    COUNTS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    num_classes: int
+    counts: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, name: _Optional[str] = ..., num_classes: _Optional[int] = ..., counts: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class Dataset(_message.Message):
+    __slots__ = ("handle", "size", "image_shape", "columns")
+    HANDLE_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_SHAPE_FIELD_NUMBER: _ClassVar[int]
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    handle: str
+    size: int
+    image_shape: _containers.RepeatedScalarFieldContainer[int]
+    columns: _containers.RepeatedCompositeFieldContainer[LabelColumn]
+    def __init__(self, handle: _Optional[str] = ..., size: _Optional[int] = ..., image_shape: _Optional[_Iterable[int]] = ..., columns: _Optional[_Iterable[_Union[LabelColumn, _Mapping]]] = ...) -> None: ...
+
+class SyntheticImagesRequest(_message.Message):
+    __slots__ = ("num_images", "seed")
+    NUM_IMAGES_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    num_images: int
+    seed: int
+    def __init__(self, num_images: _Optional[int] = ..., seed: _Optional[int] = ...) -> None: ...
+
+class CreateClassifierRequest(_message.Message):
+    __slots__ = ("input_shape", "num_classes", "architecture", "width", "seed", "learning_rate", "weight_decay")
+    INPUT_SHAPE_FIELD_NUMBER: _ClassVar[int]
+    NUM_CLASSES_FIELD_NUMBER: _ClassVar[int]
+    ARCHITECTURE_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    LEARNING_RATE_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_DECAY_FIELD_NUMBER: _ClassVar[int]
+    input_shape: _containers.RepeatedScalarFieldContainer[int]
+    num_classes: int
+    architecture: str
+    width: int
+    seed: int
+    learning_rate: float
+    weight_decay: float
+    def __init__(self, input_shape: _Optional[_Iterable[int]] = ..., num_classes: _Optional[int] = ..., architecture: _Optional[str] = ..., width: _Optional[int] = ..., seed: _Optional[int] = ..., learning_rate: _Optional[float] = ..., weight_decay: _Optional[float] = ...) -> None: ...
+
+class Classifier(_message.Message):
+    __slots__ = ("handle", "num_parameters", "num_classes", "temperature")
+    HANDLE_FIELD_NUMBER: _ClassVar[int]
+    NUM_PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    NUM_CLASSES_FIELD_NUMBER: _ClassVar[int]
+    TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
+    handle: str
+    num_parameters: int
+    num_classes: int
+    temperature: float
+    def __init__(self, handle: _Optional[str] = ..., num_parameters: _Optional[int] = ..., num_classes: _Optional[int] = ..., temperature: _Optional[float] = ...) -> None: ...
+
+class ClassifierBatchRequest(_message.Message):
+    __slots__ = ("classifier", "dataset", "label_column", "indices", "augment", "seed")
+    CLASSIFIER_FIELD_NUMBER: _ClassVar[int]
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    LABEL_COLUMN_FIELD_NUMBER: _ClassVar[int]
+    INDICES_FIELD_NUMBER: _ClassVar[int]
+    AUGMENT_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    classifier: str
+    dataset: str
+    label_column: str
+    indices: _containers.RepeatedScalarFieldContainer[int]
+    augment: bool
+    seed: int
+    def __init__(self, classifier: _Optional[str] = ..., dataset: _Optional[str] = ..., label_column: _Optional[str] = ..., indices: _Optional[_Iterable[int]] = ..., augment: _Optional[bool] = ..., seed: _Optional[int] = ...) -> None: ...
+
+class ClassifierStepResponse(_message.Message):
+    __slots__ = ("loss", "accuracy")
+    LOSS_FIELD_NUMBER: _ClassVar[int]
+    ACCURACY_FIELD_NUMBER: _ClassVar[int]
+    loss: float
+    accuracy: float
+    def __init__(self, loss: _Optional[float] = ..., accuracy: _Optional[float] = ...) -> None: ...
+
+class Logits(_message.Message):
+    __slots__ = ("logits", "labels", "temperature")
+    LOGITS_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
+    logits: Tensor
+    labels: _containers.RepeatedScalarFieldContainer[int]
+    temperature: float
+    def __init__(self, logits: _Optional[_Union[Tensor, _Mapping]] = ..., labels: _Optional[_Iterable[int]] = ..., temperature: _Optional[float] = ...) -> None: ...
+
+class Calibration(_message.Message):
+    __slots__ = ("temperature", "nll_before", "nll_after")
+    TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
+    NLL_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    NLL_AFTER_FIELD_NUMBER: _ClassVar[int]
+    temperature: float
+    nll_before: float
+    nll_after: float
+    def __init__(self, temperature: _Optional[float] = ..., nll_before: _Optional[float] = ..., nll_after: _Optional[float] = ...) -> None: ...
+
+class LoadClassifierRequest(_message.Message):
+    __slots__ = ("directory",)
+    DIRECTORY_FIELD_NUMBER: _ClassVar[int]
+    directory: str
+    def __init__(self, directory: _Optional[str] = ...) -> None: ...
+
+class LabelField(_message.Message):
+    __slots__ = ("name", "num_classes")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    NUM_CLASSES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    num_classes: int
+    def __init__(self, name: _Optional[str] = ..., num_classes: _Optional[int] = ...) -> None: ...
+
+class AddControlRequest(_message.Message):
+    __slots__ = ("backbone", "fields", "lora_rank", "lora_alpha", "lora_target_modules", "seed")
+    BACKBONE_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
+    LORA_RANK_FIELD_NUMBER: _ClassVar[int]
+    LORA_ALPHA_FIELD_NUMBER: _ClassVar[int]
+    LORA_TARGET_MODULES_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    backbone: str
+    fields: _containers.RepeatedCompositeFieldContainer[LabelField]
+    lora_rank: int
+    lora_alpha: float
+    lora_target_modules: _containers.RepeatedScalarFieldContainer[str]
+    seed: int
+    def __init__(self, backbone: _Optional[str] = ..., fields: _Optional[_Iterable[_Union[LabelField, _Mapping]]] = ..., lora_rank: _Optional[int] = ..., lora_alpha: _Optional[float] = ..., lora_target_modules: _Optional[_Iterable[str]] = ..., seed: _Optional[int] = ...) -> None: ...
+
+class Control(_message.Message):
+    __slots__ = ("handle", "backbone", "fields", "num_lora_parameters", "num_embedding_parameters", "num_lora_modules")
+    HANDLE_FIELD_NUMBER: _ClassVar[int]
+    BACKBONE_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
+    NUM_LORA_PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    NUM_EMBEDDING_PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    NUM_LORA_MODULES_FIELD_NUMBER: _ClassVar[int]
+    handle: str
+    backbone: str
+    fields: _containers.RepeatedCompositeFieldContainer[LabelField]
+    num_lora_parameters: int
+    num_embedding_parameters: int
+    num_lora_modules: int
+    def __init__(self, handle: _Optional[str] = ..., backbone: _Optional[str] = ..., fields: _Optional[_Iterable[_Union[LabelField, _Mapping]]] = ..., num_lora_parameters: _Optional[int] = ..., num_embedding_parameters: _Optional[int] = ..., num_lora_modules: _Optional[int] = ...) -> None: ...
+
+class ParamGroup(_message.Message):
+    __slots__ = ("name", "learning_rate", "weight_decay")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LEARNING_RATE_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_DECAY_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    learning_rate: float
+    weight_decay: float
+    def __init__(self, name: _Optional[str] = ..., learning_rate: _Optional[float] = ..., weight_decay: _Optional[float] = ...) -> None: ...
+
+class CreateOptimizerRequest(_message.Message):
+    __slots__ = ("control", "groups", "beta1", "beta2", "eps", "max_grad_norm")
+    CONTROL_FIELD_NUMBER: _ClassVar[int]
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
+    BETA1_FIELD_NUMBER: _ClassVar[int]
+    BETA2_FIELD_NUMBER: _ClassVar[int]
+    EPS_FIELD_NUMBER: _ClassVar[int]
+    MAX_GRAD_NORM_FIELD_NUMBER: _ClassVar[int]
+    control: str
+    groups: _containers.RepeatedCompositeFieldContainer[ParamGroup]
+    beta1: float
+    beta2: float
+    eps: float
+    max_grad_norm: float
+    def __init__(self, control: _Optional[str] = ..., groups: _Optional[_Iterable[_Union[ParamGroup, _Mapping]]] = ..., beta1: _Optional[float] = ..., beta2: _Optional[float] = ..., eps: _Optional[float] = ..., max_grad_norm: _Optional[float] = ...) -> None: ...
+
+class Optimizer(_message.Message):
+    __slots__ = ("handle", "steps")
+    HANDLE_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    handle: str
+    steps: int
+    def __init__(self, handle: _Optional[str] = ..., steps: _Optional[int] = ...) -> None: ...
+
+class RolloutRequest(_message.Message):
+    __slots__ = ("control", "num_samples", "labels", "timesteps", "eta", "seed", "grad_steps", "checkpointing")
+    CONTROL_FIELD_NUMBER: _ClassVar[int]
+    NUM_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    TIMESTEPS_FIELD_NUMBER: _ClassVar[int]
+    ETA_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    GRAD_STEPS_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINTING_FIELD_NUMBER: _ClassVar[int]
+    control: str
+    num_samples: int
+    labels: _containers.RepeatedCompositeFieldContainer[LabelValues]
+    timesteps: _containers.RepeatedScalarFieldContainer[int]
+    eta: float
+    seed: int
+    grad_steps: _containers.RepeatedScalarFieldContainer[bool]
+    checkpointing: bool
+    def __init__(self, control: _Optional[str] = ..., num_samples: _Optional[int] = ..., labels: _Optional[_Iterable[_Union[LabelValues, _Mapping]]] = ..., timesteps: _Optional[_Iterable[int]] = ..., eta: _Optional[float] = ..., seed: _Optional[int] = ..., grad_steps: _Optional[_Iterable[bool]] = ..., checkpointing: _Optional[bool] = ...) -> None: ...
+
+class RolloutResult(_message.Message):
+    __slots__ = ("handle", "kl_per_step", "kl_per_sample", "grad_steps_kept", "seconds")
+    HANDLE_FIELD_NUMBER: _ClassVar[int]
+    KL_PER_STEP_FIELD_NUMBER: _ClassVar[int]
+    KL_PER_SAMPLE_FIELD_NUMBER: _ClassVar[int]
+    GRAD_STEPS_KEPT_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    handle: str
+    kl_per_step: _containers.RepeatedScalarFieldContainer[float]
+    kl_per_sample: _containers.RepeatedScalarFieldContainer[float]
+    grad_steps_kept: int
+    seconds: float
+    def __init__(self, handle: _Optional[str] = ..., kl_per_step: _Optional[_Iterable[float]] = ..., kl_per_sample: _Optional[_Iterable[float]] = ..., grad_steps_kept: _Optional[int] = ..., seconds: _Optional[float] = ...) -> None: ...
+
+class ClassifierLogProbTerm(_message.Message):
+    __slots__ = ("classifier", "label_field")
+    CLASSIFIER_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_FIELD_NUMBER: _ClassVar[int]
+    classifier: str
+    label_field: str
+    def __init__(self, classifier: _Optional[str] = ..., label_field: _Optional[str] = ...) -> None: ...
+
+class KlTerm(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ConstantTerm(_message.Message):
+    __slots__ = ("values",)
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    values: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, values: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class RewardTerm(_message.Message):
+    __slots__ = ("weight", "classifier_log_prob", "kl", "constant")
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    CLASSIFIER_LOG_PROB_FIELD_NUMBER: _ClassVar[int]
+    KL_FIELD_NUMBER: _ClassVar[int]
+    CONSTANT_FIELD_NUMBER: _ClassVar[int]
+    weight: float
+    classifier_log_prob: ClassifierLogProbTerm
+    kl: KlTerm
+    constant: ConstantTerm
+    def __init__(self, weight: _Optional[float] = ..., classifier_log_prob: _Optional[_Union[ClassifierLogProbTerm, _Mapping]] = ..., kl: _Optional[_Union[KlTerm, _Mapping]] = ..., constant: _Optional[_Union[ConstantTerm, _Mapping]] = ...) -> None: ...
+
+class BackwardRequest(_message.Message):
+    __slots__ = ("rollout", "terms", "loss_scale")
+    ROLLOUT_FIELD_NUMBER: _ClassVar[int]
+    TERMS_FIELD_NUMBER: _ClassVar[int]
+    LOSS_SCALE_FIELD_NUMBER: _ClassVar[int]
+    rollout: str
+    terms: _containers.RepeatedCompositeFieldContainer[RewardTerm]
+    loss_scale: float
+    def __init__(self, rollout: _Optional[str] = ..., terms: _Optional[_Iterable[_Union[RewardTerm, _Mapping]]] = ..., loss_scale: _Optional[float] = ...) -> None: ...
+
+class TermValue(_message.Message):
+    __slots__ = ("mean", "per_sample")
+    MEAN_FIELD_NUMBER: _ClassVar[int]
+    PER_SAMPLE_FIELD_NUMBER: _ClassVar[int]
+    mean: float
+    per_sample: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, mean: _Optional[float] = ..., per_sample: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class BackwardResponse(_message.Message):
+    __slots__ = ("loss", "terms", "seconds")
+    LOSS_FIELD_NUMBER: _ClassVar[int]
+    TERMS_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    loss: float
+    terms: _containers.RepeatedCompositeFieldContainer[TermValue]
+    seconds: float
+    def __init__(self, loss: _Optional[float] = ..., terms: _Optional[_Iterable[_Union[TermValue, _Mapping]]] = ..., seconds: _Optional[float] = ...) -> None: ...
+
+class OptimizerStepRequest(_message.Message):
+    __slots__ = ("optimizer",)
+    OPTIMIZER_FIELD_NUMBER: _ClassVar[int]
+    optimizer: str
+    def __init__(self, optimizer: _Optional[str] = ...) -> None: ...
+
+class OptimizerStepResponse(_message.Message):
+    __slots__ = ("grad_norm", "steps")
+    GRAD_NORM_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    grad_norm: float
+    steps: int
+    def __init__(self, grad_norm: _Optional[float] = ..., steps: _Optional[int] = ...) -> None: ...
+
+class SaveRequest(_message.Message):
+    __slots__ = ("handle", "directory", "optimizer", "overwrite")
+    HANDLE_FIELD_NUMBER: _ClassVar[int]
+    DIRECTORY_FIELD_NUMBER: _ClassVar[int]
+    OPTIMIZER_FIELD_NUMBER: _ClassVar[int]
+    OVERWRITE_FIELD_NUMBER: _ClassVar[int]
+    handle: str
+    directory: str
+    optimizer: str
+    overwrite: bool
+    def __init__(self, handle: _Optional[str] = ..., directory: _Optional[str] = ..., optimizer: _Optional[str] = ..., overwrite: _Optional[bool] = ...) -> None: ...
+
+class SaveResponse(_message.Message):
+    __slots__ = ("files",)
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    files: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, files: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class LoadControlRequest(_message.Message):
+    __slots__ = ("backbone", "directory")
+    BACKBONE_FIELD_NUMBER: _ClassVar[int]
+    DIRECTORY_FIELD_NUMBER: _ClassVar[int]
+    backbone: str
+    directory: str
+    def __init__(self, backbone: _Optional[str] = ..., directory: _Optional[str] = ...) -> None: ...
+
+class LoadOptimizerStateRequest(_message.Message):
+    __slots__ = ("optimizer", "directory")
+    OPTIMIZER_FIELD_NUMBER: _ClassVar[int]
+    DIRECTORY_FIELD_NUMBER: _ClassVar[int]
+    optimizer: str
+    directory: str
+    def __init__(self, optimizer: _Optional[str] = ..., directory: _Optional[str] = ...) -> None: ...

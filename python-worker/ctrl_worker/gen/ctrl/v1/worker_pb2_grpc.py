@@ -74,6 +74,86 @@ class WorkerStub:
                 request_serializer=ctrl_dot_v1_dot_worker__pb2.ReadImagesRequest.SerializeToString,
                 response_deserializer=ctrl_dot_v1_dot_worker__pb2.ImageChunk.FromString,
                 _registered_method=True)
+        self.LoadDataset = channel.unary_unary(
+                '/ctrl.v1.Worker/LoadDataset',
+                request_serializer=ctrl_dot_v1_dot_worker__pb2.LoadDatasetRequest.SerializeToString,
+                response_deserializer=ctrl_dot_v1_dot_worker__pb2.Dataset.FromString,
+                _registered_method=True)
+        self.SyntheticImages = channel.unary_stream(
+                '/ctrl.v1.Worker/SyntheticImages',
+                request_serializer=ctrl_dot_v1_dot_worker__pb2.SyntheticImagesRequest.SerializeToString,
+                response_deserializer=ctrl_dot_v1_dot_worker__pb2.ImageChunk.FromString,
+                _registered_method=True)
+        self.CreateClassifier = channel.unary_unary(
+                '/ctrl.v1.Worker/CreateClassifier',
+                request_serializer=ctrl_dot_v1_dot_worker__pb2.CreateClassifierRequest.SerializeToString,
+                response_deserializer=ctrl_dot_v1_dot_worker__pb2.Classifier.FromString,
+                _registered_method=True)
+        self.TrainClassifierStep = channel.unary_unary(
+                '/ctrl.v1.Worker/TrainClassifierStep',
+                request_serializer=ctrl_dot_v1_dot_worker__pb2.ClassifierBatchRequest.SerializeToString,
+                response_deserializer=ctrl_dot_v1_dot_worker__pb2.ClassifierStepResponse.FromString,
+                _registered_method=True)
+        self.ClassifierLogits = channel.unary_unary(
+                '/ctrl.v1.Worker/ClassifierLogits',
+                request_serializer=ctrl_dot_v1_dot_worker__pb2.ClassifierBatchRequest.SerializeToString,
+                response_deserializer=ctrl_dot_v1_dot_worker__pb2.Logits.FromString,
+                _registered_method=True)
+        self.CalibrateClassifier = channel.unary_unary(
+                '/ctrl.v1.Worker/CalibrateClassifier',
+                request_serializer=ctrl_dot_v1_dot_worker__pb2.ClassifierBatchRequest.SerializeToString,
+                response_deserializer=ctrl_dot_v1_dot_worker__pb2.Calibration.FromString,
+                _registered_method=True)
+        self.SaveClassifier = channel.unary_unary(
+                '/ctrl.v1.Worker/SaveClassifier',
+                request_serializer=ctrl_dot_v1_dot_worker__pb2.SaveRequest.SerializeToString,
+                response_deserializer=ctrl_dot_v1_dot_worker__pb2.SaveResponse.FromString,
+                _registered_method=True)
+        self.LoadClassifier = channel.unary_unary(
+                '/ctrl.v1.Worker/LoadClassifier',
+                request_serializer=ctrl_dot_v1_dot_worker__pb2.LoadClassifierRequest.SerializeToString,
+                response_deserializer=ctrl_dot_v1_dot_worker__pb2.Classifier.FromString,
+                _registered_method=True)
+        self.AddControl = channel.unary_unary(
+                '/ctrl.v1.Worker/AddControl',
+                request_serializer=ctrl_dot_v1_dot_worker__pb2.AddControlRequest.SerializeToString,
+                response_deserializer=ctrl_dot_v1_dot_worker__pb2.Control.FromString,
+                _registered_method=True)
+        self.CreateOptimizer = channel.unary_unary(
+                '/ctrl.v1.Worker/CreateOptimizer',
+                request_serializer=ctrl_dot_v1_dot_worker__pb2.CreateOptimizerRequest.SerializeToString,
+                response_deserializer=ctrl_dot_v1_dot_worker__pb2.Optimizer.FromString,
+                _registered_method=True)
+        self.Rollout = channel.unary_unary(
+                '/ctrl.v1.Worker/Rollout',
+                request_serializer=ctrl_dot_v1_dot_worker__pb2.RolloutRequest.SerializeToString,
+                response_deserializer=ctrl_dot_v1_dot_worker__pb2.RolloutResult.FromString,
+                _registered_method=True)
+        self.Backward = channel.unary_unary(
+                '/ctrl.v1.Worker/Backward',
+                request_serializer=ctrl_dot_v1_dot_worker__pb2.BackwardRequest.SerializeToString,
+                response_deserializer=ctrl_dot_v1_dot_worker__pb2.BackwardResponse.FromString,
+                _registered_method=True)
+        self.OptimizerStep = channel.unary_unary(
+                '/ctrl.v1.Worker/OptimizerStep',
+                request_serializer=ctrl_dot_v1_dot_worker__pb2.OptimizerStepRequest.SerializeToString,
+                response_deserializer=ctrl_dot_v1_dot_worker__pb2.OptimizerStepResponse.FromString,
+                _registered_method=True)
+        self.SaveControl = channel.unary_unary(
+                '/ctrl.v1.Worker/SaveControl',
+                request_serializer=ctrl_dot_v1_dot_worker__pb2.SaveRequest.SerializeToString,
+                response_deserializer=ctrl_dot_v1_dot_worker__pb2.SaveResponse.FromString,
+                _registered_method=True)
+        self.LoadControl = channel.unary_unary(
+                '/ctrl.v1.Worker/LoadControl',
+                request_serializer=ctrl_dot_v1_dot_worker__pb2.LoadControlRequest.SerializeToString,
+                response_deserializer=ctrl_dot_v1_dot_worker__pb2.Control.FromString,
+                _registered_method=True)
+        self.LoadOptimizerState = channel.unary_unary(
+                '/ctrl.v1.Worker/LoadOptimizerState',
+                request_serializer=ctrl_dot_v1_dot_worker__pb2.LoadOptimizerStateRequest.SerializeToString,
+                response_deserializer=ctrl_dot_v1_dot_worker__pb2.Optimizer.FromString,
+                _registered_method=True)
 
 
 class WorkerServicer:
@@ -133,6 +213,116 @@ class WorkerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LoadDataset(self, request, context):
+        """-- Offline data ------------------------------------------------------------------------------
+        Loads a folder of images plus a labels file (CSV or JSONL) into the worker's memory.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SyntheticImages(self, request, context):
+        """Images from the project's seeded synthetic generator (the embedded default's training data).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateClassifier(self, request, context):
+        """-- Classifiers p(y|x) on clean images, trained step by step from TypeScript -----------------
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TrainClassifierStep(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ClassifierLogits(self, request, context):
+        """Uncalibrated logits (eval mode) for dataset rows; the current temperature travels beside them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CalibrateClassifier(self, request, context):
+        """Fits the temperature by LBFGS on the given (held-out) rows, minimising cross-entropy.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SaveClassifier(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LoadClassifier(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddControl(self, request, context):
+        """-- Controls: a backbone augmented with zero-initialised label embeddings and LoRA ------------
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateOptimizer(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Rollout(self, request, context):
+        """Rolls the augmented model's sampler out with gradients kept at the chosen steps, and the
+        per-step KL to the pre-trained transition (adapters and embeddings disabled).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Backward(self, request, context):
+        """Evaluates a reward expression on a rollout, back-propagates -mean(reward) * loss_scale into
+        the control's parameters (gradients accumulate) and releases the rollout.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def OptimizerStep(self, request, context):
+        """Clips the accumulated gradients, steps the optimiser and zeroes the gradients.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SaveControl(self, request, context):
+        """Saves LoRA (diffusers format), label embeddings and, optionally, the optimiser's state.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LoadControl(self, request, context):
+        """Loads a saved control onto a backbone; refuses one trained on another backbone.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LoadOptimizerState(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -175,6 +365,86 @@ def add_WorkerServicer_to_server(servicer, server):
                     servicer.ReadImages,
                     request_deserializer=ctrl_dot_v1_dot_worker__pb2.ReadImagesRequest.FromString,
                     response_serializer=ctrl_dot_v1_dot_worker__pb2.ImageChunk.SerializeToString,
+            ),
+            'LoadDataset': grpc.unary_unary_rpc_method_handler(
+                    servicer.LoadDataset,
+                    request_deserializer=ctrl_dot_v1_dot_worker__pb2.LoadDatasetRequest.FromString,
+                    response_serializer=ctrl_dot_v1_dot_worker__pb2.Dataset.SerializeToString,
+            ),
+            'SyntheticImages': grpc.unary_stream_rpc_method_handler(
+                    servicer.SyntheticImages,
+                    request_deserializer=ctrl_dot_v1_dot_worker__pb2.SyntheticImagesRequest.FromString,
+                    response_serializer=ctrl_dot_v1_dot_worker__pb2.ImageChunk.SerializeToString,
+            ),
+            'CreateClassifier': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateClassifier,
+                    request_deserializer=ctrl_dot_v1_dot_worker__pb2.CreateClassifierRequest.FromString,
+                    response_serializer=ctrl_dot_v1_dot_worker__pb2.Classifier.SerializeToString,
+            ),
+            'TrainClassifierStep': grpc.unary_unary_rpc_method_handler(
+                    servicer.TrainClassifierStep,
+                    request_deserializer=ctrl_dot_v1_dot_worker__pb2.ClassifierBatchRequest.FromString,
+                    response_serializer=ctrl_dot_v1_dot_worker__pb2.ClassifierStepResponse.SerializeToString,
+            ),
+            'ClassifierLogits': grpc.unary_unary_rpc_method_handler(
+                    servicer.ClassifierLogits,
+                    request_deserializer=ctrl_dot_v1_dot_worker__pb2.ClassifierBatchRequest.FromString,
+                    response_serializer=ctrl_dot_v1_dot_worker__pb2.Logits.SerializeToString,
+            ),
+            'CalibrateClassifier': grpc.unary_unary_rpc_method_handler(
+                    servicer.CalibrateClassifier,
+                    request_deserializer=ctrl_dot_v1_dot_worker__pb2.ClassifierBatchRequest.FromString,
+                    response_serializer=ctrl_dot_v1_dot_worker__pb2.Calibration.SerializeToString,
+            ),
+            'SaveClassifier': grpc.unary_unary_rpc_method_handler(
+                    servicer.SaveClassifier,
+                    request_deserializer=ctrl_dot_v1_dot_worker__pb2.SaveRequest.FromString,
+                    response_serializer=ctrl_dot_v1_dot_worker__pb2.SaveResponse.SerializeToString,
+            ),
+            'LoadClassifier': grpc.unary_unary_rpc_method_handler(
+                    servicer.LoadClassifier,
+                    request_deserializer=ctrl_dot_v1_dot_worker__pb2.LoadClassifierRequest.FromString,
+                    response_serializer=ctrl_dot_v1_dot_worker__pb2.Classifier.SerializeToString,
+            ),
+            'AddControl': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddControl,
+                    request_deserializer=ctrl_dot_v1_dot_worker__pb2.AddControlRequest.FromString,
+                    response_serializer=ctrl_dot_v1_dot_worker__pb2.Control.SerializeToString,
+            ),
+            'CreateOptimizer': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateOptimizer,
+                    request_deserializer=ctrl_dot_v1_dot_worker__pb2.CreateOptimizerRequest.FromString,
+                    response_serializer=ctrl_dot_v1_dot_worker__pb2.Optimizer.SerializeToString,
+            ),
+            'Rollout': grpc.unary_unary_rpc_method_handler(
+                    servicer.Rollout,
+                    request_deserializer=ctrl_dot_v1_dot_worker__pb2.RolloutRequest.FromString,
+                    response_serializer=ctrl_dot_v1_dot_worker__pb2.RolloutResult.SerializeToString,
+            ),
+            'Backward': grpc.unary_unary_rpc_method_handler(
+                    servicer.Backward,
+                    request_deserializer=ctrl_dot_v1_dot_worker__pb2.BackwardRequest.FromString,
+                    response_serializer=ctrl_dot_v1_dot_worker__pb2.BackwardResponse.SerializeToString,
+            ),
+            'OptimizerStep': grpc.unary_unary_rpc_method_handler(
+                    servicer.OptimizerStep,
+                    request_deserializer=ctrl_dot_v1_dot_worker__pb2.OptimizerStepRequest.FromString,
+                    response_serializer=ctrl_dot_v1_dot_worker__pb2.OptimizerStepResponse.SerializeToString,
+            ),
+            'SaveControl': grpc.unary_unary_rpc_method_handler(
+                    servicer.SaveControl,
+                    request_deserializer=ctrl_dot_v1_dot_worker__pb2.SaveRequest.FromString,
+                    response_serializer=ctrl_dot_v1_dot_worker__pb2.SaveResponse.SerializeToString,
+            ),
+            'LoadControl': grpc.unary_unary_rpc_method_handler(
+                    servicer.LoadControl,
+                    request_deserializer=ctrl_dot_v1_dot_worker__pb2.LoadControlRequest.FromString,
+                    response_serializer=ctrl_dot_v1_dot_worker__pb2.Control.SerializeToString,
+            ),
+            'LoadOptimizerState': grpc.unary_unary_rpc_method_handler(
+                    servicer.LoadOptimizerState,
+                    request_deserializer=ctrl_dot_v1_dot_worker__pb2.LoadOptimizerStateRequest.FromString,
+                    response_serializer=ctrl_dot_v1_dot_worker__pb2.Optimizer.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -393,6 +663,438 @@ class Worker:
             '/ctrl.v1.Worker/ReadImages',
             ctrl_dot_v1_dot_worker__pb2.ReadImagesRequest.SerializeToString,
             ctrl_dot_v1_dot_worker__pb2.ImageChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LoadDataset(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ctrl.v1.Worker/LoadDataset',
+            ctrl_dot_v1_dot_worker__pb2.LoadDatasetRequest.SerializeToString,
+            ctrl_dot_v1_dot_worker__pb2.Dataset.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SyntheticImages(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/ctrl.v1.Worker/SyntheticImages',
+            ctrl_dot_v1_dot_worker__pb2.SyntheticImagesRequest.SerializeToString,
+            ctrl_dot_v1_dot_worker__pb2.ImageChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateClassifier(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ctrl.v1.Worker/CreateClassifier',
+            ctrl_dot_v1_dot_worker__pb2.CreateClassifierRequest.SerializeToString,
+            ctrl_dot_v1_dot_worker__pb2.Classifier.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TrainClassifierStep(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ctrl.v1.Worker/TrainClassifierStep',
+            ctrl_dot_v1_dot_worker__pb2.ClassifierBatchRequest.SerializeToString,
+            ctrl_dot_v1_dot_worker__pb2.ClassifierStepResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ClassifierLogits(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ctrl.v1.Worker/ClassifierLogits',
+            ctrl_dot_v1_dot_worker__pb2.ClassifierBatchRequest.SerializeToString,
+            ctrl_dot_v1_dot_worker__pb2.Logits.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CalibrateClassifier(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ctrl.v1.Worker/CalibrateClassifier',
+            ctrl_dot_v1_dot_worker__pb2.ClassifierBatchRequest.SerializeToString,
+            ctrl_dot_v1_dot_worker__pb2.Calibration.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SaveClassifier(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ctrl.v1.Worker/SaveClassifier',
+            ctrl_dot_v1_dot_worker__pb2.SaveRequest.SerializeToString,
+            ctrl_dot_v1_dot_worker__pb2.SaveResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LoadClassifier(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ctrl.v1.Worker/LoadClassifier',
+            ctrl_dot_v1_dot_worker__pb2.LoadClassifierRequest.SerializeToString,
+            ctrl_dot_v1_dot_worker__pb2.Classifier.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddControl(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ctrl.v1.Worker/AddControl',
+            ctrl_dot_v1_dot_worker__pb2.AddControlRequest.SerializeToString,
+            ctrl_dot_v1_dot_worker__pb2.Control.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateOptimizer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ctrl.v1.Worker/CreateOptimizer',
+            ctrl_dot_v1_dot_worker__pb2.CreateOptimizerRequest.SerializeToString,
+            ctrl_dot_v1_dot_worker__pb2.Optimizer.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Rollout(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ctrl.v1.Worker/Rollout',
+            ctrl_dot_v1_dot_worker__pb2.RolloutRequest.SerializeToString,
+            ctrl_dot_v1_dot_worker__pb2.RolloutResult.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Backward(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ctrl.v1.Worker/Backward',
+            ctrl_dot_v1_dot_worker__pb2.BackwardRequest.SerializeToString,
+            ctrl_dot_v1_dot_worker__pb2.BackwardResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def OptimizerStep(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ctrl.v1.Worker/OptimizerStep',
+            ctrl_dot_v1_dot_worker__pb2.OptimizerStepRequest.SerializeToString,
+            ctrl_dot_v1_dot_worker__pb2.OptimizerStepResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SaveControl(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ctrl.v1.Worker/SaveControl',
+            ctrl_dot_v1_dot_worker__pb2.SaveRequest.SerializeToString,
+            ctrl_dot_v1_dot_worker__pb2.SaveResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LoadControl(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ctrl.v1.Worker/LoadControl',
+            ctrl_dot_v1_dot_worker__pb2.LoadControlRequest.SerializeToString,
+            ctrl_dot_v1_dot_worker__pb2.Control.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LoadOptimizerState(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ctrl.v1.Worker/LoadOptimizerState',
+            ctrl_dot_v1_dot_worker__pb2.LoadOptimizerStateRequest.SerializeToString,
+            ctrl_dot_v1_dot_worker__pb2.Optimizer.FromString,
             options,
             channel_credentials,
             insecure,
