@@ -336,6 +336,15 @@ export interface ClassifierBatchRequest {
   /** Training only: random horizontal flips. */
   augment: boolean;
   seed: number;
+  /**
+   * ClassifierLogits only: score these uint8 images [n, height, width, channels] instead of
+   * dataset rows (dataset, label_column and indices are then left empty).
+   */
+  images:
+    | Tensor
+    | undefined;
+  /** ClassifierLogits only: also return the penultimate-layer features. */
+  returnFeatures: boolean;
 }
 
 export interface ClassifierStepResponse {
@@ -345,9 +354,14 @@ export interface ClassifierStepResponse {
 
 export interface Logits {
   /** float32 [n, num_classes], before temperature scaling. */
-  logits: Tensor | undefined;
+  logits:
+    | Tensor
+    | undefined;
+  /** The rows' labels (empty when images were given). */
   labels: number[];
   temperature: number;
+  /** float32 [n, feature_dim], when asked for. */
+  features: Tensor | undefined;
 }
 
 export interface Calibration {
@@ -3794,7 +3808,16 @@ export const Classifier: MessageFns<Classifier> = {
 };
 
 function createBaseClassifierBatchRequest(): ClassifierBatchRequest {
-  return { classifier: "", dataset: "", labelColumn: "", indices: [], augment: false, seed: 0 };
+  return {
+    classifier: "",
+    dataset: "",
+    labelColumn: "",
+    indices: [],
+    augment: false,
+    seed: 0,
+    images: undefined,
+    returnFeatures: false,
+  };
 }
 
 export const ClassifierBatchRequest: MessageFns<ClassifierBatchRequest> = {
@@ -3820,6 +3843,12 @@ export const ClassifierBatchRequest: MessageFns<ClassifierBatchRequest> = {
     }
     if (message.seed !== 0) {
       writer.uint32(48).uint64(message.seed);
+    }
+    if (message.images !== undefined) {
+      Tensor.encode(message.images, writer.uint32(58).fork()).join();
+    }
+    if (message.returnFeatures !== false) {
+      writer.uint32(64).bool(message.returnFeatures);
     }
     return writer;
   },
@@ -3895,6 +3924,22 @@ export const ClassifierBatchRequest: MessageFns<ClassifierBatchRequest> = {
             message.seed = longToNumber(reader.uint64());
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.images = Tensor.decode(reader, reader.uint32());
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.returnFeatures = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3919,6 +3964,12 @@ export const ClassifierBatchRequest: MessageFns<ClassifierBatchRequest> = {
       indices: globalThis.Array.isArray(object?.indices) ? object.indices.map((e: any) => globalThis.Number(e)) : [],
       augment: isSet(object.augment) ? globalThis.Boolean(object.augment) : false,
       seed: isSet(object.seed) ? globalThis.Number(object.seed) : 0,
+      images: isSet(object.images) ? Tensor.fromJSON(object.images) : undefined,
+      returnFeatures: isSet(object.returnFeatures)
+        ? globalThis.Boolean(object.returnFeatures)
+        : isSet(object.return_features)
+        ? globalThis.Boolean(object.return_features)
+        : false,
     };
   },
 
@@ -3942,6 +3993,12 @@ export const ClassifierBatchRequest: MessageFns<ClassifierBatchRequest> = {
     if (message.seed !== 0) {
       obj.seed = Math.round(message.seed);
     }
+    if (message.images !== undefined) {
+      obj.images = Tensor.toJSON(message.images);
+    }
+    if (message.returnFeatures !== false) {
+      obj.returnFeatures = message.returnFeatures;
+    }
     return obj;
   },
 
@@ -3956,6 +4013,10 @@ export const ClassifierBatchRequest: MessageFns<ClassifierBatchRequest> = {
     message.indices = object.indices?.map((e) => e) || [];
     message.augment = object.augment ?? false;
     message.seed = object.seed ?? 0;
+    message.images = (object.images !== undefined && object.images !== null)
+      ? Tensor.fromPartial(object.images)
+      : undefined;
+    message.returnFeatures = object.returnFeatures ?? false;
     return message;
   },
 };
@@ -4046,7 +4107,7 @@ export const ClassifierStepResponse: MessageFns<ClassifierStepResponse> = {
 };
 
 function createBaseLogits(): Logits {
-  return { logits: undefined, labels: [], temperature: 0 };
+  return { logits: undefined, labels: [], temperature: 0, features: undefined };
 }
 
 export const Logits: MessageFns<Logits> = {
@@ -4063,6 +4124,9 @@ export const Logits: MessageFns<Logits> = {
     }
     if (message.temperature !== 0) {
       writer.uint32(29).float(message.temperature);
+    }
+    if (message.features !== undefined) {
+      Tensor.encode(message.features, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -4114,6 +4178,14 @@ export const Logits: MessageFns<Logits> = {
             message.temperature = reader.float();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.features = Tensor.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4131,6 +4203,7 @@ export const Logits: MessageFns<Logits> = {
       logits: isSet(object.logits) ? Tensor.fromJSON(object.logits) : undefined,
       labels: globalThis.Array.isArray(object?.labels) ? object.labels.map((e: any) => globalThis.Number(e)) : [],
       temperature: isSet(object.temperature) ? globalThis.Number(object.temperature) : 0,
+      features: isSet(object.features) ? Tensor.fromJSON(object.features) : undefined,
     };
   },
 
@@ -4145,6 +4218,9 @@ export const Logits: MessageFns<Logits> = {
     if (message.temperature !== 0) {
       obj.temperature = floatToJson(message.temperature);
     }
+    if (message.features !== undefined) {
+      obj.features = Tensor.toJSON(message.features);
+    }
     return obj;
   },
 
@@ -4158,6 +4234,9 @@ export const Logits: MessageFns<Logits> = {
       : undefined;
     message.labels = object.labels?.map((e) => e) || [];
     message.temperature = object.temperature ?? 0;
+    message.features = (object.features !== undefined && object.features !== null)
+      ? Tensor.fromPartial(object.features)
+      : undefined;
     return message;
   },
 };

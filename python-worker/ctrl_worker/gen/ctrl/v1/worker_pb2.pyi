@@ -316,20 +316,24 @@ class Classifier(_message.Message):
     def __init__(self, handle: _Optional[str] = ..., num_parameters: _Optional[int] = ..., num_classes: _Optional[int] = ..., temperature: _Optional[float] = ...) -> None: ...
 
 class ClassifierBatchRequest(_message.Message):
-    __slots__ = ("classifier", "dataset", "label_column", "indices", "augment", "seed")
+    __slots__ = ("classifier", "dataset", "label_column", "indices", "augment", "seed", "images", "return_features")
     CLASSIFIER_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
     LABEL_COLUMN_FIELD_NUMBER: _ClassVar[int]
     INDICES_FIELD_NUMBER: _ClassVar[int]
     AUGMENT_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    RETURN_FEATURES_FIELD_NUMBER: _ClassVar[int]
     classifier: str
     dataset: str
     label_column: str
     indices: _containers.RepeatedScalarFieldContainer[int]
     augment: bool
     seed: int
-    def __init__(self, classifier: _Optional[str] = ..., dataset: _Optional[str] = ..., label_column: _Optional[str] = ..., indices: _Optional[_Iterable[int]] = ..., augment: _Optional[bool] = ..., seed: _Optional[int] = ...) -> None: ...
+    images: Tensor
+    return_features: bool
+    def __init__(self, classifier: _Optional[str] = ..., dataset: _Optional[str] = ..., label_column: _Optional[str] = ..., indices: _Optional[_Iterable[int]] = ..., augment: _Optional[bool] = ..., seed: _Optional[int] = ..., images: _Optional[_Union[Tensor, _Mapping]] = ..., return_features: _Optional[bool] = ...) -> None: ...
 
 class ClassifierStepResponse(_message.Message):
     __slots__ = ("loss", "accuracy")
@@ -340,14 +344,16 @@ class ClassifierStepResponse(_message.Message):
     def __init__(self, loss: _Optional[float] = ..., accuracy: _Optional[float] = ...) -> None: ...
 
 class Logits(_message.Message):
-    __slots__ = ("logits", "labels", "temperature")
+    __slots__ = ("logits", "labels", "temperature", "features")
     LOGITS_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
+    FEATURES_FIELD_NUMBER: _ClassVar[int]
     logits: Tensor
     labels: _containers.RepeatedScalarFieldContainer[int]
     temperature: float
-    def __init__(self, logits: _Optional[_Union[Tensor, _Mapping]] = ..., labels: _Optional[_Iterable[int]] = ..., temperature: _Optional[float] = ...) -> None: ...
+    features: Tensor
+    def __init__(self, logits: _Optional[_Union[Tensor, _Mapping]] = ..., labels: _Optional[_Iterable[int]] = ..., temperature: _Optional[float] = ..., features: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
 
 class Calibration(_message.Message):
     __slots__ = ("temperature", "nll_before", "nll_after")
