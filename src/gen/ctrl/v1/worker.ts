@@ -291,6 +291,8 @@ export interface LabelColumn {
   numClasses: number;
   /** Rows per class. */
   counts: number[];
+  /** Every row's label, in row order (the orchestrator splits and batches the rows). */
+  labels: number[];
 }
 
 export interface Dataset {
@@ -3145,7 +3147,7 @@ export const LoadDatasetRequest: MessageFns<LoadDatasetRequest> = {
 };
 
 function createBaseLabelColumn(): LabelColumn {
-  return { name: "", numClasses: 0, counts: [] };
+  return { name: "", numClasses: 0, counts: [], labels: [] };
 }
 
 export const LabelColumn: MessageFns<LabelColumn> = {
@@ -3159,6 +3161,13 @@ export const LabelColumn: MessageFns<LabelColumn> = {
     if (message.counts.length !== 0) {
       writer.uint32(26).fork();
       for (const v of message.counts) {
+        writer.uint32(v);
+      }
+      writer.join();
+    }
+    if (message.labels.length !== 0) {
+      writer.uint32(34).fork();
+      for (const v of message.labels) {
         writer.uint32(v);
       }
       writer.join();
@@ -3213,6 +3222,24 @@ export const LabelColumn: MessageFns<LabelColumn> = {
 
             break;
           }
+          case 4: {
+            if (tag === 32) {
+              message.labels.push(reader.uint32());
+
+              continue;
+            }
+
+            if (tag === 34) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.labels.push(reader.uint32());
+              }
+
+              continue;
+            }
+
+            break;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3234,6 +3261,7 @@ export const LabelColumn: MessageFns<LabelColumn> = {
         ? globalThis.Number(object.num_classes)
         : 0,
       counts: globalThis.Array.isArray(object?.counts) ? object.counts.map((e: any) => globalThis.Number(e)) : [],
+      labels: globalThis.Array.isArray(object?.labels) ? object.labels.map((e: any) => globalThis.Number(e)) : [],
     };
   },
 
@@ -3248,6 +3276,9 @@ export const LabelColumn: MessageFns<LabelColumn> = {
     if (message.counts?.length) {
       obj.counts = message.counts.map((e) => Math.round(e));
     }
+    if (message.labels?.length) {
+      obj.labels = message.labels.map((e) => Math.round(e));
+    }
     return obj;
   },
 
@@ -3259,6 +3290,7 @@ export const LabelColumn: MessageFns<LabelColumn> = {
     message.name = object.name ?? "";
     message.numClasses = object.numClasses ?? 0;
     message.counts = object.counts?.map((e) => e) || [];
+    message.labels = object.labels?.map((e) => e) || [];
     return message;
   },
 };

@@ -256,14 +256,16 @@ class LoadDatasetRequest(_message.Message):
     def __init__(self, path: _Optional[str] = ..., labels_file: _Optional[str] = ..., label_columns: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class LabelColumn(_message.Message):
-    __slots__ = ("name", "num_classes", "counts")
+    __slots__ = ("name", "num_classes", "counts", "labels")
     NAME_FIELD_NUMBER: _ClassVar[int]
     NUM_CLASSES_FIELD_NUMBER: _ClassVar[int]
     COUNTS_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
     name: str
     num_classes: int
     counts: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, name: _Optional[str] = ..., num_classes: _Optional[int] = ..., counts: _Optional[_Iterable[int]] = ...) -> None: ...
+    labels: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, name: _Optional[str] = ..., num_classes: _Optional[int] = ..., counts: _Optional[_Iterable[int]] = ..., labels: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class Dataset(_message.Message):
     __slots__ = ("handle", "size", "image_shape", "columns")
