@@ -4,6 +4,8 @@ import type { ProgressEvent, TelemetrySubscriber } from "./telemetry.js";
 export interface ProgressBarOptions {
   stream?: NodeJS.WriteStream;
   width?: number;
+  /** showProgress only: the tasks that get a bar (default: all). */
+  tasks?: string[];
 }
 
 export class ProgressBar {
@@ -58,6 +60,7 @@ export class ProgressBar {
 export function showProgress(telemetry: TelemetrySubscriber, options: ProgressBarOptions = {}): () => void {
   const bars = new Map<string, ProgressBar>();
   const listener = (event: ProgressEvent) => {
+    if (options.tasks && !options.tasks.includes(event.task)) return;
     const key = `${event.worker}:${event.task}`;
     let bar = bars.get(key);
     if (!bar || event.step === 1) {

@@ -18,11 +18,36 @@ export function float32Tensor(values: Float32Array, shape: number[]): Tensor {
   return { shape, dtype: DType.DTYPE_FLOAT32, data: Buffer.from(values.buffer, values.byteOffset, values.byteLength) };
 }
 
+/** A batch of uint8 images as a Tensor [n, height, width, channels]. */
+export function uint8Tensor(batch: ImageBatch): Tensor {
+  return {
+    shape: [batch.count, batch.height, batch.width, batch.channels],
+    dtype: DType.DTYPE_UINT8,
+    data: Buffer.from(batch.data.buffer, batch.data.byteOffset, batch.data.byteLength),
+  };
+}
+
+/** The images at `indices`, copied into a new batch. */
+export function selectImages(batch: ImageBatch, indices: readonly number[]): ImageBatch {
+  const size = batch.height * batch.width * batch.channels;
+  const data = new Uint8Array(indices.length * size);
+  indices.forEach((index, i) => data.set(imageAt(batch, index), i * size));
+  return { ...batch, count: indices.length, data };
+}
+
 /** Reads a float32 tensor. The bytes are copied first: a Buffer slice need not be 4-byte aligned. */
 export function toFloat32(tensor: Tensor): Float32Array {
   if (tensor.dtype !== DType.DTYPE_FLOAT32) throw new TypeError(`expected a float32 tensor, got ${DType[tensor.dtype]}`);
   const copy = new Uint8Array(tensor.data);
   return new Float32Array(copy.buffer, 0, copy.byteLength / 4);
+}
+
+/** A float32 matrix [n, d] as n row views. */
+export function rows(tensor: Tensor): Float32Array[] {
+  if (tensor.shape.length !== 2) throw new RangeError(`expected a matrix, got shape [${tensor.shape.join(", ")}]`);
+  const [n, d] = tensor.shape as [number, number];
+  const values = toFloat32(tensor);
+  return Array.from({ length: n }, (_, i) => values.subarray(i * d, (i + 1) * d));
 }
 
 /** Joins the image chunks of a stream, in order, into one batch. */

@@ -12,8 +12,27 @@ import {
   status,
 } from "@grpc/grpc-js";
 import {
+  AddControlRequest,
   type Backbone,
+  BackwardRequest,
+  type BackwardResponse,
+  type Calibration,
+  type Classifier,
+  ClassifierBatchRequest,
+  type ClassifierStepResponse,
+  type Control,
+  CreateClassifierRequest,
+  CreateOptimizerRequest,
+  type Dataset,
+  type DeepPartial,
   type DType,
+  type Logits,
+  type Optimizer,
+  type OptimizerStepResponse,
+  RolloutRequest,
+  type RolloutResult,
+  SaveRequest,
+  type SaveResponse,
   type HandleInfo,
   type ImageChunk,
   type LabelValues,
@@ -30,7 +49,7 @@ import { type HealthCheckResponse, HealthCheckResponse_ServingStatus, HealthClie
 import { WorkerCallError, WorkerClosedError, WorkerCrashedError } from "./errors.js";
 import { type ExitInfo, type SpawnOptions, type SpawnedWorker, spawnWorker } from "./spawn.js";
 import { TelemetrySubscriber } from "./telemetry.js";
-import { type ImageBatch, imagesFromChunks } from "./tensors.js";
+import { type ImageBatch, imagesFromChunks, rows } from "./tensors.js";
 
 export interface WorkerOptions extends SpawnOptions {
   /** Bind a telemetry subscriber for this worker (default true). */
@@ -53,6 +72,13 @@ export interface SampleOptions {
   /** With a control: also return each sample's KL to the pre-trained model. */
   computeKl?: boolean;
   onProgress?: (progress: SampleProgress) => void;
+}
+
+export interface ClassifierScores {
+  logits: Float32Array[];
+  labels: number[];
+  temperature: number;
+  features: Float32Array[] | undefined;
 }
 
 /** Images, and with `computeKl` each sample's KL to the pre-trained model along its trajectory. */
@@ -187,6 +213,97 @@ export class Worker {
     const chunks: ImageChunk[] = [];
     await this.serverStream("ReadImages", () => this.client.readImages({ trajectory }), (chunk) => chunks.push(chunk));
     return imagesFromChunks(chunks);
+  }
+
+  // -- offline data ----------------------------------------------------------------------------
+
+  loadDataset(path: string, options: { labelsFile?: string; labelColumns?: string[] } = {}): Promise<Dataset> {
+    const request = { path, labelsFile: options.labelsFile ?? "", labelColumns: options.labelColumns ?? [] };
+    return this.unary<Dataset>("LoadDataset", (done) => this.client.loadDataset(request, done));
+  }
+
+  /** Images from the project's seeded synthetic generator, the embedded default's training data. */
+  async syntheticImages(numImages: number, seed: number): Promise<ImageBatch> {
+    const chunks: ImageChunk[] = [];
+    await this.serverStream("SyntheticImages", () => this.client.syntheticImages({ numImages, seed }), (c) => chunks.push(c));
+    return imagesFromChunks(chunks);
+  }
+
+  // -- classifiers -------------------------------------------------------------------------------
+
+  createClassifier(request: DeepPartial<CreateClassifierRequest>): Promise<Classifier> {
+    const full = CreateClassifierRequest.fromPartial(request);
+    return this.unary<Classifier>("CreateClassifier", (done) => this.client.createClassifier(full, done));
+  }
+
+  trainClassifierStep(request: DeepPartial<ClassifierBatchRequest>): Promise<ClassifierStepResponse> {
+    const full = ClassifierBatchRequest.fromPartial(request);
+    return this.unary<ClassifierStepResponse>("TrainClassifierStep", (done) => this.client.trainClassifierStep(full, done));
+  }
+
+  /** Uncalibrated logits (rows of numClasses), with the classifier's temperature and, if asked, features. */
+  async classifierLogits(request: DeepPartial<ClassifierBatchRequest>): Promise<ClassifierScores> {
+    const full = ClassifierBatchRequest.fromPartial(request);
+    const response = await this.unary<Logits>("ClassifierLogits", (done) => this.client.classifierLogits(full, done));
+    return {
+      logits: rows(response.logits!),
+      labels: response.labels,
+      temperature: response.temperature,
+      features: response.features?.shape.length ? rows(response.features) : undefined,
+    };
+  }
+
+  calibrateClassifier(request: DeepPartial<ClassifierBatchRequest>): Promise<Calibration> {
+    const full = ClassifierBatchRequest.fromPartial(request);
+    return this.unary<Calibration>("CalibrateClassifier", (done) => this.client.calibrateClassifier(full, done));
+  }
+
+  async saveClassifier(classifier: string, directory: string, overwrite = false): Promise<string[]> {
+    const request = SaveRequest.fromPartial({ handle: classifier, directory, overwrite });
+    return (await this.unary<SaveResponse>("SaveClassifier", (done) => this.client.saveClassifier(request, done))).files;
+  }
+
+  loadClassifier(directory: string): Promise<Classifier> {
+    return this.unary<Classifier>("LoadClassifier", (done) => this.client.loadClassifier({ directory }, done));
+  }
+
+  // -- controls ----------------------------------------------------------------------------------
+
+  addControl(request: DeepPartial<AddControlRequest>): Promise<Control> {
+    const full = AddControlRequest.fromPartial(request);
+    return this.unary<Control>("AddControl", (done) => this.client.addControl(full, done));
+  }
+
+  createOptimizer(request: DeepPartial<CreateOptimizerRequest>): Promise<Optimizer> {
+    const full = CreateOptimizerRequest.fromPartial(request);
+    return this.unary<Optimizer>("CreateOptimizer", (done) => this.client.createOptimizer(full, done));
+  }
+
+  rollout(request: Omit<DeepPartial<RolloutRequest>, "labels"> & { labels: Labels }): Promise<RolloutResult> {
+    const full = RolloutRequest.fromPartial({ ...request, labels: labelValues(request.labels) });
+    return this.unary<RolloutResult>("Rollout", (done) => this.client.rollout(full, done));
+  }
+
+  backward(request: DeepPartial<BackwardRequest>): Promise<BackwardResponse> {
+    const full = BackwardRequest.fromPartial(request);
+    return this.unary<BackwardResponse>("Backward", (done) => this.client.backward(full, done));
+  }
+
+  optimizerStep(optimizer: string): Promise<OptimizerStepResponse> {
+    return this.unary<OptimizerStepResponse>("OptimizerStep", (done) => this.client.optimizerStep({ optimizer }, done));
+  }
+
+  async saveControl(control: string, directory: string, options: { optimizer?: string; overwrite?: boolean } = {}): Promise<string[]> {
+    const request = SaveRequest.fromPartial({ handle: control, directory, optimizer: options.optimizer, overwrite: options.overwrite });
+    return (await this.unary<SaveResponse>("SaveControl", (done) => this.client.saveControl(request, done))).files;
+  }
+
+  loadControl(backbone: string, directory: string): Promise<Control> {
+    return this.unary<Control>("LoadControl", (done) => this.client.loadControl({ backbone, directory }, done));
+  }
+
+  loadOptimizerState(optimizer: string, directory: string): Promise<Optimizer> {
+    return this.unary<Optimizer>("LoadOptimizerState", (done) => this.client.loadOptimizerState({ optimizer, directory }, done));
   }
 
   // -- lifecycle ---------------------------------------------------------------------------------

@@ -1,0 +1,151 @@
+/**
+ * The experiment config: every knob an experimenter would change, validated at start with one
+ * clear message per bad field. Defaults reproduce the embedded default on a 2-core CPU.
+ */
+import { z } from "zod";
+
+const positiveInt = z.number().int().positive();
+const nonNegativeInt = z.number().int().nonnegative();
+const positive = z.number().positive();
+const probability = z.number().min(0).max(1);
+const seed = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+
+const datasetSchema = z.discriminatedUnion("kind", [
+  z
+    .object({
+      /** The project's own offline data: synthetic images labelled by exact oracles. */
+      kind: z.literal("default"),
+      numImages: positiveInt.min(20).default(2000),
+      /** Pre-trained samples whose quartiles set the class thresholds (the paper binned SD's samples). */
+      referenceSamples: positiveInt.min(8).default(256),
+      /** Which oracle labels the control: JPEG size at quality 95, or mean brightness. */
+      oracle: z.enum(["compressibility", "brightness"]).default("compressibility"),
+      numClasses: positiveInt.min(2).max(16).default(4),
+    })
+    .strict(),
+  z
+    .object({
+      /** A folder of images and a labels file (see LoadDataset in the contract). */
+      kind: z.literal("folder"),
+      path: z.string().min(1),
+      labelColumn: z.string().min(1),
+      labelsFile: z.string().default(""),
+    })
+    .strict(),
+]);
+
+const truncationSchema = z.discriminatedUnion("kind", [
+  z.object({ kind: z.literal("random") }).strict(),
+  z.object({ kind: z.literal("last"), steps: positiveInt }).strict(),
+  z.object({ kind: z.literal("none") }).strict(),
+]);
+
+export const configSchema = z
+  .object({
+    task: z.string().regex(/^[a-z0-9][a-z0-9-]*$/, "lowercase letters, digits and dashes").default("compressibility"),
+    seed: seed.default(0),
+    /** A diffusers folder or a Hugging Face id. */
+    backbone: z.string().min(1).default("models/default"),
+    device: z.string().regex(/^(auto|cpu|cuda(:\d+)?)$/, "auto, cpu, cuda or cuda:N").default("auto"),
+    runsDir: z.string().min(1).default("runs"),
+    dataset: datasetSchema.default({ kind: "default", numImages: 2000, referenceSamples: 256, oracle: "compressibility", numClasses: 4 }),
+    sampler: z
+      .object({
+        steps: positiveInt.max(1000).default(20),
+        eta: probability.default(1),
+        /** Added to every DDIM timestep (Stable Diffusion uses 1). */
+        offset: nonNegativeInt.default(0),
+      })
+      .strict()
+      .default({ steps: 20, eta: 1, offset: 0 }),
+    classifier: z
+      .object({
+        architecture: z.literal("convnet").default("convnet"),
+        width: positiveInt.max(256).default(32),
+        epochs: positiveInt.default(6),
+        batchSize: positiveInt.max(4096).default(64),
+        learningRate: positive.default(2e-3),
+        weightDecay: z.number().min(0).default(1e-4),
+        heldOutFraction: z.number().gt(0).lt(1).default(0.2),
+        augment: z.boolean().default(true),
+      })
+      .strict()
+      .default({ architecture: "convnet", width: 32, epochs: 6, batchSize: 64, learningRate: 2e-3, weightDecay: 1e-4, heldOutFraction: 0.2, augment: true }),
+    control: z
+      .object({
+        loraRank: positiveInt.max(256).default(4),
+        loraAlpha: positive.default(4),
+        /** Module names or suffixes that get LoRA. The official code: all attention projections. */
+        loraTargets: z.array(z.string().min(1)).min(1).default(["to_q", "to_k", "to_v", "to_out.0"]),
+      })
+      .strict()
+      .default({ loraRank: 4, loraAlpha: 4, loraTargets: ["to_q", "to_k", "to_v", "to_out.0"] }),
+    finetune: z
+      .object({
+        epochs: positiveInt.default(10),
+        /** Optimiser steps per epoch. */
+        stepsPerEpoch: positiveInt.default(4),
+        /** Samples per rollout (one worker call). */
+        batchSize: positiveInt.max(4096).default(16),
+        /** Rollouts whose gradients add up before each optimiser step. */
+        gradAccumulation: positiveInt.default(2),
+        /** KL weight on the KL summed over dimensions and steps (see README: the official code's scale). */
+        alpha: z.number().min(0).default(0.1),
+        loraLearningRate: positive.default(1e-3),
+        embeddingLearningRate: positive.default(1e-2),
+        weightDecay: z.number().min(0).default(0.1),
+        maxGradNorm: z.number().min(0).default(5),
+        truncation: truncationSchema.default({ kind: "random" }),
+        checkpointing: z.boolean().default(true),
+        /** Training label distribution over classes; default uniform. */
+        labelWeights: z.array(z.number().min(0)).optional(),
+        checkpointEvery: positiveInt.default(2),
+      })
+      .strict()
+      .default({
+        epochs: 10, stepsPerEpoch: 4, batchSize: 16, gradAccumulation: 2, alpha: 0.1, loraLearningRate: 1e-3,
+        embeddingLearningRate: 1e-2, weightDecay: 0.1, maxGradNorm: 5, truncation: { kind: "random" }, checkpointing: true,
+        checkpointEvery: 2,
+      }),
+    evaluation: z
+      .object({
+        numSamples: positiveInt.max(4096).default(256),
+        seed: seed.default(42),
+        batchSize: nonNegativeInt.default(128),
+      })
+      .strict()
+      .default({ numSamples: 256, seed: 42, batchSize: 128 }),
+  })
+  .strict();
+
+export type ExperimentConfig = z.infer<typeof configSchema>;
+export type ConfigInput = z.input<typeof configSchema>;
+
+export class ConfigError extends Error {
+  override name = "ConfigError";
+  constructor(readonly problems: string[]) {
+    super(`invalid experiment config:\n  ${problems.join("\n  ")}`);
+  }
+}
+
+/** Parses and validates a config; throws ConfigError listing every bad field by its path. */
+export function parseConfig(input: unknown): ExperimentConfig {
+  const result = configSchema.safeParse(input ?? {});
+  if (!result.success) {
+    throw new ConfigError(result.error.issues.map((issue) => `${issue.path.join(".") || "(config)"}: ${issue.message}`));
+  }
+  const config = result.data;
+  const problems: string[] = [];
+  const truncation = config.finetune.truncation;
+  if (truncation.kind === "last" && truncation.steps > config.sampler.steps) {
+    problems.push(`finetune.truncation.steps: must be at most sampler.steps (${config.sampler.steps}), got ${truncation.steps}`);
+  }
+  if (config.dataset.kind === "default" && config.finetune.labelWeights && config.finetune.labelWeights.length !== config.dataset.numClasses) {
+    problems.push(`finetune.labelWeights: expected ${config.dataset.numClasses} weights (one per class), got ${config.finetune.labelWeights.length}`);
+  }
+  if (config.finetune.labelWeights && !config.finetune.labelWeights.some((w) => w > 0)) {
+    problems.push("finetune.labelWeights: at least one weight must be positive");
+  }
+  if (problems.length) throw new ConfigError(problems);
+  return config;
+}

@@ -1,0 +1,66 @@
+/**
+ * The default offline datasets: images from the project's synthetic generator (the backbone's own
+ * training distribution), labelled by an exact oracle into classes whose thresholds are the
+ * quantiles of the pre-trained model's samples (as the paper binned Stable Diffusion's samples).
+ * Written in the user format (a folder of PNGs plus labels.csv) and loaded like any user dataset.
+ */
+import { mkdirSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import sharp from "sharp";
+import { quantileThresholds } from "../rewards/oracles.js";
+import type { Dataset } from "../gen/ctrl/v1/worker.js";
+import { type ImageBatch, imageAt } from "../worker/tensors.js";
+import type { Worker } from "../worker/worker.js";
+import { type Oracle, oracleClasses } from "./oracle.js";
+
+export interface LabelledFolder {
+  folder: string;
+  column: string;
+  labels: number[];
+  values: number[];
+}
+
+/** Thresholds splitting the reference samples' oracle values into classes of equal count. */
+export async function referenceThresholds(oracle: Oracle, reference: ImageBatch, numClasses: number): Promise<number[]> {
+  return quantileThresholds(await oracle.measure(reference), numClasses);
+}
+
+/** Writes images as PNG files plus labels.csv (file, label column, raw oracle value). */
+export async function writeLabelledFolder(
+  folder: string,
+  images: ImageBatch,
+  oracle: Oracle,
+  thresholds: number[],
+): Promise<LabelledFolder> {
+  const { values, classes } = await oracleClasses(oracle, images, thresholds);
+  mkdirSync(path.join(folder, "images"), { recursive: true });
+  const names = Array.from({ length: images.count }, (_, i) => `images/${String(i).padStart(6, "0")}.png`);
+  await writePngs(folder, names, images);
+  const rows = names.map((name, i) => `${name},${classes[i]},${values[i]}`);
+  writeFileSync(path.join(folder, "labels.csv"), `file,${oracle.name},${oracle.name}_value\n${rows.join("\n")}\n`);
+  return { folder, column: oracle.name, labels: classes, values };
+}
+
+async function writePngs(folder: string, names: string[], images: ImageBatch, concurrency = 8): Promise<void> {
+  const { width, height, channels } = images;
+  let next = 0;
+  const workers = Array.from({ length: concurrency }, async () => {
+    while (next < names.length) {
+      const i = next++;
+      const raw = { width, height, channels: channels as 1 | 3 };
+      await sharp(Buffer.from(imageAt(images, i)), { raw }).png().toFile(path.join(folder, names[i]!));
+    }
+  });
+  await Promise.all(workers);
+}
+
+/** Generates, labels, writes and loads the default dataset for one oracle. */
+export async function buildDefaultDataset(
+  worker: Worker,
+  options: { folder: string; numImages: number; seed: number; oracle: Oracle; thresholds: number[] },
+): Promise<{ dataset: Dataset; labelled: LabelledFolder }> {
+  const images = await worker.syntheticImages(options.numImages, options.seed);
+  const labelled = await writeLabelledFolder(options.folder, images, options.oracle, options.thresholds);
+  const dataset = await worker.loadDataset(options.folder, { labelColumns: [labelled.column] });
+  return { dataset, labelled };
+}

@@ -1,0 +1,100 @@
+/**
+ * CTRL step 2: fine-tune the augmented model by reinforcement learning, back-propagating the
+ * reward through the sampler. Per optimiser step: `gradAccumulation` rollouts of `batchSize`
+ * samples, each with labels drawn from the training distribution and its own truncation mask;
+ * reward = log p(y | x0) - alpha * KL; gradients add up, then one clipped AdamW step.
+ */
+import type { ExperimentConfig } from "./config.js";
+import { Random, deriveSeed } from "./random.js";
+import type { Run } from "./runs.js";
+import { gradientMask } from "./truncation.js";
+import { type RewardPart, rewardTerms } from "../rewards/expression.js";
+import { ProgressBar } from "../worker/progress.js";
+import type { Worker } from "../worker/worker.js";
+
+export interface FinetuneTarget {
+  control: string;
+  optimizer: string;
+  field: string;
+  numClasses: number;
+  timesteps: number[];
+  reward: RewardPart[];
+}
+
+export interface StepRecord {
+  phase: "finetune";
+  epoch: number;
+  step: number;
+  loss: number;
+  log_prob: number;
+  kl: number;
+  grad_norm: number;
+  grad_steps_kept: number;
+  seconds: number;
+}
+
+/**
+ * Runs epochs [fromEpoch, epochs). After each epoch `onEpochEnd` may save a checkpoint; it is
+ * awaited, so a crash never leaves a half-written one behind a finished epoch.
+ */
+export async function finetune(
+  worker: Worker,
+  target: FinetuneTarget,
+  config: ExperimentConfig,
+  run: Run,
+  fromEpoch: number,
+  onEpochEnd: (epoch: number) => Promise<void>,
+): Promise<void> {
+  const settings = config.finetune;
+  const weights = settings.labelWeights ?? Array.from({ length: target.numClasses }, () => 1);
+  const terms = rewardTerms(target.reward);
+  const logProbIndex = target.reward.findIndex((part) => part.kind === "logProb");
+  const klIndex = target.reward.findIndex((part) => part.kind === "kl");
+  const totalSteps = settings.epochs * settings.stepsPerEpoch;
+  const bar = new ProgressBar("ctrl fine-tune");
+  for (let epoch = fromEpoch; epoch < settings.epochs; epoch++) {
+    for (let s = 0; s < settings.stepsPerEpoch; s++) {
+      const step = epoch * settings.stepsPerEpoch + s;
+      const started = performance.now();
+      let loss = 0;
+      let logProb = 0;
+      let kl = 0;
+      let kept = 0;
+      for (let micro = 0; micro < settings.gradAccumulation; micro++) {
+        // Every draw derives from (seed, step, micro): a resumed run repeats them exactly.
+        const random = new Random(deriveSeed(config.seed, "finetune", step, micro));
+        const labels = Array.from({ length: settings.batchSize }, () => random.categorical(weights));
+        const rollout = await worker.rollout({
+          control: target.control,
+          numSamples: settings.batchSize,
+          labels: { [target.field]: labels },
+          timesteps: target.timesteps,
+          eta: config.sampler.eta,
+          seed: deriveSeed(config.seed, "rollout", step, micro),
+          gradSteps: gradientMask(settings.truncation, target.timesteps.length, random),
+          checkpointing: settings.checkpointing,
+        });
+        const result = await worker.backward({ rollout: rollout.handle, terms, lossScale: 1 / settings.gradAccumulation });
+        loss += result.loss / settings.gradAccumulation;
+        if (logProbIndex >= 0) logProb += result.terms[logProbIndex]!.mean / settings.gradAccumulation;
+        if (klIndex >= 0) kl += result.terms[klIndex]!.mean / settings.gradAccumulation;
+        kept += rollout.gradStepsKept;
+      }
+      const update = await worker.optimizerStep(target.optimizer);
+      const record: StepRecord = {
+        phase: "finetune",
+        epoch: epoch + 1,
+        step: step + 1,
+        loss,
+        log_prob: logProb,
+        kl,
+        grad_norm: update.gradNorm,
+        grad_steps_kept: kept / settings.gradAccumulation,
+        seconds: (performance.now() - started) / 1000,
+      };
+      run.logMetrics({ ...record });
+      bar.update(step + 1, totalSteps);
+    }
+    await onEpochEnd(epoch + 1);
+  }
+}

@@ -1,0 +1,89 @@
+/**
+ * A run's folder: runs/<id>/ with the resolved config, metrics.jsonl, checkpoints, state.json
+ * (what a resume needs), summary.json and report.html; runs/latest points at the newest run.
+ * Nothing in an existing run is overwritten: new runs get new folders, files are replaced
+ * atomically (write beside, then rename).
+ */
+import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import path from "node:path";
+
+export class Run {
+  private constructor(readonly dir: string) {}
+
+  get id(): string {
+    return path.basename(this.dir);
+  }
+
+  /** A new, empty run folder named by time, task and seed; `latest` is pointed at it. */
+  static create(runsDir: string, task: string, seed: number, now = new Date()): Run {
+    mkdirSync(runsDir, { recursive: true });
+    const stamp = now.toISOString().replace(/[-:]/g, "").replace("T", "-").slice(0, 15);
+    const base = `${stamp}-${task}-s${seed}`;
+    for (let attempt = 0; ; attempt++) {
+      const dir = path.join(runsDir, attempt === 0 ? base : `${base}-${attempt}`);
+      try {
+        mkdirSync(dir); // fails if it exists: never reuse another run's folder
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === "EEXIST") continue;
+        throw error;
+      }
+      const run = new Run(dir);
+      run.pointLatest();
+      return run;
+    }
+  }
+
+  /** An existing run, for resuming. */
+  static open(dir: string): Run {
+    if (!existsSync(path.join(dir, "config.json"))) {
+      throw new Error(`--resume: ${dir} is not a ctrl run folder (no config.json)`);
+    }
+    return new Run(path.resolve(dir));
+  }
+
+  path(...parts: string[]): string {
+    return path.join(this.dir, ...parts);
+  }
+
+  writeJson(name: string, value: unknown): void {
+    this.writeFile(name, `${JSON.stringify(value, null, 2)}\n`);
+  }
+
+  readJson<T>(name: string): T {
+    return JSON.parse(readFileSync(this.path(name), "utf8")) as T;
+  }
+
+  has(name: string): boolean {
+    return existsSync(this.path(name));
+  }
+
+  writeFile(name: string, content: string | Uint8Array): void {
+    const target = this.path(name);
+    mkdirSync(path.dirname(target), { recursive: true });
+    const temporary = `${target}.tmp-${process.pid}`;
+    writeFileSync(temporary, content);
+    renameSync(temporary, target);
+  }
+
+  /** One JSON object per line in metrics.jsonl. */
+  logMetrics(record: Record<string, unknown>): void {
+    appendFileSync(this.path("metrics.jsonl"), `${JSON.stringify({ time: new Date().toISOString(), ...record })}\n`);
+  }
+
+  readMetrics(): Record<string, unknown>[] {
+    if (!this.has("metrics.jsonl")) return [];
+    return readFileSync(this.path("metrics.jsonl"), "utf8")
+      .split("\n")
+      .filter((line) => line.trim())
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
+  }
+
+  private pointLatest(): void {
+    const runsDir = path.dirname(this.dir);
+    const link = path.join(runsDir, "latest");
+    const temporary = path.join(runsDir, `.latest-${process.pid}`);
+    rmSync(temporary, { force: true });
+    symlinkSync(path.basename(this.dir), temporary);
+    renameSync(temporary, link);
+  }
+}

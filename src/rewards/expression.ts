@@ -1,0 +1,61 @@
+/**
+ * Reward expressions, composed in TypeScript and evaluated differentiably by the worker:
+ * reward(x0) = sum of weight * term, with terms such as log p(y | x0) under a calibrated classifier,
+ * the KL to the pre-trained model along the trajectory, or per-sample constants.
+ *
+ *   const reward = [logProb(classifier, "compressibility"), klPenalty(0.1)];
+ *
+ * is CTRL's objective log p(y|x0) - alpha * KL. Several controls add their classifiers' terms:
+ * under y1 ⊥ y2 | x, log p(y1, y2 | x) = log p(y1 | x) + log p(y2 | x).
+ */
+import type { RewardTerm } from "../gen/ctrl/v1/worker.js";
+
+export type RewardPart =
+  | { kind: "logProb"; weight: number; classifier: string; field: string }
+  | { kind: "kl"; weight: number }
+  | { kind: "constant"; weight: number; values: number[] };
+
+export function logProb(classifier: string, field: string, weight = 1): RewardPart {
+  return { kind: "logProb", weight, classifier, field };
+}
+
+/** -alpha * KL(fine-tuned || pre-trained), the KL summed over dimensions and steps. */
+export function klPenalty(alpha: number): RewardPart {
+  if (!(alpha >= 0)) throw new RangeError(`klPenalty: alpha must be >= 0, got ${alpha}`);
+  return { kind: "kl", weight: -alpha };
+}
+
+export function constant(values: number[], weight = 1): RewardPart {
+  return { kind: "constant", weight, values };
+}
+
+/** The contract's form of an expression. */
+export function rewardTerms(parts: readonly RewardPart[]): RewardTerm[] {
+  return parts.map((part): RewardTerm => {
+    switch (part.kind) {
+      case "logProb":
+        return {
+          weight: part.weight,
+          source: { $case: "classifierLogProb", value: { classifier: part.classifier, labelField: part.field } },
+        };
+      case "kl":
+        return { weight: part.weight, source: { $case: "kl", value: {} } };
+      case "constant":
+        return { weight: part.weight, source: { $case: "constant", value: { values: part.values } } };
+    }
+  });
+}
+
+/** A human-readable formula, e.g. "log p(compressibility | x0) - 0.1 * KL". */
+export function describeReward(parts: readonly RewardPart[]): string {
+  return parts
+    .map((part, i) => {
+      const name =
+        part.kind === "logProb" ? `log p(${part.field} | x0)` : part.kind === "kl" ? "KL" : "constant";
+      const magnitude = Math.abs(part.weight);
+      const sign = part.weight < 0 ? "-" : i === 0 ? "" : "+";
+      const scaled = magnitude === 1 ? name : `${magnitude} * ${name}`;
+      return `${i === 0 ? sign : ` ${sign} `}${scaled}`;
+    })
+    .join("");
+}

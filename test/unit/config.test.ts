@@ -1,0 +1,53 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { ConfigError, parseConfig } from "../../src/ctrl/config.js";
+
+function problems(input: unknown): string[] {
+  try {
+    parseConfig(input);
+  } catch (error) {
+    assert.ok(error instanceof ConfigError, String(error));
+    return error.problems;
+  }
+  assert.fail("expected a ConfigError");
+}
+
+test("an empty config resolves to the embedded default", () => {
+  const config = parseConfig({});
+  assert.equal(config.backbone, "models/default");
+  assert.equal(config.dataset.kind, "default");
+  assert.equal(config.sampler.eta, 1);
+  assert.deepEqual(config.finetune.truncation, { kind: "random" });
+});
+
+test("each bad field gets its own message naming it", () => {
+  const found = problems({
+    seed: -1,
+    sampler: { steps: -5, eta: 1.5 },
+    finetune: { alpha: -0.1, batchSize: 0 },
+    evaluation: { numSamples: 0 },
+    surprise: true,
+  });
+  const fields = found.map((p) => p.split(":")[0]);
+  for (const field of ["seed", "sampler.steps", "sampler.eta", "finetune.alpha", "finetune.batchSize", "evaluation.numSamples"]) {
+    assert.ok(fields.includes(field), `no message for ${field} in ${JSON.stringify(found)}`);
+  }
+  assert.ok(found.some((p) => p.includes("surprise")), "unknown keys are reported");
+});
+
+test("cross-field checks: truncation longer than the sampler, label weights per class", () => {
+  assert.match(problems({ sampler: { steps: 10 }, finetune: { truncation: { kind: "last", steps: 20 } } })[0]!, /^finetune\.truncation\.steps: must be at most sampler\.steps \(10\)/);
+  assert.match(problems({ finetune: { labelWeights: [1, 1] } })[0]!, /^finetune\.labelWeights: expected 4 weights/);
+  assert.match(problems({ finetune: { labelWeights: [0, 0, 0, 0] } })[0]!, /at least one weight must be positive/);
+});
+
+test("a folder dataset needs its path and label column", () => {
+  const found = problems({ dataset: { kind: "folder" } });
+  assert.ok(found.some((p) => p.startsWith("dataset.path")));
+  assert.ok(found.some((p) => p.startsWith("dataset.labelColumn")));
+  assert.ok(problems({ dataset: { kind: "mystery" } })[0]!.startsWith("dataset.kind"));
+});
+
+test("a label out of range, by its field", () => {
+  assert.match(problems({ dataset: { kind: "default", numClasses: 1 } })[0]!, /^dataset\.numClasses/);
+});

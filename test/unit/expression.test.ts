@@ -1,0 +1,17 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { constant, describeReward, klPenalty, logProb, rewardTerms } from "../../src/rewards/expression.js";
+
+test("CTRL's reward becomes the contract's terms", () => {
+  const terms = rewardTerms([logProb("classifier/1", "compressibility"), klPenalty(0.1)]);
+  assert.deepEqual(terms, [
+    { weight: 1, source: { $case: "classifierLogProb", value: { classifier: "classifier/1", labelField: "compressibility" } } },
+    { weight: -0.1, source: { $case: "kl", value: {} } },
+  ]);
+});
+
+test("multi-control rewards add their classifiers' log-probabilities and read as formulas", () => {
+  const parts = [logProb("c/1", "compressibility", 2), logProb("c/2", "brightness"), klPenalty(1), constant([0.5, 1])];
+  assert.equal(describeReward(parts), "2 * log p(compressibility | x0) + log p(brightness | x0) - KL + constant");
+  assert.throws(() => klPenalty(-1), /alpha must be >= 0/);
+});
