@@ -1,0 +1,399 @@
+"""Pre-train the embedded default backbone: a small pixel-space DDPM on `synthetic` images.
+
+    python -m ctrl_worker.pretrain --out models/default [--steps N --seed 0 --threads 1 --train-images 20000]
+    python -m ctrl_worker.pretrain --out models/default --grids-only --grids docs/images
+
+Everything is seeded (weights, data, batches, timesteps, noise), so a run on the same machine and
+thread count reproduces the same weights. The EMA of the weights is saved, in diffusers format
+(a DDPMPipeline folder, safetensors only), with a `training.json` beside it that records how it
+was made. The default step count is sized for about 35 minutes on one CPU thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from . import synthetic
+
+if TYPE_CHECKING:  # diffusers is imported where it is used: `--help` stays fast
+    from diffusers import DDPMScheduler, UNet2DModel
+
+DEFAULT_STEPS = 2600
+SAMPLE_SIZE = 32
+
+# "small" is the embedded default (about 1.1M parameters: convolutions dominate the cost on a CPU,
+# so the model stays narrow, with one attention block at the 8x8 level only). "tiny" is for tests.
+UNET_CONFIGS: dict[str, dict[str, Any]] = {
+    "small": dict(
+        block_out_channels=(32, 64, 64),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
+        norm_num_groups=32,
+        attention_head_dim=32,
+    ),
+    "tiny": dict(
+        block_out_channels=(16, 32),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        norm_num_groups=8,
+    ),
+}
+
+
+class PretrainError(Exception):
+    """A refused request (bad output folder): reported without a traceback."""
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    out: Path
+    steps: int = DEFAULT_STEPS
+    batch_size: int = 32
+    seed: int = 0
+    threads: int = 1
+    train_images: int = 20000
+    lr: float = 1e-3
+    warmup_steps: int = 100
+    ema_decay: float = 0.999
+    size: str = "small"
+    overwrite: bool = False
+    log_every: int = 50
+
+
+# --- model, schedule, data -----------------------------------------------------------------------
+
+
+def build_unet(size: str = "small") -> UNet2DModel:
+    from diffusers import UNet2DModel
+
+    return UNet2DModel(sample_size=SAMPLE_SIZE, in_channels=3, out_channels=3, **UNET_CONFIGS[size])
+
+
+def build_scheduler() -> DDPMScheduler:
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", prediction_type="epsilon", clip_sample=True)
+
+
+def training_set(n: int, seed: int) -> torch.Tensor:
+    """The synthetic images as uint8 [n, 3, 32, 32]: a quarter of the memory of floats."""
+    return torch.from_numpy(synthetic.generate_images(n, seed)).permute(0, 3, 1, 2).contiguous()
+
+
+def to_model_range(images: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] -> float [-1, 1], the range the scheduler clips predicted samples to."""
+    return images.float() / 127.5 - 1
+
+
+def learning_rate(step: int, config: PretrainConfig) -> float:
+    """Linear warm-up (Adam's early steps are noisy), then a cosine decay to 10% by the last step."""
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    return config.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+class Ema:
+    """An exponential moving average of a model's weights: smoother samples than the last step's."""
+
+    def __init__(self, model: torch.nn.Module, decay: float) -> None:
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+        self.decay = decay
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module, step: int) -> None:
+        # Ramped decay: early on the average follows the fast-moving weights instead of the init.
+        decay = min(self.decay, (1 + step) / (10 + step))
+        for averaged, current in zip(self.model.parameters(), model.parameters()):
+            averaged.lerp_(current, 1 - decay)
+
+
+# --- the output folder ---------------------------------------------------------------------------
+
+
+def check_out(out: Path, overwrite: bool) -> None:
+    """Refuse a folder that holds anything unless --overwrite is given and it holds a model."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise PretrainError(f"{out} exists and is not a folder")
+    if not any(out.iterdir()):
+        return
+    if not overwrite:
+        raise PretrainError(f"{out} is not empty; pass --overwrite to replace the model in it")
+    if not (out / "model_index.json").is_file():
+        raise PretrainError(f"{out} is not empty and holds no model (no model_index.json); refusing to replace it")
+
+
+def save_model(unet: torch.nn.Module, out: Path, overwrite: bool, summary: dict[str, Any]) -> None:
+    """Write the pipeline to a sibling temporary folder, then swap it in: never half a model."""
+    from diffusers import DDPMPipeline
+
+    check_out(out, overwrite)  # again: the folder may have changed during a long run
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.parent / f".{out.name}.staging-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    DDPMPipeline(unet=unet, scheduler=build_scheduler()).save_pretrained(staging, safe_serialization=True)
+    (staging / "training.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if out.exists():
+        old = out.parent / f".{out.name}.old-{os.getpid()}"
+        out.rename(old)
+        staging.rename(out)
+        shutil.rmtree(old)
+    else:
+        staging.rename(out)
+
+
+# --- training ------------------------------------------------------------------------------------
+
+
+def _duration(seconds: float) -> str:
+    minutes, seconds = divmod(int(seconds), 60)
+    return f"{minutes}m{seconds:02d}s"
+
+
+@contextmanager
+def _torch_threads(threads: int) -> Iterator[None]:
+    """torch's CPU thread count for a block, restored after it (tests share the process)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def train(config: PretrainConfig) -> dict[str, Any]:
+    """Train, save the EMA weights into config.out, and return what training.json records."""
+    check_out(config.out, config.overwrite)  # fail before the long part, not after it
+    with _torch_threads(config.threads):
+        return _train(config)
+
+
+def noisy_batch(
+    data: torch.Tensor, alphas_cumprod: torch.Tensor, batch_size: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(x_t, t, noise): random images noised to random timesteps, all drawn from the seeded generator."""
+    index = torch.randint(len(data), (batch_size,), generator=generator)
+    x0 = to_model_range(data[index])
+    t = torch.randint(len(alphas_cumprod), (batch_size,), generator=generator)
+    noise = torch.randn(x0.shape, generator=generator)
+    alpha = alphas_cumprod[t].view(-1, 1, 1, 1)
+    return alpha.sqrt() * x0 + (1 - alpha).sqrt() * noise, t, noise
+
+
+def _train(config: PretrainConfig) -> dict[str, Any]:
+    started = time.perf_counter()
+
+    data = training_set(config.train_images, config.seed)
+    _log(f"{config.train_images} synthetic images in {time.perf_counter() - started:.1f}s")
+
+    torch.manual_seed(config.seed)
+    unet = build_unet(config.size).train()
+    alphas_cumprod = build_scheduler().alphas_cumprod.float()
+    ema = Ema(unet, config.ema_decay)
+    optimizer = torch.optim.AdamW(unet.parameters(), lr=config.lr, weight_decay=0.0)
+    generator = torch.Generator().manual_seed(config.seed)
+    parameters = sum(p.numel() for p in unet.parameters())
+    _log(f"UNet2DModel '{config.size}': {parameters:,} parameters; {config.steps} steps of batch {config.batch_size}")
+
+    losses: list[float] = []
+    loop_started = time.perf_counter()
+    for step in range(config.steps):
+        x_t, t, noise = noisy_batch(data, alphas_cumprod, config.batch_size, generator)
+        loss = torch.nn.functional.mse_loss(unet(x_t, t).sample, noise)  # the epsilon objective
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(step, config)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        optimizer.step()
+        ema.update(unet, step)
+        losses.append(loss.item())
+
+        done = step + 1
+        if done % config.log_every == 0 or done == config.steps:
+            elapsed = time.perf_counter() - loop_started
+            rate = done / elapsed
+            _log(
+                f"step {done}/{config.steps}  loss {np.mean(losses[-config.log_every:]):.4f}  "
+                f"lr {learning_rate(step, config):.1e}  {rate:.2f} steps/s  "
+                f"elapsed {_duration(elapsed)}  left {_duration((config.steps - done) / rate)}"
+            )
+
+    summary = _summary(config, parameters, float(np.mean(losses[-100:])), time.perf_counter() - started)
+    save_model(ema.model, config.out, config.overwrite, summary)
+    _log(f"saved {config.out} ({_folder_size(config.out) / 1e6:.1f} MB) in {_duration(summary['seconds'])}")
+    return summary
+
+
+def _summary(config: PretrainConfig, parameters: int, final_loss: float, seconds: float) -> dict[str, Any]:
+    """What training.json records: enough to rerun the training and to know what it gave."""
+    return {
+        "seed": config.seed,
+        "steps": config.steps,
+        "batch_size": config.batch_size,
+        "final_loss": final_loss,  # the mean of the last 100 batches: one batch is too noisy
+        "seconds": round(seconds, 1),
+        "threads": config.threads,
+        "parameters": parameters,
+        "model": {"class": "UNet2DModel", "size": config.size, **UNET_CONFIGS[config.size]},
+        "optimizer": {"name": "AdamW", "lr": config.lr, "weight_decay": 0.0, "warmup_steps": config.warmup_steps,
+                      "schedule": "cosine to 10%", "grad_clip": 1.0},
+        "ema_decay": config.ema_decay,
+        "saved_weights": "ema",
+        "data": {"generator": "ctrl_worker.synthetic.generate_images", "seed": config.seed,
+                 "train_images": config.train_images, "size": SAMPLE_SIZE, "range": "[-1, 1]",
+                 "families": {family.__name__: weight for family, weight in synthetic.FAMILIES},
+                 "skimage_sources": [*synthetic.PHOTOS, *synthetic.TEXTURES]},
+        "versions": {"torch": torch.__version__, "diffusers": _diffusers_version(), "numpy": np.__version__},
+    }
+
+
+def _diffusers_version() -> str:
+    import diffusers
+
+    return diffusers.__version__
+
+
+def _folder_size(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+
+
+# --- grids for the README ------------------------------------------------------------------------
+
+
+def image_grid(images: np.ndarray, columns: int = 8, scale: int = 3) -> Image.Image:
+    """[n, H, W, 3] uint8 -> one image, row-major, upscaled by nearest neighbour to keep pixels sharp."""
+    n, height, width, _ = images.shape
+    rows = math.ceil(n / columns)
+    canvas = np.zeros((rows * height, columns * width, 3), dtype=np.uint8)
+    for i, image in enumerate(images):
+        r, c = divmod(i, columns)
+        canvas[r * height : (r + 1) * height, c * width : (c + 1) * width] = image
+    grid = Image.fromarray(canvas)
+    return grid.resize((grid.width * scale, grid.height * scale), Image.Resampling.NEAREST)
+
+
+@torch.no_grad()
+def sample_ddim(model_dir: Path, n: int = 64, steps: int = 50, eta: float = 1.0, seed: int = 0) -> np.ndarray:
+    """n samples as uint8 [n, 32, 32, 3], with diffusers' own DDIMScheduler (an independent check
+    of the saved folder: not the worker's sampler)."""
+    from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
+
+    unet = UNet2DModel.from_pretrained(model_dir, subfolder="unet", use_safetensors=True).eval()
+    scheduler = DDIMScheduler.from_config(DDPMScheduler.from_pretrained(model_dir, subfolder="scheduler").config)
+    scheduler.set_timesteps(steps)
+    generator = torch.Generator().manual_seed(seed)
+    size = unet.config.sample_size
+    x = torch.randn((n, 3, size, size), generator=generator)
+    for t in scheduler.timesteps:
+        eps = unet(x, t).sample
+        x = scheduler.step(eps, t, x, eta=eta, generator=generator).prev_sample
+    return ((x.clamp(-1, 1) + 1) * 127.5 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def save_grids(model_dir: Path, out_dir: Path, n: int = 64, seed: int = 0) -> tuple[Path, Path]:
+    """default-training-images.png (the first n training images) and default-samples.png
+    (n DDIM samples: 50 steps, eta 1, this seed), 8 per row, 3x nearest."""
+    info_file = model_dir / "training.json"
+    data_seed = json.loads(info_file.read_text())["data"]["seed"] if info_file.is_file() else 0
+    out_dir.mkdir(parents=True, exist_ok=True)
+    training_path, samples_path = out_dir / "default-training-images.png", out_dir / "default-samples.png"
+    image_grid(synthetic.generate_images(n, data_seed)).save(training_path)
+    image_grid(sample_ddim(model_dir, n=n, seed=seed)).save(samples_path)
+    return training_path, samples_path
+
+
+# --- command line --------------------------------------------------------------------------------
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0 or not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m ctrl_worker.pretrain", description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, required=True, help="the pipeline folder to write (or read, with --grids-only)")
+    parser.add_argument("--steps", type=_positive_int, default=DEFAULT_STEPS)
+    parser.add_argument("--batch-size", type=_positive_int, default=32)
+    parser.add_argument("--seed", type=_non_negative_int, default=0, help="seeds the weights, the data and the batches")
+    parser.add_argument("--threads", type=_positive_int, default=1, help="torch CPU threads")
+    parser.add_argument("--train-images", type=_positive_int, default=20000)
+    parser.add_argument("--lr", type=_positive_float, default=1e-3)
+    parser.add_argument("--warmup-steps", type=_non_negative_int, default=100)
+    parser.add_argument("--size", choices=sorted(UNET_CONFIGS), default="small", help="'tiny' is for tests")
+    parser.add_argument("--log-every", type=_positive_int, default=50)
+    parser.add_argument("--overwrite", action="store_true", help="replace a model already in --out")
+    parser.add_argument("--grids", type=Path, help="then write the README grids into this folder")
+    parser.add_argument("--grids-only", action="store_true", help="skip training: grids from the model in --out")
+    args = parser.parse_args(argv)
+    if args.grids_only and args.grids is None:
+        parser.error("--grids-only needs --grids DIR")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        if not args.grids_only:
+            config = PretrainConfig(
+                out=args.out, steps=args.steps, batch_size=args.batch_size, seed=args.seed, threads=args.threads,
+                train_images=args.train_images, lr=args.lr, warmup_steps=args.warmup_steps, size=args.size,
+                overwrite=args.overwrite, log_every=args.log_every,
+            )
+            summary = train(config)
+            print(json.dumps({k: summary[k] for k in ("steps", "final_loss", "seconds", "parameters")}))
+        elif not (args.out / "model_index.json").is_file():
+            raise PretrainError(f"{args.out} holds no model (no model_index.json)")
+        if args.grids is not None:
+            with _torch_threads(args.threads):
+                for path in save_grids(args.out, args.grids):
+                    print(path)
+    except PretrainError as error:
+        print(f"pretrain: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
