@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -31,6 +33,8 @@ class Backbone:
     sample_shape: tuple[int, int, int]
     dtype: torch.dtype
     device: torch.device
+    # Held while the UNet runs: a control switches adapters and labels on the shared module.
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
 
     @property
     def num_train_timesteps(self) -> int:
@@ -60,9 +64,14 @@ class Backbone:
         return (x_t - alpha**0.5 * out) / (1 - alpha) ** 0.5
 
     def predict_eps_batched(self, x_t: torch.Tensor, timestep: int, batch_size: int) -> torch.Tensor:
-        if batch_size <= 0 or batch_size >= x_t.shape[0]:
-            return self.predict_eps(x_t, timestep)
-        return torch.cat([self.predict_eps(chunk, timestep) for chunk in x_t.split(batch_size)])
+        return in_batches(lambda rows: self.predict_eps(x_t[rows], timestep), x_t.shape[0], batch_size)
+
+
+def in_batches(run: Callable[[slice], torch.Tensor], n: int, batch_size: int) -> torch.Tensor:
+    """run(rows) over consecutive row slices of at most batch_size rows (0: all at once), concatenated."""
+    if batch_size <= 0 or batch_size >= n:
+        return run(slice(0, n))
+    return torch.cat([run(slice(first, min(first + batch_size, n))) for first in range(0, n, batch_size)])
 
 
 def resolve_source(source: str, revision: str) -> Path:

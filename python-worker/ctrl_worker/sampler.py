@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
 from .backbones import Backbone
 from .errors import invalid, precondition
+from .validation import validate_seed
+
+# (x_t, timestep, batch_size) -> predicted noise, float32.
+Denoiser = Callable[[torch.Tensor, int, int], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -59,12 +64,6 @@ def ddim_step(
     return Transition(mean=mean, std=std, sample=sample, predicted_x0=x0)
 
 
-def validate_seed(seed: int, field: str) -> int:
-    if seed > 2**53 - 1:
-        raise invalid(field, f"must be at most 2^53 - 1 (a safe integer in TypeScript), got {seed}")
-    return seed
-
-
 def validate_eta(eta: float, field: str) -> float:
     if not math.isfinite(eta) or eta < 0 or eta > 1:
         raise invalid(field, f"must be in [0, 1], got {eta}")
@@ -82,21 +81,42 @@ def validate_timesteps(timesteps: list[int], num_train_timesteps: int, field: st
     return list(timesteps)
 
 
+def transition_kl(model: Transition, reference: Transition) -> torch.Tensor:
+    """Per-sample KL between two Gaussian transitions of equal isotropic std: the sum over all
+    dimensions of (mean - mean_ref)^2 / (2 std^2); 0 at deterministic steps (std = 0)."""
+    if model.std == 0:
+        return torch.zeros(model.mean.shape[0], device=model.mean.device)
+    return (model.mean - reference.mean).square().flatten(1).sum(1) / (2 * model.std**2)
+
+
 class Trajectory:
     """A batch of samples on their way from noise to images, stepped one timestep at a time.
 
     All randomness comes from one CPU generator seeded once, drawn in a fixed order (x_T, then one
     noise tensor per stochastic step), so images do not depend on batch_size or on whether the
-    loop runs in the worker (Sample) or in the orchestrator (StepTrajectory).
+    loop runs in the worker (Sample) or in the orchestrator (StepTrajectory). `denoiser` defaults
+    to the backbone itself; with a `reference`, each step also adds each sample's KL between the
+    two transitions (same x_t, same noise) to `kl`.
     """
 
-    def __init__(self, backbone: Backbone, num_samples: int, seed: int, initial_noise: torch.Tensor | None = None):
+    def __init__(
+        self,
+        backbone: Backbone,
+        num_samples: int,
+        seed: int,
+        initial_noise: torch.Tensor | None = None,
+        denoiser: Denoiser | None = None,
+        reference: Denoiser | None = None,
+    ):
         self.backbone = backbone
+        self.denoiser = denoiser or backbone.predict_eps_batched
+        self.reference = reference
         self.generator = torch.Generator(device="cpu").manual_seed(seed)
         self.shape = (num_samples, *backbone.sample_shape)
         if initial_noise is None:
             initial_noise = torch.randn(self.shape, generator=self.generator, dtype=torch.float32)
         self.x = initial_noise.to(device=backbone.device, dtype=torch.float32)
+        self.kl = torch.zeros(num_samples, device=backbone.device)
         self.steps_taken = 0
         self.last_timestep: int | None = None
         self.finished = False
@@ -118,14 +138,37 @@ class Trajectory:
             raise invalid("prev_timestep", f"must be in [-1, timestep={timestep}), got {prev_timestep}")
         eta = validate_eta(eta, "eta")
         started = time.perf_counter()
-        eps = self.backbone.predict_eps_batched(self.x, timestep, batch_size)
+        with self.backbone.lock:  # a control's adapters and labels live in the shared UNet
+            eps = self.denoiser(self.x, timestep, batch_size)
+            eps_ref = None
+            if self.reference is not None and self.stochastic(timestep, prev_timestep, eta):
+                eps_ref = self.reference(self.x, timestep, batch_size)  # the KL is 0 at deterministic steps
+        transition, _ = self.advance(timestep, prev_timestep, eta, eps, eps_ref)
+        self.seconds += time.perf_counter() - started
+        return transition
+
+    def stochastic(self, timestep: int, prev_timestep: int, eta: float) -> bool:
+        """Whether this step draws noise (std > 0); only such steps have a KL."""
+        return ddim_std(self.backbone.alpha_cumprod(timestep), self.backbone.alpha_cumprod(prev_timestep), eta) > 0
+
+    def advance(
+        self, timestep: int, prev_timestep: int, eta: float, eps: torch.Tensor, eps_ref: torch.Tensor | None = None
+    ) -> tuple[Transition, torch.Tensor | None]:
+        """Moves x to the next timestep given the predicted noise; no checks, no grad policy of its
+        own (a rollout keeps the graph). Returns the transition and, with eps_ref, the step's KL
+        (None without: the caller leaves eps_ref out at deterministic steps, whose KL is 0)."""
         alpha_t = self.backbone.alpha_cumprod(timestep)
         alpha_prev = self.backbone.alpha_cumprod(prev_timestep)
-        noise = self._draw_noise() if ddim_std(alpha_t, alpha_prev, eta) > 0 else None
-        transition = ddim_step(self.x, eps, alpha_t, alpha_prev, eta, noise, self.backbone.clip_range)
+        noise = self._draw_noise() if self.stochastic(timestep, prev_timestep, eta) else None
+        clip = self.backbone.clip_range
+        transition = ddim_step(self.x, eps, alpha_t, alpha_prev, eta, noise, clip)
+        kl = None
+        if eps_ref is not None:
+            kl = transition_kl(transition, ddim_step(self.x, eps_ref, alpha_t, alpha_prev, eta, noise, clip))
+            self.kl = self.kl + kl
         self.x = transition.sample
         self.steps_taken += 1
         self.last_timestep = timestep
         self.finished = prev_timestep == -1
-        self.seconds += time.perf_counter() - started
-        return transition
+        return transition, kl
+

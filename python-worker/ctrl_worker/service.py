@@ -11,19 +11,27 @@ from importlib import metadata
 import torch
 
 from . import __version__
+from . import classifier as clf
 from .backbones import Backbone, load_backbone, supported_dtypes
-from .errors import exhausted, invalid, rpc_method
+from .checkpoints import load_control, load_optimizer_state, save_control
+from .control import Control, validate_fields, validate_lora
+from .datasets import Dataset, load_dataset
+from .errors import RequestError, exhausted, invalid, precondition, rpc_method
 from .gen.ctrl.v1 import worker_pb2 as pb
 from .gen.ctrl.v1 import worker_pb2_grpc as pb_grpc
 from .handles import HandleRegistry
-from .sampler import Trajectory, validate_eta, validate_seed, validate_timesteps
+from .optim import ControlOptimizer, create_optimizer, optimizer_step
+from .rewards import backward, parse_terms
+from .rollout import Rollout, check_grad_steps, rollout
+from .sampler import Trajectory, validate_eta, validate_timesteps
 from .telemetry import Telemetry
-from .tensors import dtype_enum, from_proto, images_to_uint8, to_proto, torch_dtype
+from .tensors import dtype_enum, from_proto, image_chunks, images_to_uint8, to_proto, torch_dtype
+from .validation import validate_seed
 
 PROTOCOL = "ctrl.v1"
 _PACKAGES = ("torch", "diffusers", "peft", "transformers", "safetensors", "grpcio", "protobuf", "pyzmq", "msgpack", "numpy")
-# Image chunks stay well under any message limit.
-_CHUNK_BYTES = 1 << 20
+# SyntheticImages holds the whole set in memory before streaming it (32x32 RGB: 3 KiB an image).
+MAX_SYNTHETIC_IMAGES = 100_000
 
 
 @dataclass(frozen=True)
@@ -91,6 +99,25 @@ class WorkerService(pb_grpc.WorkerServicer):
     def _backbone(self, name: str, field: str) -> Backbone:
         return self.handles.get(name, "backbone", Backbone, field)
 
+    def _control(self, name: str, field: str) -> Control:
+        return self.handles.get(name, "control", Control, field)
+
+    def _classifier(self, name: str, field: str) -> clf.Classifier:
+        return self.handles.get(name, "classifier", clf.Classifier, field)
+
+    def _dataset(self, name: str, field: str) -> Dataset:
+        return self.handles.get(name, "dataset", Dataset, field)
+
+    def _optimizer(self, name: str, field: str) -> ControlOptimizer:
+        return self.handles.get(name, "optimizer", ControlOptimizer, field)
+
+    def _model(self, name: str, field: str) -> tuple[Backbone, Control | None]:
+        """A backbone, or a control with the backbone it lives on."""
+        kind, value = self.handles.get_one_of(name, {"backbone": Backbone, "control": Control}, field)
+        if kind == "control":
+            return value.backbone, value
+        return value, None
+
     def _check_num_samples(self, num_samples: int) -> int:
         if num_samples < 1:
             raise invalid("num_samples", f"must be at least 1, got {num_samples}")
@@ -100,14 +127,28 @@ class WorkerService(pb_grpc.WorkerServicer):
 
     # -- sampling --------------------------------------------------------------------------------
 
+    def _trajectory(self, request, num_samples: int, seed: int, initial=None, compute_kl: bool = False) -> Trajectory:
+        """A trajectory of the backbone, or of a control with the request's labels (and, with
+        compute_kl, the pre-trained reference beside it)."""
+        backbone, control = self._model(request.model, "model")
+        if control is None:
+            if request.labels:
+                raise invalid("labels", f"only a control takes labels; {request.model} is a backbone")
+            if compute_kl:
+                raise invalid("compute_kl", f"needs a control in model; {request.model} is a backbone")
+            return Trajectory(backbone, num_samples, seed, initial)
+        labels = control.parse_labels(request.labels, num_samples)
+        reference = control.denoiser(None) if compute_kl else None
+        return Trajectory(backbone, num_samples, seed, initial, denoiser=control.denoiser(labels), reference=reference)
+
     @rpc_method
     def Sample(self, request, context):
-        backbone = self._backbone(request.model, "model")
+        backbone, _ = self._model(request.model, "model")
         num_samples = self._check_num_samples(request.num_samples)
         timesteps = validate_timesteps(list(request.timesteps), backbone.num_train_timesteps, "timesteps")
         eta = validate_eta(request.eta, "eta")
         seed = validate_seed(request.seed, "seed")
-        trajectory = Trajectory(backbone, num_samples, seed)
+        trajectory = self._trajectory(request, num_samples, seed, compute_kl=request.compute_kl)
         started = time.perf_counter()
         for i, t in enumerate(timesteps):
             if not context.is_active():
@@ -119,12 +160,14 @@ class WorkerService(pb_grpc.WorkerServicer):
             yield pb.SampleEvent(
                 progress=pb.SampleProgress(step=i + 1, total_steps=len(timesteps), timestep=t, elapsed_seconds=elapsed)
             )
-        for chunk in _image_chunks(trajectory.x):
+        if request.compute_kl:
+            yield pb.SampleEvent(kl=pb.SampleKl(per_sample=trajectory.kl.tolist()))
+        for chunk in image_chunks(images_to_uint8(trajectory.x)):
             yield pb.SampleEvent(images=chunk)
 
     @rpc_method
     def StartTrajectory(self, request, context):
-        backbone = self._backbone(request.model, "model")
+        backbone, _ = self._model(request.model, "model")
         num_samples = self._check_num_samples(request.num_samples)
         seed = validate_seed(request.seed, "seed")
         initial = None
@@ -132,7 +175,7 @@ class WorkerService(pb_grpc.WorkerServicer):
             initial = from_proto(request.initial_noise, "initial_noise", (num_samples, *backbone.sample_shape))
             if initial.dtype != torch.float32:
                 raise invalid("initial_noise.dtype", "must be DTYPE_FLOAT32")
-        trajectory = Trajectory(backbone, num_samples, seed, initial)
+        trajectory = self._trajectory(request, num_samples, seed, initial)
         handle = self.handles.add(
             "trajectory", trajectory, f"{num_samples} samples of {list(backbone.sample_shape)}", parent=request.model
         )
@@ -147,15 +190,221 @@ class WorkerService(pb_grpc.WorkerServicer):
     @rpc_method
     def ReadImages(self, request, context):
         trajectory = self.handles.get(request.trajectory, "trajectory", Trajectory, "trajectory")
-        yield from _image_chunks(trajectory.x)
+        yield from image_chunks(images_to_uint8(trajectory.x))
 
+    # -- offline data ----------------------------------------------------------------------------
 
-def _image_chunks(samples: torch.Tensor):
-    images = images_to_uint8(samples)
-    per_image = images[0].numel()
-    per_chunk = max(1, _CHUNK_BYTES // per_image)
-    for first in range(0, images.shape[0], per_chunk):
-        yield pb.ImageChunk(first_index=first, images=to_proto(images[first : first + per_chunk]))
+    @rpc_method
+    def LoadDataset(self, request, context):
+        dataset = load_dataset(request.path, request.labels_file, list(request.label_columns))
+        columns = ", ".join(f"{c.name} ({c.num_classes})" for c in dataset.columns)
+        handle = self.handles.add("dataset", dataset, f"{dataset.size} images {list(dataset.image_shape)} from {request.path}; {columns}")
+        return pb.Dataset(
+            handle=handle,
+            size=dataset.size,
+            image_shape=list(dataset.image_shape),
+            columns=[pb.LabelColumn(name=c.name, num_classes=c.num_classes, counts=c.counts) for c in dataset.columns],
+        )
+
+    @rpc_method
+    def SyntheticImages(self, request, context):
+        from .synthetic import generate_images
+
+        if request.num_images < 1:
+            raise invalid("num_images", f"must be at least 1, got {request.num_images}")
+        if request.num_images > MAX_SYNTHETIC_IMAGES:
+            raise exhausted("num_images", f"at most {MAX_SYNTHETIC_IMAGES} per request, got {request.num_images}")
+        seed = validate_seed(request.seed, "seed")
+        yield from image_chunks(torch.from_numpy(generate_images(request.num_images, seed)))
+
+    # -- classifiers -----------------------------------------------------------------------------
+
+    @rpc_method
+    def CreateClassifier(self, request, context):
+        config = clf.validate_config(
+            list(request.input_shape), request.num_classes, request.architecture, request.width,
+            request.learning_rate, request.weight_decay,
+        )
+        classifier = clf.create_classifier(config, validate_seed(request.seed, "seed"), self.device)
+        return self._add_classifier(classifier)
+
+    def _add_classifier(self, classifier: clf.Classifier) -> pb.Classifier:
+        handle = self.handles.add("classifier", classifier, classifier.describe())
+        return pb.Classifier(
+            handle=handle,
+            num_parameters=classifier.num_parameters(),
+            num_classes=classifier.num_classes,
+            temperature=classifier.temperature,
+        )
+
+    def _labelled_rows(self, request, rpc: str) -> tuple[clf.Classifier, torch.Tensor, torch.Tensor]:
+        """The classifier and the dataset rows' images and labels of a training/calibration batch."""
+        classifier = self._classifier(request.classifier, "classifier")
+        if request.HasField("images"):
+            raise invalid("images", f"{rpc} takes dataset rows; only ClassifierLogits scores given images")
+        if request.return_features:
+            raise invalid("return_features", f"only ClassifierLogits returns features, not {rpc}")
+        if not request.label_column:
+            raise invalid("label_column", f"{rpc} needs the label column of the rows")
+        dataset = self._dataset(request.dataset, "dataset")
+        images, labels = clf.dataset_batch(classifier, dataset, request.label_column, list(request.indices))
+        assert labels is not None
+        return classifier, images, labels
+
+    @rpc_method
+    def TrainClassifierStep(self, request, context):
+        classifier, images, labels = self._labelled_rows(request, "TrainClassifierStep")
+        loss, accuracy = clf.train_step(classifier, images, labels, request.augment, validate_seed(request.seed, "seed"))
+        return pb.ClassifierStepResponse(loss=loss, accuracy=accuracy)
+
+    @rpc_method
+    def ClassifierLogits(self, request, context):
+        classifier = self._classifier(request.classifier, "classifier")
+        if request.augment:
+            raise invalid("augment", "only TrainClassifierStep augments its batch")
+        labels = None
+        if request.HasField("images"):
+            if request.dataset or request.label_column or request.indices:
+                raise invalid("images", "give either images or dataset rows (dataset, label_column, indices), not both")
+            images = clf.check_images(from_proto(request.images, "images"), classifier, "images")
+        else:
+            dataset = self._dataset(request.dataset, "dataset")
+            images, labels = clf.dataset_batch(classifier, dataset, request.label_column, list(request.indices))
+        logits, features = clf.score(classifier, images, request.return_features)
+        return pb.Logits(
+            logits=to_proto(logits),
+            labels=[] if labels is None else labels.tolist(),
+            temperature=classifier.temperature,
+            features=to_proto(features) if features is not None else None,
+        )
+
+    @rpc_method
+    def CalibrateClassifier(self, request, context):
+        if request.augment:
+            raise invalid("augment", "only TrainClassifierStep augments its batch")
+        classifier, images, labels = self._labelled_rows(request, "CalibrateClassifier")
+        temperature, before, after = clf.calibrate(classifier, images, labels)
+        return pb.Calibration(temperature=temperature, nll_before=before, nll_after=after)
+
+    @rpc_method
+    def SaveClassifier(self, request, context):
+        classifier = self._classifier(request.handle, "handle")
+        if request.optimizer:
+            raise invalid("optimizer", "only a control is saved with an optimizer")
+        return pb.SaveResponse(files=clf.save_classifier(classifier, request.directory, request.overwrite))
+
+    @rpc_method
+    def LoadClassifier(self, request, context):
+        return self._add_classifier(clf.load_classifier(request.directory, self.device))
+
+    # -- controls --------------------------------------------------------------------------------
+
+    def _check_no_control(self, backbone: str) -> None:
+        existing = self.handles.children(backbone, "control")
+        if existing:
+            raise precondition("backbone", f"{backbone} already has a control ({existing[0]}); release it first")
+
+    def _add_control(self, backbone: str, control: Control) -> pb.Control:
+        handle = self.handles.add("control", control, control.describe(), parent=backbone)
+        return pb.Control(
+            handle=handle,
+            backbone=backbone,
+            fields=[pb.LabelField(name=f.name, num_classes=f.num_classes) for f in control.fields],
+            num_lora_parameters=sum(p.numel() for p in control.lora_parameters()),
+            num_embedding_parameters=sum(p.numel() for p in control.embedding_parameters()),
+            num_lora_modules=control.num_lora_modules,
+        )
+
+    @rpc_method
+    def AddControl(self, request, context):
+        backbone = self._backbone(request.backbone, "backbone")
+        fields = validate_fields([(f.name, f.num_classes) for f in request.fields])
+        lora = validate_lora(request.lora_rank, request.lora_alpha, list(request.lora_target_modules))
+        seed = validate_seed(request.seed, "seed")
+        with backbone.lock:  # check and add as one: two calls must not both add a control
+            self._check_no_control(request.backbone)
+            return self._add_control(request.backbone, Control(backbone, fields, lora, seed))
+
+    @rpc_method
+    def CreateOptimizer(self, request, context):
+        control = self._control(request.control, "control")
+        opt = create_optimizer(control, request.groups, request.beta1, request.beta2, request.eps, request.max_grad_norm)
+        handle = self.handles.add("optimizer", opt, opt.describe(), parent=request.control)
+        return pb.Optimizer(handle=handle, steps=opt.steps)
+
+    @rpc_method
+    def Rollout(self, request, context):
+        control = self._control(request.control, "control")
+        backbone = control.backbone
+        num_samples = self._check_num_samples(request.num_samples)
+        labels = control.parse_labels(request.labels, num_samples)
+        timesteps = validate_timesteps(list(request.timesteps), backbone.num_train_timesteps, "timesteps")
+        eta = validate_eta(request.eta, "eta")
+        seed = validate_seed(request.seed, "seed")
+        grad_steps = check_grad_steps(list(request.grad_steps), len(timesteps))
+
+        def progress(step: int, total: int) -> None:
+            self.telemetry.progress("rollout", step, total)
+
+        result = rollout(control, labels, num_samples, timesteps, eta, seed, grad_steps, request.checkpointing, progress)
+        description = f"{num_samples} samples, {len(timesteps)} steps, {result.grad_steps_kept} with gradients"
+        handle = self.handles.add("rollout", result, description, parent=request.control)
+        return pb.RolloutResult(
+            handle=handle,
+            kl_per_step=result.kl_per_step,
+            kl_per_sample=result.kl.detach().cpu().tolist(),
+            grad_steps_kept=result.grad_steps_kept,
+            seconds=result.seconds,
+        )
+
+    @rpc_method
+    def Backward(self, request, context):
+        result = self.handles.get(request.rollout, "rollout", Rollout, "rollout")
+        try:
+            terms = parse_terms(request.terms, result, self._classifier)
+            outcome = backward(result, terms, request.loss_scale)
+        finally:
+            self._release_quietly(request.rollout)  # a rollout is consumed, even by a failed call
+        return pb.BackwardResponse(
+            loss=outcome.loss,
+            terms=[pb.TermValue(mean=float(v.mean()), per_sample=v.tolist()) for v in outcome.terms],
+            seconds=outcome.seconds,
+        )
+
+    def _release_quietly(self, name: str) -> None:
+        try:
+            self.handles.release(name, "rollout")
+        except RequestError:
+            pass  # already gone with its control or backbone
+
+    @rpc_method
+    def OptimizerStep(self, request, context):
+        opt = self._optimizer(request.optimizer, "optimizer")
+        grad_norm = optimizer_step(opt)
+        return pb.OptimizerStepResponse(grad_norm=grad_norm, steps=opt.steps)
+
+    @rpc_method
+    def SaveControl(self, request, context):
+        control = self._control(request.handle, "handle")
+        opt = None
+        if request.optimizer:
+            opt = self._optimizer(request.optimizer, "optimizer")
+            if opt.control is not control:
+                raise invalid("optimizer", f"{request.optimizer} belongs to another control, not {request.handle}")
+        return pb.SaveResponse(files=save_control(control, opt, request.directory, request.overwrite))
+
+    @rpc_method
+    def LoadControl(self, request, context):
+        backbone = self._backbone(request.backbone, "backbone")
+        with backbone.lock:
+            self._check_no_control(request.backbone)
+            return self._add_control(request.backbone, load_control(backbone, request.directory))
+
+    @rpc_method
+    def LoadOptimizerState(self, request, context):
+        opt = self._optimizer(request.optimizer, "optimizer")
+        load_optimizer_state(opt, request.directory)
+        return pb.Optimizer(handle=request.optimizer, steps=opt.steps)
 
 
 def _version(package: str) -> str:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -68,3 +70,30 @@ def images_to_uint8(samples: torch.Tensor) -> torch.Tensor:
     """Model-space samples in [-1, 1], NCHW -> uint8 NHWC, rounded as PIL would save them."""
     scaled = (samples.detach().float() / 2 + 0.5).clamp(0, 1) * 255
     return scaled.round().to(torch.uint8).permute(0, 2, 3, 1).contiguous().cpu()
+
+
+# Image chunks stay well under any message limit.
+_CHUNK_BYTES = 1 << 20
+
+
+def image_chunks(images: torch.Tensor) -> Iterator[pb.ImageChunk]:
+    """uint8 images [n, height, width, channels] as ImageChunk messages of about 1 MiB each."""
+    per_image = max(1, images[0].numel()) if images.shape[0] else 1
+    per_chunk = max(1, _CHUNK_BYTES // per_image)
+    for first in range(0, images.shape[0], per_chunk):
+        yield pb.ImageChunk(first_index=first, images=to_proto(images[first : first + per_chunk]))
+
+
+def uint8_to_model_range(images: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] -> float32 [-1, 1]: the range a diffusion model's samples live in."""
+    return images.float() / 127.5 - 1
+
+
+@contextmanager
+def seeded(seed: int, device: torch.device) -> Iterator[None]:
+    """Runs the block on a private RNG stream seeded with `seed` (the CPU's, plus the CUDA device's
+    when `device` is one), so seeded initialisation does not disturb or depend on other RNG use."""
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield

@@ -15,3 +15,22 @@ def tiny_backbone_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_backbone(tiny_backbone_dir):
     return load_backbone(str(tiny_backbone_dir), "", torch.float32, torch.device("cpu"))
+
+
+@pytest.fixture
+def backbone(tiny_backbone_dir):
+    """A backbone of its own: controls change its UNet in place."""
+    return load_backbone(str(tiny_backbone_dir), "", torch.float32, torch.device("cpu"))
+
+
+@pytest.fixture
+def make_control(backbone):
+    """make_control(fields={"a": 3}, targets=(...), rank=4) -> a control on `backbone`."""
+    from ctrl_worker.control import Control, LabelField, LoraSpec
+
+    def make(fields=None, targets=("to_q", "to_k", "to_v", "to_out.0", "conv1", "conv2"), rank=4, seed=0):
+        fields = fields or {"a": 3, "b": 2}
+        specs = [LabelField(name, k) for name, k in fields.items()]
+        return Control(backbone, specs, LoraSpec(rank, float(rank), tuple(targets)), seed)
+
+    return make

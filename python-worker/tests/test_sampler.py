@@ -3,7 +3,8 @@ import torch
 from diffusers import DDIMScheduler
 
 from ctrl_worker.errors import RequestError
-from ctrl_worker.sampler import Trajectory, ddim_step
+from ctrl_worker.sampler import Trajectory, Transition, ddim_step, transition_kl
+from support import sample
 
 
 @pytest.mark.parametrize("eta", [0.0, 0.5, 1.0])
@@ -49,3 +50,21 @@ def test_trajectory_refuses_out_of_order_and_finished_steps(tiny_backbone):
     trajectory.step(100, -1, 0.0)
     with pytest.raises(RequestError, match="already reached the clean sample"):
         trajectory.step(50, -1, 0.0)
+
+
+def test_transition_kl_is_the_closed_form_for_equal_isotropic_gaussians():
+    torch.manual_seed(0)
+    mean, mean_ref, std = torch.randn(4, 3, 2, 2), torch.randn(4, 3, 2, 2), 0.37
+    kl = transition_kl(Transition(mean, std, mean, mean), Transition(mean_ref, std, mean_ref, mean_ref))
+    p = torch.distributions.Independent(torch.distributions.Normal(mean.flatten(1), std), 1)
+    q = torch.distributions.Independent(torch.distributions.Normal(mean_ref.flatten(1), std), 1)
+    torch.testing.assert_close(kl, torch.distributions.kl_divergence(p, q))
+    deterministic = transition_kl(Transition(mean, 0.0, mean, mean), Transition(mean_ref, 0.0, mean_ref, mean_ref))
+    assert deterministic.tolist() == [0.0] * 4
+
+
+def test_a_trajectory_against_itself_has_zero_kl_and_unchanged_images(tiny_backbone):
+    plain = sample(tiny_backbone)
+    with_kl = sample(tiny_backbone, reference=tiny_backbone.predict_eps_batched)
+    assert torch.equal(plain.x, with_kl.x)
+    assert with_kl.kl.tolist() == [0.0, 0.0, 0.0]

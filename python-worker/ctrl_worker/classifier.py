@@ -1,0 +1,293 @@
+"""Classifiers p(y | x) on clean images, trained step by step and calibrated by temperature scaling.
+
+The network is the official code's `ThreeLayerConvNet`: three residual blocks (widths w, 2w, 4w,
+strides 1/2/2, BatchNorm, ReLU), global average pooling and a linear head. Its inputs live in
+[-1, 1], the range of the diffusion model's samples, so the CTRL reward can feed it model samples
+differentiably; uint8 images are mapped there first.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .datasets import Dataset
+from .errors import RequestError, invalid, precondition
+from .storage import check_tensors, checkpoint_folder, json_field, read_json, read_tensors, save_folder, write_json, write_tensors
+from .tensors import seeded, uint8_to_model_range
+from .validation import non_negative, positive
+
+ARCHITECTURES = ("convnet",)
+DEFAULT_WIDTH = 32
+FORMAT = "ctrl-classifier/1"
+CONFIG_FILE, WEIGHTS_FILE = "classifier.json", "classifier.safetensors"
+# Rows per forward pass when scoring many images in eval mode (bounds activation memory).
+_EVAL_CHUNK = 256
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or in_channels != out_channels:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False), nn.BatchNorm2d(out_channels)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + self.shortcut(x))
+
+
+class ConvNet(nn.Module):
+    def __init__(self, in_channels: int, num_classes: int, width: int):
+        super().__init__()
+        self.layer1 = ResidualBlock(in_channels, width, stride=1)
+        self.layer2 = ResidualBlock(width, 2 * width, stride=2)
+        self.layer3 = ResidualBlock(2 * width, 4 * width, stride=2)
+        self.fc = nn.Linear(4 * width, num_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The pooled penultimate-layer vector, [n, 4 * width]."""
+        return self.layer3(self.layer2(self.layer1(x))).mean(dim=(2, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(x))
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    architecture: str
+    width: int
+    input_shape: tuple[int, int, int]
+    num_classes: int
+    learning_rate: float
+    weight_decay: float
+
+
+@dataclass
+class Classifier:
+    config: ClassifierConfig
+    model: ConvNet
+    optimizer: torch.optim.AdamW
+    device: torch.device
+    temperature: float = 1.0
+    # Train/eval mode and requires_grad are switched per call: one call at a time.
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
+
+    @property
+    def num_classes(self) -> int:
+        return self.config.num_classes
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    def describe(self) -> str:
+        c = self.config
+        return f"{c.architecture} (width {c.width}) on {list(c.input_shape)} images, {c.num_classes} classes"
+
+
+def validate_config(
+    input_shape: list[int], num_classes: int, architecture: str, width: int, learning_rate: float, weight_decay: float
+) -> ClassifierConfig:
+    if len(input_shape) != 3 or any(d < 1 for d in input_shape):
+        raise invalid("input_shape", f"must be [channels, height, width] with every entry >= 1, got {list(input_shape)}")
+    if num_classes < 2:
+        raise invalid("num_classes", f"must be at least 2, got {num_classes}")
+    if architecture not in ARCHITECTURES:
+        raise invalid("architecture", f"must be one of {list(ARCHITECTURES)}, got {architecture!r}")
+    if width < 0:
+        raise invalid("width", f"must be non-negative (0 means {DEFAULT_WIDTH}), got {width}")
+    return ClassifierConfig(
+        architecture=architecture,
+        width=width or DEFAULT_WIDTH,
+        input_shape=(int(input_shape[0]), int(input_shape[1]), int(input_shape[2])),
+        num_classes=int(num_classes),
+        learning_rate=positive(learning_rate, "learning_rate"),
+        weight_decay=non_negative(weight_decay, "weight_decay"),
+    )
+
+
+def create_classifier(config: ClassifierConfig, seed: int, device: torch.device) -> Classifier:
+    with seeded(seed, torch.device("cpu")):  # the same seed gives the same weights on any device
+        model = ConvNet(config.input_shape[0], config.num_classes, config.width)
+    model.to(device).eval()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    return Classifier(config=config, model=model, optimizer=optimizer, device=device)
+
+
+# -- batches -------------------------------------------------------------------------------------
+
+
+def dataset_batch(
+    classifier: Classifier, dataset: Dataset, label_column: str, indices: list[int]
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """uint8 images [n, C, H, W] and their labels (None without a label column) of dataset rows."""
+    if dataset.image_shape != classifier.config.input_shape:
+        raise invalid(
+            "dataset",
+            f"its images are {list(dataset.image_shape)} but the classifier takes {list(classifier.config.input_shape)}",
+        )
+    rows = dataset.check_indices(indices, "indices")
+    if not label_column:
+        return dataset.images[rows], None
+    column = dataset.column(label_column, "label_column")
+    if column.num_classes > classifier.num_classes:
+        raise invalid(
+            "label_column",
+            f"column {label_column!r} has {column.num_classes} classes but the classifier has {classifier.num_classes} outputs",
+        )
+    return dataset.images[rows], dataset.labels[label_column][rows]
+
+
+def check_images(images: torch.Tensor, classifier: Classifier, field_name: str) -> torch.Tensor:
+    """Given uint8 images [n, H, W, C] -> [n, C, H, W] after checking them against the input shape."""
+    channels, height, width = classifier.config.input_shape
+    if images.dtype != torch.uint8:
+        raise invalid(f"{field_name}.dtype", "must be DTYPE_UINT8")
+    if images.dim() != 4 or images.shape[0] < 1 or tuple(images.shape[1:]) != (height, width, channels):
+        raise invalid(
+            f"{field_name}.shape", f"expected [n >= 1, {height}, {width}, {channels}], got {list(images.shape)}"
+        )
+    return images.permute(0, 3, 1, 2)
+
+
+# -- training, scoring, calibration ----------------------------------------------------------------
+
+
+def train_step(
+    classifier: Classifier, images: torch.Tensor, labels: torch.Tensor, augment: bool, seed: int
+) -> tuple[float, float]:
+    """One AdamW step on cross-entropy; returns the batch's loss and accuracy."""
+    x = uint8_to_model_range(images).to(classifier.device)
+    if augment:
+        generator = torch.Generator().manual_seed(seed)
+        flip = (torch.rand(x.shape[0], generator=generator) < 0.5).to(classifier.device)
+        x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+    labels = labels.to(classifier.device)
+    with classifier.lock:
+        classifier.model.train()
+        try:
+            logits = classifier.model(x)
+            loss = F.cross_entropy(logits, labels)
+            classifier.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            classifier.optimizer.step()
+        finally:
+            classifier.model.eval()
+    accuracy = (logits.argmax(1) == labels).float().mean()
+    return float(loss), float(accuracy)
+
+
+@torch.no_grad()
+def score(classifier: Classifier, images: torch.Tensor, with_features: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Uncalibrated logits [n, K] (and features) of uint8 images in eval mode."""
+    logits, features = [], []
+    with classifier.lock:
+        for chunk in images.split(_EVAL_CHUNK):
+            pooled = classifier.model.features(uint8_to_model_range(chunk).to(classifier.device))
+            logits.append(classifier.model.fc(pooled).float().cpu())
+            features.append(pooled.float().cpu())
+    return torch.cat(logits), torch.cat(features) if with_features else None
+
+
+def calibrate(classifier: Classifier, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, float, float]:
+    """Temperature scaling as the official code: one scalar T fitted by LBFGS (lr 0.01, 50
+    iterations) on the cross-entropy of logits / T, starting from T = 1. T = exp(log T) stays
+    positive. Returns (T, NLL at the previous temperature, NLL at T)."""
+    logits, _ = score(classifier, images, with_features=False)
+    labels = labels.long()
+
+    def nll(temperature: torch.Tensor | float) -> torch.Tensor:
+        return F.cross_entropy(logits / temperature, labels)
+
+    before = float(nll(classifier.temperature))
+    log_t = torch.zeros(1, requires_grad=True)
+    optimizer = torch.optim.LBFGS([log_t], lr=0.01, max_iter=50)
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = nll(log_t.exp())
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    temperature = float(log_t.detach().exp())
+    if not math.isfinite(temperature) or temperature <= 0:
+        raise precondition("classifier", f"calibration diverged (T = {temperature}); check the logits")
+    classifier.temperature = temperature
+    return temperature, before, float(nll(temperature))
+
+
+def log_prob(classifier: Classifier, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """log softmax(classifier(x) / T)[label] per sample, for x in [-1, 1]; differentiable in x. The
+    classifier is in eval mode and gets no gradient: the caller holds `frozen(classifier)`."""
+    logits = classifier.model(x.to(classifier.device).float())
+    return F.log_softmax(logits / classifier.temperature, dim=1).gather(1, labels[:, None].to(x.device)).squeeze(1)
+
+
+@contextmanager
+def frozen(classifier: Classifier) -> Iterator[Classifier]:
+    """Holds the classifier's lock with its parameters out of autograd (restored on exit), so a
+    reward back-propagates into the samples only, never into the classifier."""
+    with classifier.lock:
+        classifier.model.eval().requires_grad_(False)
+        try:
+            yield classifier
+        finally:
+            classifier.model.requires_grad_(True)
+
+
+# -- persistence ---------------------------------------------------------------------------------
+
+
+def save_classifier(classifier: Classifier, directory: str, overwrite: bool) -> list[str]:
+    def write(folder: Path) -> None:
+        config = {**asdict(classifier.config), "input_shape": list(classifier.config.input_shape)}
+        write_json(folder / CONFIG_FILE, {"format": FORMAT, **config, "temperature": classifier.temperature})
+        with classifier.lock:
+            write_tensors(folder / WEIGHTS_FILE, classifier.model.state_dict())
+
+    return save_folder(directory, overwrite, write)
+
+
+def load_classifier(directory: str, device: torch.device) -> Classifier:
+    folder = checkpoint_folder(directory)
+    raw = read_json(folder, CONFIG_FILE, FORMAT)
+    where = str(folder / CONFIG_FILE)
+    shape = json_field(raw, "input_shape", list, where)
+    if len(shape) != 3 or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in shape):
+        raise invalid("directory", f"{where}: 'input_shape' must be three positive integers, got {shape!r}")
+    try:
+        config = validate_config(
+            shape,
+            json_field(raw, "num_classes", int, where),
+            json_field(raw, "architecture", str, where),
+            json_field(raw, "width", int, where),
+            json_field(raw, "learning_rate", float, where),
+            json_field(raw, "weight_decay", float, where),
+        )
+    except RequestError as error:
+        raise invalid("directory", f"{where}: {error}") from error
+    temperature = json_field(raw, "temperature", float, where)
+    if not math.isfinite(temperature) or temperature <= 0:
+        raise invalid("directory", f"{where}: 'temperature' must be positive and finite, got {temperature}")
+    classifier = create_classifier(config, seed=0, device=device)
+    weights = read_tensors(folder, WEIGHTS_FILE)
+    check_tensors(weights, classifier.model.state_dict(), str(folder / WEIGHTS_FILE))
+    classifier.model.load_state_dict(weights)
+    classifier.temperature = temperature
+    return classifier

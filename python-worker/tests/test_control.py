@@ -1,0 +1,117 @@
+import grpc
+import pytest
+import torch
+from peft.tuners.tuners_utils import BaseTunerLayer
+
+from ctrl_worker.control import validate_fields, validate_lora
+from ctrl_worker.errors import RequestError
+from support import label_messages, perturb, sample
+
+
+def test_a_fresh_control_samples_exactly_its_backbone(backbone, make_control):
+    before = sample(backbone).x
+    control = make_control()
+    labels = control.parse_labels(label_messages(a=[0, 2, -1], b=[1, -1, 0]), 3)
+    conditioned = sample(backbone, control.denoiser(labels), control.denoiser(None))
+    assert torch.equal(conditioned.x, before)
+    assert conditioned.kl.tolist() == [0.0, 0.0, 0.0]
+
+
+def test_only_lora_and_embeddings_are_trainable(backbone, make_control):
+    control = make_control(fields={"a": 3}, targets=("to_q", "conv1"), rank=2)
+    trainable = {id(p) for p in backbone.unet.parameters() if p.requires_grad} | {
+        id(p) for p in control.embeddings.parameters() if p.requires_grad
+    }
+    assert trainable == {id(p) for p in control.parameters()}
+    assert all(p.requires_grad for p in control.parameters())
+    assert control.num_lora_modules == 4 + 8  # four attention blocks, eight resnets
+    assert control.embeddings["a"].weight.shape == (4, 64)
+    assert not control.embeddings["a"].weight.any()
+
+
+def test_trained_weights_change_the_samples_but_not_the_backbone(backbone, make_control):
+    before = sample(backbone).x
+    control = make_control()
+    perturb(control)
+    labels = control.parse_labels(label_messages(a=[0, 1, 2], b=[0, 1, 0]), 3)
+    conditioned = sample(backbone, control.denoiser(labels), control.denoiser(None))
+    assert not torch.equal(conditioned.x, before)
+    assert (conditioned.kl > 0).all()
+    assert torch.equal(sample(backbone).x, before)  # adapters are off outside `conditioned`
+    # The null label uses the last row, which is never trained: labels -1 differ from class 0.
+    null = control.parse_labels(label_messages(a=[-1] * 3, b=[-1] * 3), 3)
+    assert not torch.equal(sample(backbone, control.denoiser(null)).x, conditioned.x)
+
+
+def test_batching_does_not_change_conditioned_samples(backbone, make_control):
+    control = make_control()
+    perturb(control)
+    labels = control.parse_labels(label_messages(a=[0, 1, 2], b=[0, 1, 0]), 3)
+    whole = control.denoiser(labels)
+    x = torch.randn(3, 3, 16, 16)
+    torch.testing.assert_close(whole(x, 500, 2), whole(x, 500, 0), rtol=0, atol=1e-5)
+
+
+def test_close_takes_the_adapters_out(backbone, make_control):
+    before = sample(backbone).x
+    control = make_control()
+    perturb(control)
+    control.close()
+    assert not any(isinstance(m, BaseTunerLayer) for m in backbone.unet.modules())
+    assert not hasattr(backbone.unet, "peft_config")
+    assert torch.equal(sample(backbone).x, before)
+    make_control()  # a new control fits again
+
+
+def test_target_modules_must_match_adaptable_layers(make_control):
+    with pytest.raises(RequestError, match=r"^lora_target_modules: 'to_qq', 'nope' match no module of the UNet; its layers include .*to_q"):
+        make_control(targets=("to_q", "to_qq", "nope"))
+    with pytest.raises(RequestError, match=r"^lora_target_modules\[1\]: 'to_out' matches .*to_out \(ModuleList\)"):
+        make_control(targets=("to_q", "to_out"))
+
+
+@pytest.mark.parametrize(
+    "fields, pattern",
+    [
+        ([], r"^fields: at least one label field"),
+        ([("a", 2), ("a", 3)], r"^fields\[1\]\.name: 'a' is given twice"),
+        ([("", 2)], r"^fields\[0\]\.name: must not be empty"),
+        ([("a.b", 2)], r"^fields\[0\]\.name: use letters"),
+        ([("a", 0)], r"^fields\[0\]\.num_classes: must be at least 1"),
+    ],
+)
+def test_fields_are_validated(fields, pattern):
+    with pytest.raises(RequestError, match=pattern) as info:
+        validate_fields(fields)
+    assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_lora_settings_are_validated():
+    with pytest.raises(RequestError, match=r"^lora_rank: must be at least 1"):
+        validate_lora(0, 4.0, ["to_q"])
+    with pytest.raises(RequestError, match=r"^lora_alpha: must be positive"):
+        validate_lora(4, 0.0, ["to_q"])
+    with pytest.raises(RequestError, match=r"^lora_target_modules: name at least one"):
+        validate_lora(4, 4.0, [])
+
+
+@pytest.mark.parametrize(
+    "labels, pattern",
+    [
+        (dict(a=[0, 1], b=[0, 1], c=[0, 0]), r"^labels\[2\]\.field: no label field 'c'; this control has a, b"),
+        (dict(a=[0, 1, 2]), r"^labels\[0\]\.values: expected 2 values \(num_samples\), got 3"),
+        (dict(a=[0, 3], b=[0, 0]), r"^labels\[0\]\.values\[1\]: must be in \[-1, 3\), got 3"),
+        (dict(a=[0, 0], b=[-2, 0]), r"^labels\[1\]\.values\[0\]: must be in \[-1, 2\), got -2"),
+        (dict(a=[0, 1]), r"^labels: no values for b; every field of the control \(a, b\) needs values"),
+    ],
+)
+def test_labels_are_validated(make_control, labels, pattern):
+    control = make_control()
+    with pytest.raises(RequestError, match=pattern):
+        control.parse_labels(label_messages(**labels), 2)
+
+
+def test_a_field_given_twice_is_refused(make_control):
+    control = make_control()
+    with pytest.raises(RequestError, match=r"^labels\[1\]\.field: 'a' is given twice"):
+        control.parse_labels(label_messages(a=[0]) + label_messages(a=[1]), 1)
