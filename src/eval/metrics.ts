@@ -5,7 +5,8 @@
  */
 import { columnMeans, covariance, matMul, psdSqrt, trace, traceSqrt } from "./linalg.js";
 
-function checkFinite(name: string, values: readonly number[]): void {
+/** Refuses an empty list or one with a NaN or an infinity, naming the caller and the position. */
+export function checkFinite(name: string, values: readonly number[]): void {
   if (values.length === 0) throw new RangeError(`${name}: no values`);
   const bad = values.findIndex((v) => !Number.isFinite(v));
   if (bad >= 0) throw new RangeError(`${name}: value ${bad} is not finite (${values[bad]})`);
@@ -151,11 +152,22 @@ export function std(values: readonly number[], ddof: 0 | 1 = 0): number {
   return Math.sqrt(total(values.map((v) => (v - mu) ** 2)) / (values.length - ddof));
 }
 
+/** Quantiles with linear interpolation between order statistics (numpy's default method). */
+export function quantiles(values: readonly number[], qs: readonly number[]): number[] {
+  checkFinite("quantiles", values);
+  const sorted = [...values].sort((a, b) => a - b);
+  return qs.map((q) => {
+    if (!(q >= 0 && q <= 1)) throw new RangeError(`quantiles: q must be in [0, 1], got ${q}`);
+    const position = q * (sorted.length - 1);
+    const below = Math.floor(position);
+    const above = Math.min(below + 1, sorted.length - 1);
+    return sorted[below]! + (position - below) * (sorted[above]! - sorted[below]!);
+  });
+}
+
 export function median(values: readonly number[]): number {
   checkFinite("median", values);
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+  return quantiles(values, [0.5])[0]!;
 }
 
 /**

@@ -4,6 +4,7 @@
  */
 import { availableParallelism } from "node:os";
 import sharp from "sharp";
+import { checkFinite, quantiles } from "../eval/metrics.js";
 import { type ImageBatch, imageAt } from "../worker/tensors.js";
 
 /**
@@ -86,27 +87,11 @@ export function brightnessValues(batch: ImageBatch): number[] {
   return Array.from({ length: batch.count }, (_, i) => brightness(imageAt(batch, i), width, height, channels));
 }
 
-function checkValues(name: string, values: readonly number[]): void {
-  if (values.length === 0) throw new RangeError(`${name}: no values`);
-  const bad = values.findIndex((v) => !Number.isFinite(v));
-  if (bad >= 0) throw new RangeError(`${name}: value ${bad} is not finite (${values[bad]})`);
-}
-
-/** The q-quantile with linear interpolation between order statistics (numpy's default). */
-function quantileOfSorted(sorted: readonly number[], q: number): number {
-  const position = q * (sorted.length - 1);
-  const below = Math.floor(position);
-  const above = Math.min(below + 1, sorted.length - 1);
-  const fraction = position - below;
-  return sorted[below]! + fraction * (sorted[above]! - sorted[below]!);
-}
-
-/** The bins-1 cut points at the k/bins quantiles, ascending: bins of equal count. */
+/** The bins-1 cut points at the k/bins quantiles (numpy's linear method), ascending: bins of equal count. */
 export function quantileThresholds(values: readonly number[], bins: number): number[] {
-  checkValues("quantileThresholds", values);
+  checkFinite("quantileThresholds", values);
   if (!Number.isInteger(bins) || bins < 2) throw new RangeError(`quantileThresholds: bins must be an integer >= 2, got ${bins}`);
-  const sorted = [...values].sort((a, b) => a - b);
-  return Array.from({ length: bins - 1 }, (_, k) => quantileOfSorted(sorted, (k + 1) / bins));
+  return quantiles(values, Array.from({ length: bins - 1 }, (_, k) => (k + 1) / bins));
 }
 
 export type BinOrder = "ascending" | "descending";
@@ -117,7 +102,7 @@ export type BinOrder = "ascending" | "descending";
  * highest class (compressibility: class 3 = smallest JPEG, size <= 60 kB in the paper).
  */
 export function binLabels(values: readonly number[], thresholds: readonly number[], order: BinOrder): number[] {
-  checkValues("binLabels", values);
+  checkFinite("binLabels", values);
   if (thresholds.length === 0) throw new RangeError("binLabels: no thresholds (one cut point makes two classes)");
   thresholds.forEach((t, i) => {
     if (!Number.isFinite(t)) throw new RangeError(`binLabels: threshold ${i} is not finite (${t})`);

@@ -11,6 +11,7 @@ import {
   median,
   negativeLogLikelihood,
   perClassScores,
+  quantiles,
   softmax,
   std,
 } from "../../src/eval/metrics.js";
@@ -102,6 +103,13 @@ test("mean, std and median, numpy style", () => {
   assert.throws(() => mean([]), /no values/);
   assert.throws(() => median([1, Infinity]), /value 1 is not finite/);
   assert.throws(() => std([1], 1), /more than 1 values/);
+});
+
+test("quantiles interpolate linearly between order statistics, like numpy", () => {
+  // numpy.quantile([1, 2, 3, 4, 10], [0, 0.1, 0.5, 0.9, 1]) == [1, 1.4, 3, 7.6, 10]
+  const q = quantiles([10, 3, 1, 4, 2], [0, 0.1, 0.5, 0.9, 1]);
+  [1, 1.4, 3, 7.6, 10].forEach((expected, i) => assertClose(q[i]!, expected, 1e-12));
+  assert.throws(() => quantiles([1], [1.5]), /q must be in \[0, 1\], got 1.5/);
 });
 
 test("the Fréchet distance of a set to itself is 0", () => {
