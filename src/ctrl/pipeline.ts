@@ -1,0 +1,280 @@
+/**
+ * The whole CTRL pipeline on one backbone and one offline dataset, as an experimenter runs it:
+ * 1. learn and calibrate p(y|x); 2. augment the backbone and fine-tune it by RL; 3. sample for
+ * any label; then judge the samples against the oracle beside the pre-trained model, and write
+ * summary.json and report.html. Resumable from the last checkpoint.
+ */
+import { existsSync } from "node:fs";
+import path from "node:path";
+import type { Dataset } from "../gen/ctrl/v1/worker.js";
+import { klPenalty, logProb, describeReward } from "../rewards/expression.js";
+import { ddimTimesteps } from "../sampling/schedules.js";
+import { showProgress } from "../worker/progress.js";
+import { Worker } from "../worker/worker.js";
+import { type ClassifierReport, trainClassifier } from "./classifier.js";
+import { type ConfigInput, type ExperimentConfig, parseConfig } from "./config.js";
+import { buildDefaultDataset, referenceThresholds } from "./datasets.js";
+import { type Judge, equalSplit, judgeSamples, meanOrNull } from "./evaluate.js";
+import { finetune } from "./finetune.js";
+import { ORACLES } from "./oracle.js";
+import { deriveSeed } from "./random.js";
+import { type MethodResult, writeLabelGrids, writeRunReport } from "./reporting.js";
+import { Run } from "./runs.js";
+
+export interface RunOptions {
+  /** Continue runs/<id> from its last checkpoint. */
+  resume?: string;
+  /** Print the worker's log. */
+  verbose?: boolean;
+  /** Where the worker's Python lives, if not python-worker/.venv. */
+  python?: string;
+  /** Overrides the config's device (also on resume). */
+  device?: string;
+}
+
+/** What a resume needs, written as each stage completes. */
+interface RunState {
+  datasetFolder: string;
+  labelColumn: string;
+  numClasses: number;
+  thresholds: number[] | null;
+  classifier: Omit<ClassifierReport, "handle">;
+  /** The pre-trained model's evaluation, once done. */
+  reference: MethodResult | null;
+  completedEpochs: number;
+  checkpoint: string | null;
+  finetuneSeconds: number;
+}
+
+export async function runCtrl(input: ConfigInput = {}, options: RunOptions = {}): Promise<{ run: Run; results: MethodResult[] }> {
+  const resumed = options.resume ? Run.open(options.resume) : undefined;
+  const config = parseConfig(resumed ? resumed.readJson("config.json") : input);
+  if (config.dataset.kind === "folder" && !existsSync(config.dataset.path)) {
+    throw new Error(`dataset.path: no folder ${config.dataset.path}`);
+  }
+  const worker = await Worker.start({
+    device: options.device && options.device !== "auto" ? options.device : config.device,
+    python: options.python,
+    onLog: options.verbose ? (line) => process.stderr.write(`[worker] ${line}\n`) : undefined,
+  });
+  const stopProgress = worker.telemetry ? showProgress(worker.telemetry, { tasks: ["sample"] }) : () => undefined;
+  try {
+    return await pipeline(worker, config, resumed);
+  } finally {
+    stopProgress();
+    await worker.close();
+  }
+}
+
+async function pipeline(worker: Worker, config: ExperimentConfig, resumed: Run | undefined) {
+  const started = performance.now();
+  const backbone = await worker.loadBackbone(config.backbone);
+  const timesteps = ddimTimesteps({ numTrainTimesteps: backbone.numTrainTimesteps, steps: config.sampler.steps, offset: config.sampler.offset });
+  const sampleRequest = (model: string, numSamples: number, seed: number) => ({
+    model,
+    numSamples,
+    timesteps,
+    eta: config.sampler.eta,
+    seed,
+    batchSize: config.evaluation.batchSize,
+  });
+
+  // A user's dataset is checked before anything is written; the default one is made in the run.
+  let userDataset: Dataset | undefined;
+  if (config.dataset.kind === "folder") {
+    userDataset = await worker.loadDataset(config.dataset.path, { labelsFile: config.dataset.labelsFile, labelColumns: [config.dataset.labelColumn] });
+  }
+  const run = resumed ?? Run.create(config.runsDir, config.task, config.seed);
+  if (!resumed) run.writeJson("config.json", config);
+  log(`${resumed ? "resuming" : "run"} ${run.dir}`);
+
+  let state: RunState;
+  let dataset: Dataset;
+  let classifierHandle: string;
+  if (resumed && run.has("state.json")) {
+    state = run.readJson<RunState>("state.json");
+    dataset = userDataset ?? (await worker.loadDataset(state.datasetFolder, { labelColumns: [state.labelColumn] }));
+    classifierHandle = (await worker.loadClassifier(run.path("classifier"))).handle;
+  } else {
+    ({ state, dataset, classifierHandle } = await prepare(worker, config, run, backbone.handle, userDataset, sampleRequest));
+    run.writeJson("state.json", state);
+  }
+
+  const oracle = config.dataset.kind === "default" ? ORACLES[config.dataset.oracle] : undefined;
+  const realFeatures = (
+    await worker.classifierLogits({
+      classifier: classifierHandle,
+      dataset: dataset.handle,
+      labelColumn: state.labelColumn,
+      indices: state.classifier.heldOut,
+      returnFeatures: true,
+    })
+  ).features!;
+  const judge: Judge = {
+    classifier: classifierHandle,
+    oracle: oracle && state.thresholds ? { oracle, thresholds: state.thresholds } : undefined,
+    numClasses: state.numClasses,
+    realFeatures,
+  };
+  if (!state.reference) {
+    state.reference = await evaluateReference(worker, run, config, judge, backbone.handle, state.labelColumn, sampleRequest);
+    run.writeJson("state.json", state);
+  }
+
+  // Step 2: the augmented model, fine-tuned by RL.
+  const fields = [{ name: state.labelColumn, numClasses: state.numClasses }];
+  const control = state.checkpoint
+    ? await worker.loadControl(backbone.handle, run.path(state.checkpoint))
+    : await worker.addControl({
+        backbone: backbone.handle,
+        fields,
+        loraRank: config.control.loraRank,
+        loraAlpha: config.control.loraAlpha,
+        loraTargetModules: config.control.loraTargets,
+        seed: deriveSeed(config.seed, "lora-init"),
+      });
+  const optimizer = await worker.createOptimizer({
+    control: control.handle,
+    groups: [
+      { name: "lora", learningRate: config.finetune.loraLearningRate, weightDecay: config.finetune.weightDecay },
+      { name: "embedding", learningRate: config.finetune.embeddingLearningRate, weightDecay: config.finetune.weightDecay },
+    ],
+    beta1: 0.9,
+    beta2: 0.999,
+    eps: 1e-8,
+    maxGradNorm: config.finetune.maxGradNorm,
+  });
+  if (state.checkpoint) await worker.loadOptimizerState(optimizer.handle, run.path(state.checkpoint));
+  const reward = [logProb(classifierHandle, state.labelColumn), klPenalty(config.finetune.alpha)];
+  log(`fine-tuning: reward = ${describeReward(reward)}; ${control.numLoraParameters} LoRA + ${control.numEmbeddingParameters} embedding parameters`);
+  const finetuneStarted = performance.now();
+  const secondsBefore = state.finetuneSeconds;
+  await finetune(
+    worker,
+    { control: control.handle, optimizer: optimizer.handle, field: state.labelColumn, numClasses: state.numClasses, timesteps, reward },
+    config,
+    run,
+    state.completedEpochs,
+    async (epoch) => {
+      if (epoch % config.finetune.checkpointEvery !== 0 && epoch !== config.finetune.epochs) return;
+      const checkpoint = path.join("checkpoints", `epoch-${String(epoch).padStart(4, "0")}`);
+      await worker.saveControl(control.handle, run.path(checkpoint), { optimizer: optimizer.handle });
+      state = { ...state, completedEpochs: epoch, checkpoint, finetuneSeconds: secondsBefore + (performance.now() - finetuneStarted) / 1000 };
+      run.writeJson("state.json", state);
+    },
+  );
+
+  // Step 3: conditional sampling for every label, judged like the reference.
+  const evalStarted = performance.now();
+  const targets = equalSplit(config.evaluation.numSamples, state.numClasses);
+  const samples = await worker.sample({
+    ...sampleRequest(control.handle, targets.length, config.evaluation.seed),
+    labels: { [state.labelColumn]: targets },
+    computeKl: true,
+  });
+  const sampleSeconds = (performance.now() - evalStarted) / 1000;
+  const ctrl: MethodResult = {
+    method: "ctrl",
+    evaluation: await judgeSamples(worker, samples, targets, judge),
+    meanKl: meanOrNull(samples.kl),
+    trainSeconds: state.finetuneSeconds,
+    sampleSeconds,
+    grids: await writeLabelGrids(run, "ctrl", samples, targets, state.labelColumn),
+  };
+  const results = [state.reference!, ctrl];
+  await writeRunReport(run, config, state.classifier, results, {
+    reward: describeReward(reward),
+    labelName: state.labelColumn,
+    thresholds: state.thresholds,
+    totalSeconds: (performance.now() - started) / 1000,
+  });
+  log(`done: ${run.path("summary.json")}`);
+  return { run, results };
+}
+
+/** Data, classifier and thresholds: everything before the reference evaluation. */
+async function prepare(
+  worker: Worker,
+  config: ExperimentConfig,
+  run: Run,
+  backbone: string,
+  userDataset: Dataset | undefined,
+  sampleRequest: (model: string, n: number, seed: number) => Parameters<Worker["sample"]>[0],
+) {
+  let dataset: Dataset;
+  let thresholds: number[] | null = null;
+  let labelColumn: string;
+  let datasetFolder: string;
+  if (config.dataset.kind === "default") {
+    const oracle = ORACLES[config.dataset.oracle];
+    log(`sampling ${config.dataset.referenceSamples} pre-trained images to set the ${oracle.name} thresholds`);
+    const reference = await worker.sample(sampleRequest(backbone, config.dataset.referenceSamples, deriveSeed(config.seed, "reference")));
+    thresholds = await referenceThresholds(oracle, reference, config.dataset.numClasses);
+    datasetFolder = run.path("dataset");
+    const built = await buildDefaultDataset(worker, {
+      folder: datasetFolder,
+      numImages: config.dataset.numImages,
+      seed: deriveSeed(config.seed, "dataset"),
+      oracle,
+      thresholds,
+    });
+    dataset = built.dataset;
+    labelColumn = built.labelled.column;
+  } else {
+    dataset = userDataset!;
+    labelColumn = config.dataset.labelColumn;
+    datasetFolder = path.resolve(config.dataset.path);
+  }
+  const column = dataset.columns.find((c) => c.name === labelColumn);
+  if (!column) throw new Error(`dataset: the worker returned no column ${labelColumn}`);
+  const labels = column.labels;
+  log(`classifier on ${dataset.size} images, ${column.numClasses} classes of ${labelColumn} (counts ${column.counts.join("/")})`);
+  const classifier = await trainClassifier(
+    worker,
+    { dataset: dataset.handle, column: labelColumn, numClasses: column.numClasses, labels, imageShape: dataset.imageShape },
+    config,
+    run,
+  );
+  await worker.saveClassifier(classifier.handle, run.path("classifier"));
+  const { handle, ...classifierReport } = classifier;
+  const state: RunState = {
+    datasetFolder,
+    labelColumn,
+    numClasses: column.numClasses,
+    thresholds,
+    classifier: classifierReport,
+    reference: null,
+    completedEpochs: 0,
+    checkpoint: null,
+    finetuneSeconds: 0,
+  };
+  return { state, dataset, classifierHandle: handle };
+}
+
+/** The pre-trained model, sampled and judged exactly like CTRL: the reference row. */
+async function evaluateReference(
+  worker: Worker,
+  run: Run,
+  config: ExperimentConfig,
+  judge: Judge,
+  backbone: string,
+  labelName: string,
+  sampleRequest: (model: string, n: number, seed: number) => Parameters<Worker["sample"]>[0],
+): Promise<MethodResult> {
+  const started = performance.now();
+  const targets = equalSplit(config.evaluation.numSamples, judge.numClasses);
+  const images = await worker.sample(sampleRequest(backbone, targets.length, config.evaluation.seed));
+  const sampleSeconds = (performance.now() - started) / 1000;
+  return {
+    method: "pretrained",
+    evaluation: await judgeSamples(worker, images, targets, judge),
+    meanKl: 0,
+    trainSeconds: 0,
+    sampleSeconds,
+    grids: await writeLabelGrids(run, "pretrained", images, targets, labelName),
+  };
+}
+
+function log(message: string): void {
+  process.stderr.write(`ctrl: ${message}\n`);
+}

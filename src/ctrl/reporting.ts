@@ -1,0 +1,116 @@
+/** summary.json, image grids per label and report.html for one run. */
+import type { ExperimentConfig } from "./config.js";
+import type { ClassifierReport } from "./classifier.js";
+import type { Evaluation } from "./evaluate.js";
+import type { Run } from "./runs.js";
+import { imageGrid } from "../eval/grid.js";
+import { type Curve, type SummaryRow, writeReport } from "../eval/report.js";
+import { type ImageBatch, selectImages } from "../worker/tensors.js";
+
+export interface MethodResult {
+  method: string;
+  evaluation: Evaluation;
+  /** Mean over samples of KL(model || pre-trained) along the trajectory; 0 for the pre-trained model. */
+  meanKl: number | null;
+  trainSeconds: number;
+  sampleSeconds: number;
+  /** Grid files (relative to the run folder), one per label. */
+  grids: { title: string; file: string }[];
+}
+
+const IMAGES_PER_GRID = 16;
+
+/** One PNG per label: the first samples that were asked for that label. */
+export async function writeLabelGrids(run: Run, method: string, images: ImageBatch, targets: number[], labelName: string): Promise<MethodResult["grids"]> {
+  const classes = [...new Set(targets)].sort((a, b) => a - b);
+  const grids: MethodResult["grids"] = [];
+  for (const label of classes) {
+    const indices = targets.flatMap((t, i) => (t === label ? [i] : [])).slice(0, IMAGES_PER_GRID);
+    const file = `grids/${method}-${labelName}-${label}.png`;
+    run.writeFile(file, await imageGrid(selectImages(images, indices), { columns: 8, scale: 3 }));
+    grids.push({ title: `${method}, asked for ${labelName} = ${label}`, file });
+  }
+  return grids;
+}
+
+export function summaryRows(config: ExperimentConfig, results: MethodResult[], labelName: string): SummaryRow[] {
+  return results.map((result) => ({
+    task: `${config.task} (${labelName}, ${result.evaluation.confusion.length} classes)`,
+    method: result.method,
+    accuracy: result.evaluation.accuracy,
+    macro_f1: result.evaluation.macroF1,
+    n_samples: result.evaluation.targets.length,
+    mean_kl: result.meanKl,
+    quality: { name: "FD to held-out data (classifier features; lower is better)", value: result.evaluation.frechetDistance },
+    seconds: result.trainSeconds + result.sampleSeconds,
+    seed: config.seed,
+    evaluation_seed: config.evaluation.seed,
+    judged_by: result.evaluation.judgedBy,
+    classifier_agreement: result.evaluation.classifierAgreement,
+    train_seconds: result.trainSeconds,
+    sample_seconds: result.sampleSeconds,
+  }));
+}
+
+export interface RunFacts {
+  reward: string;
+  labelName: string;
+  thresholds: number[] | null;
+  totalSeconds: number;
+}
+
+export async function writeRunReport(
+  run: Run,
+  config: ExperimentConfig,
+  classifier: Omit<ClassifierReport, "handle">,
+  results: MethodResult[],
+  facts: RunFacts,
+): Promise<SummaryRow[]> {
+  const summary = summaryRows(config, results, facts.labelName);
+  run.writeJson("summary.json", summary);
+  const metrics = run.readMetrics();
+  const finetune = metrics.filter((m) => m.phase === "finetune");
+  const classifierEpochs = metrics.filter((m) => m.phase === "classifier");
+  const series = (rows: Record<string, unknown>[], x: string, y: string) =>
+    rows.map((m) => [Number(m[x]), Number(m[y])] as [number, number]);
+  const curves: Curve[] = [
+    {
+      title: "CTRL fine-tuning: reward terms per optimiser step",
+      xLabel: "optimiser step",
+      yLabel: "value",
+      series: [
+        { name: "log p(y | x0)", points: series(finetune, "step", "log_prob") },
+        { name: "KL (summed)", points: series(finetune, "step", "kl") },
+      ],
+    },
+    { title: "CTRL fine-tuning: loss", xLabel: "optimiser step", yLabel: "loss", series: [{ name: "loss", points: series(finetune, "step", "loss") }] },
+    {
+      title: "Classifier training",
+      xLabel: "epoch",
+      yLabel: "value",
+      series: [
+        { name: "train loss", points: series(classifierEpochs, "epoch", "train_loss") },
+        { name: "held-out accuracy", points: series(classifierEpochs, "epoch", "held_out_accuracy") },
+      ],
+    },
+  ];
+  const labels = results[0]!.evaluation.confusion.map((_, i) => String(i));
+  await writeReport(run.dir, {
+    title: `ctrl: ${config.task}`,
+    runId: run.id,
+    createdAt: new Date().toISOString(),
+    config,
+    summary,
+    curves,
+    confusions: results.map((r) => ({ title: `${r.method}: asked-for label (rows) vs ${r.evaluation.judgedBy} (columns)`, labels, matrix: r.evaluation.confusion })),
+    grids: results.flatMap((r) => r.grids),
+    notes: [
+      `Reward: ${facts.reward}, KL summed over all pixel dimensions and sampler steps.`,
+      `Labels judged by ${results[0]!.evaluation.judgedBy}${facts.thresholds ? `, class thresholds ${facts.thresholds.map((t) => t.toFixed(1)).join(", ")} (quantiles of the pre-trained model's samples)` : ""}.`,
+      `Classifier: held-out accuracy ${classifier.heldOutAccuracy.toFixed(3)} on ${classifier.heldOutRows} rows; temperature ${classifier.temperature.toFixed(3)}; expected calibration error ${classifier.eceBefore.toFixed(4)} before and ${classifier.eceAfter.toFixed(4)} after calibration.`,
+      `Evaluation: ${results[0]!.evaluation.targets.length} samples per method with the same seed (${config.evaluation.seed}), labels split equally across classes; the pre-trained model cannot see labels, so its accuracy is the chance reference.`,
+      `Whole run: ${facts.totalSeconds.toFixed(0)} s.`,
+    ],
+  });
+  return summary;
+}
