@@ -203,7 +203,9 @@ class WorkerService(pb_grpc.WorkerServicer):
             handle=handle,
             size=dataset.size,
             image_shape=list(dataset.image_shape),
-            columns=[pb.LabelColumn(name=c.name, num_classes=c.num_classes, counts=c.counts) for c in dataset.columns],
+            columns=[pb.LabelColumn(name=c.name, num_classes=c.num_classes, counts=c.counts, labels=dataset.labels[c.name].tolist())
+                for c in dataset.columns
+            ],
         )
 
     @rpc_method

@@ -21,6 +21,8 @@ const datasetSchema = z.discriminatedUnion("kind", [
       /** Which oracle labels the control: JPEG size at quality 95, or mean brightness. */
       oracle: z.enum(["compressibility", "brightness"]).default("compressibility"),
       numClasses: positiveInt.min(2).max(16).default(4),
+      /** Class thresholds at the quantiles of the pre-trained model's samples (the paper), or of the dataset's images. */
+      thresholdsFrom: z.enum(["reference", "dataset"]).default("reference"),
     })
     .strict(),
   z
@@ -48,7 +50,7 @@ export const configSchema = z
     backbone: z.string().min(1).default("models/default"),
     device: z.string().regex(/^(auto|cpu|cuda(:\d+)?)$/, "auto, cpu, cuda or cuda:N").default("auto"),
     runsDir: z.string().min(1).default("runs"),
-    dataset: datasetSchema.default({ kind: "default", numImages: 2000, referenceSamples: 256, oracle: "compressibility", numClasses: 4 }),
+    dataset: datasetSchema.default({ kind: "default", numImages: 2000, referenceSamples: 256, oracle: "compressibility", numClasses: 4, thresholdsFrom: "reference" }),
     sampler: z
       .object({
         steps: positiveInt.max(1000).default(20),

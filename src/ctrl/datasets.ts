@@ -54,13 +54,17 @@ async function writePngs(folder: string, names: string[], images: ImageBatch, co
   await Promise.all(workers);
 }
 
-/** Generates, labels, writes and loads the default dataset for one oracle. */
+/**
+ * Generates, labels, writes and loads the default dataset for one oracle. Thresholds come from
+ * the reference samples when given, else from the dataset's own images.
+ */
 export async function buildDefaultDataset(
   worker: Worker,
-  options: { folder: string; numImages: number; seed: number; oracle: Oracle; thresholds: number[] },
-): Promise<{ dataset: Dataset; labelled: LabelledFolder }> {
+  options: { folder: string; numImages: number; seed: number; oracle: Oracle; numClasses: number; reference?: ImageBatch },
+): Promise<{ dataset: Dataset; labelled: LabelledFolder; thresholds: number[] }> {
   const images = await worker.syntheticImages(options.numImages, options.seed);
-  const labelled = await writeLabelledFolder(options.folder, images, options.oracle, options.thresholds);
+  const thresholds = await referenceThresholds(options.oracle, options.reference ?? images, options.numClasses);
+  const labelled = await writeLabelledFolder(options.folder, images, options.oracle, thresholds);
   const dataset = await worker.loadDataset(options.folder, { labelColumns: [labelled.column] });
-  return { dataset, labelled };
+  return { dataset, labelled, thresholds };
 }

@@ -13,7 +13,7 @@ import { showProgress } from "../worker/progress.js";
 import { Worker } from "../worker/worker.js";
 import { type ClassifierReport, trainClassifier } from "./classifier.js";
 import { type ConfigInput, type ExperimentConfig, parseConfig } from "./config.js";
-import { buildDefaultDataset, referenceThresholds } from "./datasets.js";
+import { buildDefaultDataset } from "./datasets.js";
 import { type Judge, equalSplit, judgeSamples, meanOrNull } from "./evaluate.js";
 import { finetune } from "./finetune.js";
 import { ORACLES } from "./oracle.js";
@@ -83,6 +83,11 @@ async function pipeline(worker: Worker, config: ExperimentConfig, resumed: Run |
   let userDataset: Dataset | undefined;
   if (config.dataset.kind === "folder") {
     userDataset = await worker.loadDataset(config.dataset.path, { labelsFile: config.dataset.labelsFile, labelColumns: [config.dataset.labelColumn] });
+  }
+  if (userDataset && userDataset.imageShape.join("x") !== backbone.sampleShape.join("x")) {
+    throw new Error(
+      `dataset.path: images are [${userDataset.imageShape.join(", ")}] (channels, height, width) but the backbone makes [${backbone.sampleShape.join(", ")}]`,
+    );
   }
   const run = resumed ?? Run.create(config.runsDir, config.task, config.seed);
   if (!resumed) run.writeJson("config.json", config);
@@ -207,17 +212,21 @@ async function prepare(
   let datasetFolder: string;
   if (config.dataset.kind === "default") {
     const oracle = ORACLES[config.dataset.oracle];
-    log(`sampling ${config.dataset.referenceSamples} pre-trained images to set the ${oracle.name} thresholds`);
-    const reference = await worker.sample(sampleRequest(backbone, config.dataset.referenceSamples, deriveSeed(config.seed, "reference")));
-    thresholds = await referenceThresholds(oracle, reference, config.dataset.numClasses);
+    let reference;
+    if (config.dataset.thresholdsFrom === "reference") {
+      log(`sampling ${config.dataset.referenceSamples} pre-trained images to set the ${oracle.name} thresholds`);
+      reference = await worker.sample(sampleRequest(backbone, config.dataset.referenceSamples, deriveSeed(config.seed, "reference")));
+    }
     datasetFolder = run.path("dataset");
     const built = await buildDefaultDataset(worker, {
       folder: datasetFolder,
       numImages: config.dataset.numImages,
       seed: deriveSeed(config.seed, "dataset"),
       oracle,
-      thresholds,
+      numClasses: config.dataset.numClasses,
+      reference,
     });
+    thresholds = built.thresholds;
     dataset = built.dataset;
     labelColumn = built.labelled.column;
   } else {

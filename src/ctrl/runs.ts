@@ -4,7 +4,7 @@
  * Nothing in an existing run is overwritten: new runs get new folders, files are replaced
  * atomically (write beside, then rename).
  */
-import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { appendFileSync, existsSync, mkdirSync, readFileSync, realpathSync, renameSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import path from "node:path";
 
 export class Run {
@@ -38,7 +38,7 @@ export class Run {
     if (!existsSync(path.join(dir, "config.json"))) {
       throw new Error(`--resume: ${dir} is not a ctrl run folder (no config.json)`);
     }
-    return new Run(path.resolve(dir));
+    return new Run(realpathSync(dir));
   }
 
   path(...parts: string[]): string {
