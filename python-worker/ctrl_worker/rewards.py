@@ -131,12 +131,13 @@ def backward(rollout: Rollout, terms: list[Term], loss_scale: float) -> Backward
         values = [_evaluate(t.source, rollout) for t in terms]
         reward = sum(t.weight * v for t, v in zip(terms, values))
         loss = -reward.mean()
-        if not math.isfinite(float(loss)):
-            raise precondition("terms", f"the loss is {float(loss)}; nothing was back-propagated")
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise precondition("terms", f"the loss is {value}; nothing was back-propagated")
         if loss.requires_grad:  # without kept steps nothing depends on the control's parameters
             (loss * loss_scale).backward()
     return BackwardResult(
-        loss=float(loss), terms=[v.detach().float().cpu() for v in values], seconds=time.perf_counter() - started
+        loss=value, terms=[v.detach().float().cpu() for v in values], seconds=time.perf_counter() - started
     )
 
 

@@ -28,3 +28,24 @@ def sample(backbone, denoiser=None, reference=None, num_samples: int = 3, seed: 
     for i, t in enumerate(timesteps):
         trajectory.step(t, timesteps[i + 1] if i + 1 < len(timesteps) else -1, eta)
     return trajectory
+
+
+def tiny_classifier(num_classes: int = 3, seed: int = 0, width: int = 4, size: int = 16):
+    from ctrl_worker.classifier import create_classifier, validate_config
+
+    config = validate_config([3, size, size], num_classes, "convnet", width, 1e-3, 0.0)
+    return create_classifier(config, seed, torch.device("cpu"))
+
+
+def classifier_term(classifier, field: str, weight: float = 1.0):
+    from ctrl_worker.rewards import ClassifierLogProb, Term
+
+    return lambda rollout: Term(weight, ClassifierLogProb(classifier, rollout.labels.values[field]))
+
+
+def run_rollout(control, labels=None, grad_steps=(False, True, False, True), checkpointing=True, seed=3, eta=1.0):
+    from ctrl_worker.rollout import rollout
+
+    labels = labels or control.parse_labels(label_messages(a=[0, 1, 2], b=[1, 0, 1]), 3)
+    n = next(iter(labels.values.values())).numel()
+    return rollout(control, labels, n, TIMESTEPS, eta, seed, list(grad_steps), checkpointing)
