@@ -189,7 +189,7 @@ def train_step(
         finally:
             classifier.model.eval()
     accuracy = (logits.argmax(1) == labels).float().mean()
-    return float(loss), float(accuracy)
+    return float(loss.detach()), float(accuracy)
 
 
 @torch.no_grad()

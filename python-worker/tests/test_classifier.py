@@ -1,0 +1,146 @@
+import grpc
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ctrl_worker import classifier as clf
+from ctrl_worker.datasets import Dataset, LabelColumnInfo
+from ctrl_worker.errors import RequestError
+from support import tiny_classifier
+
+
+def _dataset(n=48, size=16, seed=0) -> Dataset:
+    """Bright vs dark images: an easy two-class problem."""
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 2
+    base = torch.where(labels[:, None, None, None] == 1, 170, 60)
+    images = (base + torch.randint(-40, 40, (n, 3, size, size), generator=generator)).to(torch.uint8)
+    return Dataset(path=None, images=images, labels={"bright": labels}, columns=[LabelColumnInfo("bright", 2, [n // 2, n // 2])])
+
+
+def test_same_seed_same_weights_and_a_pooled_feature_vector():
+    a, b = tiny_classifier(2, seed=3), tiny_classifier(2, seed=3)
+    for p, q in zip(a.model.state_dict().values(), b.model.state_dict().values()):
+        assert torch.equal(p, q)
+    images = _dataset().images[:5]
+    logits, features = clf.score(a, images, with_features=True)
+    assert logits.shape == (5, 2) and features.shape == (5, 16)  # 4 * width
+    torch.testing.assert_close(logits, a.model.fc(features))
+
+
+def _trained(dataset: Dataset, steps: int = 15) -> clf.Classifier:
+    classifier = tiny_classifier(2, seed=0)
+    images, labels = clf.dataset_batch(classifier, dataset, "bright", list(range(dataset.size)))
+    classifier.optimizer.param_groups[0]["lr"] = 1e-2
+    losses = [clf.train_step(classifier, images, labels, augment=True, seed=step)[0] for step in range(steps)]
+    assert losses[-1] < losses[0]
+    return classifier
+
+
+def test_training_learns_an_easy_problem():
+    dataset = _dataset()
+    classifier = _trained(dataset)
+    logits, _ = clf.score(classifier, dataset.images, with_features=False)
+    assert (logits.argmax(1) == dataset.labels["bright"]).float().mean() >= 0.9
+    assert not classifier.model.training  # back in eval mode after each step
+
+
+def test_calibration_cools_an_over_confident_classifier():
+    dataset = _dataset(n=64)
+    classifier = _trained(dataset)
+    # Noisy labels and inflated logits: an over-confident classifier.
+    noisy = dataset.labels["bright"].clone()
+    noisy[::4] = 1 - noisy[::4]
+    with torch.no_grad():
+        classifier.model.fc.weight.mul_(20)
+    fit, held_out = slice(0, 32), slice(32, 64)
+    logits, _ = clf.score(classifier, dataset.images[held_out], with_features=False)
+    held_out_before = F.cross_entropy(logits, noisy[held_out])
+
+    temperature, before, after = clf.calibrate(classifier, dataset.images[fit], noisy[fit])
+    assert temperature > 1 and classifier.temperature == temperature
+    assert after < before
+    assert F.cross_entropy(logits / temperature, noisy[held_out]) <= held_out_before
+
+
+def test_batches_are_checked_against_the_classifier():
+    classifier = tiny_classifier(2)
+    dataset = _dataset()
+    with pytest.raises(RequestError, match=r"^indices\[1\]: must be below the dataset size 48, got 48"):
+        clf.dataset_batch(classifier, dataset, "bright", [0, 48])
+    with pytest.raises(RequestError, match=r"^indices: at least one row index"):
+        clf.dataset_batch(classifier, dataset, "bright", [])
+    with pytest.raises(RequestError, match=r"^label_column: no label column 'size' in this dataset; it has bright"):
+        clf.dataset_batch(classifier, dataset, "size", [0])
+    with pytest.raises(RequestError, match=r"^dataset: its images are \[3, 16, 16\] but the classifier takes \[3, 32, 32\]"):
+        clf.dataset_batch(tiny_classifier(2, size=32), dataset, "bright", [0])
+    with pytest.raises(RequestError, match=r"^label_column: column 'bright' has 2 classes but the classifier has 1"):
+        small = tiny_classifier(2)
+        small.config = clf.ClassifierConfig("convnet", 4, (3, 16, 16), 1, 1e-3, 0.0)
+        clf.dataset_batch(small, dataset, "bright", [0])
+
+
+def test_given_images_are_checked():
+    classifier = tiny_classifier(2)
+    good = torch.zeros(2, 16, 16, 3, dtype=torch.uint8)
+    assert clf.check_images(good, classifier, "images").shape == (2, 3, 16, 16)
+    with pytest.raises(RequestError, match=r"^images\.dtype: must be DTYPE_UINT8"):
+        clf.check_images(good.float(), classifier, "images")
+    with pytest.raises(RequestError, match=r"^images\.shape: expected \[n >= 1, 16, 16, 3\], got \[2, 3, 16, 16\]"):
+        clf.check_images(good.permute(0, 3, 1, 2), classifier, "images")
+
+
+@pytest.mark.parametrize(
+    "args, pattern",
+    [
+        (([3, 16], 2, "convnet", 0, 1e-3, 0.0), r"^input_shape: must be \[channels, height, width\]"),
+        (([3, 16, 16], 1, "convnet", 0, 1e-3, 0.0), r"^num_classes: must be at least 2"),
+        (([3, 16, 16], 2, "mlp", 0, 1e-3, 0.0), r"^architecture: must be one of \['convnet'\], got 'mlp'"),
+        (([3, 16, 16], 2, "convnet", 0, 0.0, 0.0), r"^learning_rate: must be positive"),
+        (([3, 16, 16], 2, "convnet", 0, 1e-3, -1.0), r"^weight_decay: must be non-negative"),
+    ],
+)
+def test_settings_are_validated(args, pattern):
+    with pytest.raises(RequestError, match=pattern) as info:
+        clf.validate_config(*args)
+    assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert clf.validate_config([3, 16, 16], 2, "convnet", 0, 1e-3, 0.0).width == 32
+
+
+def test_save_and_load_round_trip(tmp_path):
+    classifier = tiny_classifier(2, seed=0)
+    dataset = _dataset()
+    images, labels = clf.dataset_batch(classifier, dataset, "bright", list(range(16)))
+    clf.train_step(classifier, images, labels, augment=False, seed=0)  # moves the BatchNorm statistics
+    classifier.temperature = 1.5
+    files = clf.save_classifier(classifier, str(tmp_path / "c"), overwrite=False)
+    assert sorted(p.rsplit("/", 1)[1] for p in files) == ["classifier.json", "classifier.safetensors"]
+
+    loaded = clf.load_classifier(str(tmp_path / "c"), torch.device("cpu"))
+    assert loaded.temperature == 1.5 and loaded.config == classifier.config
+    assert torch.equal(clf.score(loaded, images, False)[0], clf.score(classifier, images, False)[0])
+    assert torch.equal(loaded.model.layer1.bn1.running_mean, classifier.model.layer1.bn1.running_mean)
+
+    with pytest.raises(RequestError, match=r"^directory: .* already exists; set overwrite") as info:
+        clf.save_classifier(classifier, str(tmp_path / "c"), overwrite=False)
+    assert info.value.code == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_load_refuses_bad_folders(tmp_path):
+    with pytest.raises(RequestError, match=r"^directory: no folder") as info:
+        clf.load_classifier(str(tmp_path / "none"), torch.device("cpu"))
+    assert info.value.code == grpc.StatusCode.NOT_FOUND
+    folder = tmp_path / "c"
+    clf.save_classifier(tiny_classifier(2), str(folder), overwrite=False)
+    config = json.loads((folder / "classifier.json").read_text())
+    (folder / "classifier.json").write_text(json.dumps({**config, "width": 8}))
+    with pytest.raises(RequestError, match=r"^directory: .*classifier.safetensors: fc.weight is \[2, 16\] torch.float32, the model needs \[2, 32\]"):
+        clf.load_classifier(str(folder), torch.device("cpu"))
+    (folder / "classifier.json").write_text(json.dumps({**config, "format": "other/1"}))
+    with pytest.raises(RequestError, match=r"has format 'other/1'; expected 'ctrl-classifier/1'"):
+        clf.load_classifier(str(folder), torch.device("cpu"))
+    (folder / "classifier.json").write_text(json.dumps({**config, "temperature": -1}))
+    with pytest.raises(RequestError, match=r"'temperature' must be positive"):
+        clf.load_classifier(str(folder), torch.device("cpu"))
