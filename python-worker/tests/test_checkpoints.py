@@ -1,0 +1,131 @@
+import json
+
+import grpc
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from ctrl_worker.backbones import load_backbone
+from ctrl_worker.checkpoints import fingerprint, load_control, load_optimizer_state, save_control
+from ctrl_worker.errors import RequestError
+from ctrl_worker.gen.ctrl.v1 import worker_pb2 as pb
+from ctrl_worker.optim import create_optimizer, optimizer_step
+from ctrl_worker.rewards import backward
+from ctrl_worker.testing import make_tiny_backbone
+from support import classifier_term, label_messages, perturb, run_rollout, sample, tiny_classifier
+
+CPU = torch.device("cpu")
+
+
+def _labels(control):
+    return control.parse_labels(label_messages(a=[0, 2, -1], b=[1, 0, 1]), 3)
+
+
+def test_round_trip_gives_the_same_samples(tmp_path, backbone, tiny_backbone_dir, make_control):
+    control = make_control(fields={"a": 3, "b": 2})
+    perturb(control)
+    expected = sample(backbone, control.denoiser(_labels(control))).x
+    files = save_control(control, None, str(tmp_path / "ckpt"), overwrite=False)
+    assert sorted(f.rsplit("/", 1)[1] for f in files) == [
+        "control.json", "label_embeddings.safetensors", "pytorch_lora_weights.safetensors",
+    ]
+    spec = json.loads((tmp_path / "ckpt" / "control.json").read_text())
+    assert spec["format"] == "ctrl-control/1" and spec["backbone"]["fingerprint"] == fingerprint(backbone)
+    assert spec["lora"] == {"rank": 4, "alpha": 4.0, "target_modules": ["to_q", "to_k", "to_v", "to_out.0", "conv1", "conv2"]}
+    lora = load_file(str(tmp_path / "ckpt" / "pytorch_lora_weights.safetensors"))
+    assert lora and all(k.startswith("unet.") and (".lora_A." in k or ".lora_B." in k) for k in lora)
+    assert load_file(str(tmp_path / "ckpt" / "label_embeddings.safetensors"))["a"].shape == (4, 64)
+
+    other = load_backbone(str(tiny_backbone_dir), "", torch.float32, CPU)  # the same weights, loaded again
+    loaded = load_control(other, str(tmp_path / "ckpt"))
+    assert torch.equal(sample(other, loaded.denoiser(_labels(loaded))).x, expected)
+
+
+def test_fingerprint_ignores_the_adapters_and_the_folder(backbone, make_control, tiny_backbone_dir, tmp_path):
+    before = fingerprint(backbone)
+    make_control()
+    from ctrl_worker import checkpoints
+
+    checkpoints._fingerprints.clear()
+    assert fingerprint(backbone) == before
+    copy = make_tiny_backbone(tmp_path / "copy")
+    assert fingerprint(load_backbone(str(copy), "", torch.float32, CPU)) == before
+
+
+def test_a_checkpoint_from_another_backbone_is_refused(tmp_path, make_control):
+    control = make_control()
+    save_control(control, None, str(tmp_path / "ckpt"), overwrite=False)
+    other = load_backbone(str(make_tiny_backbone(tmp_path / "other", seed=1)), "", torch.float32, CPU)
+    with pytest.raises(RequestError, match=r"^directory: checkpoint was trained on backbone .* \(fingerprint [0-9a-f]{16}\), this backbone is") as info:
+        load_control(other, str(tmp_path / "ckpt"))
+    assert info.value.code == grpc.StatusCode.FAILED_PRECONDITION
+    assert not hasattr(other.unet, "peft_config")
+
+
+def test_existing_folders_are_kept_unless_overwrite(tmp_path, make_control, monkeypatch):
+    control = make_control()
+    target = tmp_path / "ckpt"
+    save_control(control, None, str(target), overwrite=False)
+    original = (target / "label_embeddings.safetensors").read_bytes()
+    perturb(control)
+    with pytest.raises(RequestError, match=r"^directory: .* already exists; set overwrite to replace it") as info:
+        save_control(control, None, str(target), overwrite=False)
+    assert info.value.code == grpc.StatusCode.FAILED_PRECONDITION
+
+    # A save that fails half-way leaves the earlier checkpoint as it was, and no staging folder.
+    from ctrl_worker import checkpoints
+
+    def broken(*args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(checkpoints, "write_tensors", broken)
+    with pytest.raises(OSError):
+        save_control(control, None, str(target), overwrite=True)
+    assert (target / "label_embeddings.safetensors").read_bytes() == original
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
+    monkeypatch.undo()
+
+    save_control(control, None, str(target), overwrite=True)
+    assert (target / "label_embeddings.safetensors").read_bytes() != original
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
+
+
+def test_optimizer_state_travels_with_the_control(tmp_path, make_control):
+    control = make_control()
+    groups = [pb.ParamGroup(name="lora", learning_rate=1e-3), pb.ParamGroup(name="embedding", learning_rate=1e-2)]
+    opt = create_optimizer(control, groups, 0, 0, 0, 1.0)
+    rollout = run_rollout(control)
+    backward(rollout, [classifier_term(tiny_classifier(), "a")(rollout)], 1.0)
+    optimizer_step(opt)
+    files = save_control(control, opt, str(tmp_path / "ckpt"), overwrite=False)
+    assert {"optimizer.json", "optimizer.safetensors"} <= {f.rsplit("/", 1)[1] for f in files}
+
+    fresh = create_optimizer(control, groups, 0, 0, 0, 1.0)
+    load_optimizer_state(fresh, str(tmp_path / "ckpt"))
+    assert fresh.steps == 1
+    p = control.parameters()[0]
+    assert torch.equal(fresh.optimizer.state[p]["exp_avg"], opt.optimizer.state[p]["exp_avg"])
+    with pytest.raises(RequestError, match=r"^directory: .* has no optimizer.json") as info:
+        save_control(control, None, str(tmp_path / "bare"), overwrite=False)
+        load_optimizer_state(fresh, str(tmp_path / "bare"))
+    assert info.value.code == grpc.StatusCode.NOT_FOUND
+
+
+def test_damaged_checkpoints_are_refused(tmp_path, backbone, make_control):
+    control = make_control()
+    folder = tmp_path / "ckpt"
+    save_control(control, None, str(folder), overwrite=False)
+    control.close()
+
+    embeddings = load_file(str(folder / "label_embeddings.safetensors"))
+    save_file({**embeddings, "a": torch.zeros(5, 64)}, str(folder / "label_embeddings.safetensors"))
+    with pytest.raises(RequestError, match=r"label_embeddings.safetensors: a is \[5, 64\] torch.float32, the model needs \[4, 64\]"):
+        load_control(backbone, str(folder))
+    assert not hasattr(backbone.unet, "peft_config")  # the failed load took its adapters out again
+
+    (folder / "pytorch_lora_weights.safetensors").write_bytes(b"garbage")
+    with pytest.raises(RequestError, match=r"pytorch_lora_weights.safetensors is not a readable safetensors file"):
+        load_control(backbone, str(folder))
+    (folder / "control.json").write_text("{")
+    with pytest.raises(RequestError, match=r"control.json is not readable JSON"):
+        load_control(backbone, str(folder))
