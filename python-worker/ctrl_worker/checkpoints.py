@@ -69,6 +69,14 @@ def _lora_state(control: Control) -> dict[str, torch.Tensor]:
     return {_LORA_PREFIX + name: tensor for name, tensor in state.items()}
 
 
+def _lora_metadata(control: Control) -> dict[str, str]:
+    """The safetensors metadata diffusers writes beside LoRA weights: the adapter's peft config
+    under "unet."-prefixed keys, so that diffusers loads it with the right alpha."""
+    config = control.backbone.unet.peft_config[ADAPTER].to_dict()
+    packed = {f"{_LORA_PREFIX}{key}": sorted(value) if isinstance(value, set) else value for key, value in config.items()}
+    return {"format": "pt", "lora_adapter_metadata": json.dumps(packed, indent=2, sort_keys=True, default=str)}
+
+
 def _embedding_state(control: Control) -> dict[str, torch.Tensor]:
     return {f.name: control.embeddings[f.name].weight.detach() for f in control.fields}
 
@@ -86,7 +94,7 @@ def save_control(control: Control, optimizer: ControlOptimizer | None, directory
     def write(folder: Path) -> None:
         write_json(folder / CONTROL_FILE, spec)
         with backbone.lock:  # a consistent snapshot, not one taken mid optimizer step
-            write_tensors(folder / LORA_FILE, _lora_state(control))
+            write_tensors(folder / LORA_FILE, _lora_state(control), _lora_metadata(control))
             write_tensors(folder / EMBEDDINGS_FILE, _embedding_state(control))
             if optimizer is not None:
                 tensors, description = state_tensors(optimizer)

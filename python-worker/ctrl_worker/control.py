@@ -121,16 +121,21 @@ class Control:
         config = LoraConfig(
             r=lora.rank, lora_alpha=lora.alpha, target_modules=list(lora.target_modules), init_lora_weights=True
         )
-        with seeded(seed, backbone.device):
-            inject_adapter_in_model(config, unet, adapter_name=ADAPTER)
-        self._tuner_layers = [m for m in unet.modules() if isinstance(m, BaseTunerLayer)]
-        self.embeddings = nn.ModuleDict(
-            {f.name: nn.Embedding(f.num_classes + 1, self.time_embed_dim, padding_idx=f.num_classes) for f in fields}
-        ).to(backbone.device)
-        for table in self.embeddings.values():
-            nn.init.zeros_(table.weight)  # zero: the control starts as the pre-trained model
-        self._hook = embedding.register_forward_hook(self._add_label_embeddings)
-        self._set_adapters(False)
+        self._hook: torch.utils.hooks.RemovableHandle | None = None
+        try:
+            with seeded(seed, backbone.device):
+                inject_adapter_in_model(config, unet, adapter_name=ADAPTER)
+            self._tuner_layers = [m for m in unet.modules() if isinstance(m, BaseTunerLayer)]
+            self.embeddings = nn.ModuleDict(
+                {f.name: nn.Embedding(f.num_classes + 1, self.time_embed_dim, padding_idx=f.num_classes) for f in fields}
+            ).to(backbone.device)
+            for table in self.embeddings.values():
+                nn.init.zeros_(table.weight)  # zero: the control starts as the pre-trained model
+            self._hook = embedding.register_forward_hook(self._add_label_embeddings)
+            self._set_adapters(False)
+        except BaseException:
+            self.close()  # never leave half a control in the shared UNet
+            raise
 
     # -- parameters ----------------------------------------------------------------------------------
 
@@ -240,7 +245,9 @@ class Control:
 
         unet = self.backbone.unet
         with self.backbone.lock:
-            self._hook.remove()
+            if self._hook is not None:
+                self._hook.remove()
+                self._hook = None
             for name, module in list(unet.named_modules()):
                 if isinstance(module, BaseTunerLayer):
                     parent, _, child = name.rpartition(".")

@@ -62,8 +62,8 @@ def write_json(path: Path, value: dict) -> None:
     path.write_text(json.dumps(value, indent=2, sort_keys=True) + "\n")
 
 
-def write_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
-    save_file({name: t.detach().to("cpu").contiguous() for name, t in tensors.items()}, str(path))
+def write_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    save_file({name: t.detach().to("cpu").contiguous() for name, t in tensors.items()}, str(path), metadata=metadata)
 
 
 def checkpoint_folder(directory: str) -> Path:

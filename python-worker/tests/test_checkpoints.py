@@ -129,3 +129,15 @@ def test_damaged_checkpoints_are_refused(tmp_path, backbone, make_control):
     (folder / "control.json").write_text("{")
     with pytest.raises(RequestError, match=r"control.json is not readable JSON"):
         load_control(backbone, str(folder))
+
+
+def test_lora_weights_carry_diffusers_adapter_metadata(tmp_path, make_control):
+    from safetensors import safe_open
+
+    save_control(make_control(rank=2), None, str(tmp_path / "ckpt"), overwrite=False)
+    with safe_open(str(tmp_path / "ckpt" / "pytorch_lora_weights.safetensors"), "pt") as file:
+        metadata = file.metadata()
+    adapter = json.loads(metadata["lora_adapter_metadata"])
+    assert metadata["format"] == "pt"
+    assert adapter["unet.r"] == 2 and adapter["unet.lora_alpha"] == 2.0
+    assert sorted(adapter["unet.target_modules"]) == sorted(["to_q", "to_k", "to_v", "to_out.0", "conv1", "conv2"])
