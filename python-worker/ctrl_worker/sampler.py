@@ -17,7 +17,6 @@ import torch
 
 from .backbones import Backbone
 from .errors import invalid, precondition
-from .validation import validate_seed
 
 # (x_t, timestep, batch_size) -> predicted noise, float32.
 Denoiser = Callable[[torch.Tensor, int, int], torch.Tensor]
