@@ -16,12 +16,13 @@ from __future__ import annotations
 import hashlib
 import json
 import weakref
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from .backbones import Backbone
-from .control import ADAPTER, Control, validate_fields, validate_lora
+from .control import ADAPTER, Control, LabelField, LoraSpec, validate_fields, validate_lora
 from .errors import RequestError, invalid, precondition
 from .optim import ControlOptimizer, load_state_tensors, state_tensors
 from .storage import check_tensors, checkpoint_folder, json_field, read_json, read_tensors, save_folder, write_json, write_tensors
@@ -104,22 +105,42 @@ def save_control(control: Control, optimizer: ControlOptimizer | None, directory
     return save_folder(directory, overwrite, write)
 
 
-def load_control(backbone: Backbone, directory: str) -> Control:
-    """Checks the folder against this backbone, then creates the control and loads its weights."""
+@dataclass(frozen=True)
+class ControlCheckpoint:
+    """A control checkpoint read and checked against a backbone, not yet put into its UNet."""
+
+    folder: Path
+    fields: list[LabelField]
+    lora: LoraSpec
+    lora_weights: dict[str, torch.Tensor]
+    embeddings: dict[str, torch.Tensor]
+
+    def create(self, backbone: Backbone) -> Control:
+        """Adds the control to the backbone's UNet and loads the weights (checking their shapes)."""
+        control = Control(backbone, self.fields, self.lora, seed=0)
+        try:
+            check_tensors(self.embeddings, _embedding_state(control), str(self.folder / EMBEDDINGS_FILE))
+            live_lora = _lora_state(control)
+            check_tensors(self.lora_weights, live_lora, str(self.folder / LORA_FILE))
+            with torch.no_grad():
+                for name, tensor in self.embeddings.items():
+                    control.embeddings[name].weight.copy_(tensor)
+                for name, tensor in self.lora_weights.items():
+                    live_lora[name].copy_(tensor)
+        except BaseException:
+            control.close()  # leave the backbone as it was
+            raise
+        return control
+
+
+def read_control(backbone: Backbone, directory: str) -> ControlCheckpoint:
+    """Reads a control checkpoint and checks its files, its JSON and that it was trained on this
+    backbone (same fingerprint)."""
     folder = checkpoint_folder(directory)
     spec = read_json(folder, CONTROL_FILE, FORMAT)
     where = str(folder / CONTROL_FILE)
     saved_backbone = json_field(spec, "backbone", dict, where)
     saved_print = json_field(saved_backbone, "fingerprint", str, where)
-    current = fingerprint(backbone)
-    if saved_print != current:
-        raise precondition(
-            "directory",
-            f"checkpoint was trained on backbone {saved_backbone.get('source')!r} (fingerprint {saved_print[:16]}), "
-            f"this backbone is {backbone.source!r} (fingerprint {current[:16]})",
-        )
-    lora_weights = read_tensors(folder, LORA_FILE)
-    embeddings = read_tensors(folder, EMBEDDINGS_FILE)
     fields = [_field_entry(entry, where) for entry in json_field(spec, "fields", list, where)]
     lora = json_field(spec, "lora", dict, where)
     rank, alpha = json_field(lora, "rank", int, where), json_field(lora, "alpha", float, where)
@@ -127,22 +148,17 @@ def load_control(backbone: Backbone, directory: str) -> Control:
     if not all(isinstance(t, str) for t in targets):
         raise invalid("directory", f"{where}: 'target_modules' must be a list of module names, got {targets!r}")
     try:
-        control = Control(backbone, validate_fields(fields), validate_lora(rank, alpha, targets), seed=0)
+        label_fields, lora_spec = validate_fields(fields), validate_lora(rank, alpha, targets)
     except RequestError as error:
-        raise invalid("directory", f"{where} describes no valid control here: {error}") from error
-    try:
-        check_tensors(embeddings, _embedding_state(control), str(folder / EMBEDDINGS_FILE))
-        live_lora = _lora_state(control)
-        check_tensors(lora_weights, live_lora, str(folder / LORA_FILE))
-        with torch.no_grad():
-            for name, tensor in embeddings.items():
-                control.embeddings[name].weight.copy_(tensor)
-            for name, tensor in lora_weights.items():
-                live_lora[name].copy_(tensor)
-    except BaseException:
-        control.close()  # leave the backbone as it was
-        raise
-    return control
+        raise invalid("directory", f"{where} describes no valid control: {error}") from error
+    current = fingerprint(backbone)
+    if saved_print != current:
+        raise precondition(
+            "directory",
+            f"checkpoint was trained on backbone {saved_backbone.get('source')!r} (fingerprint {saved_print[:16]}), "
+            f"this backbone is {backbone.source!r} (fingerprint {current[:16]})",
+        )
+    return ControlCheckpoint(folder, label_fields, lora_spec, read_tensors(folder, LORA_FILE), read_tensors(folder, EMBEDDINGS_FILE))
 
 
 def _field_entry(entry: object, where: str) -> tuple[str, int]:

@@ -99,7 +99,7 @@ def _labels_path(folder: Path, labels_file: str) -> Path:
     for name in _DEFAULT_LABEL_FILES:
         if (folder / name).is_file():
             return folder / name
-    raise not_found("path", f"{folder} has no labels file (expected {' or '.join(_DEFAULT_LABEL_FILES)})")
+    raise invalid("path", f"{folder} has no labels file (expected {' or '.join(_DEFAULT_LABEL_FILES)})")
 
 
 def _read_rows(labels_path: Path) -> tuple[list[_Row], list[str]]:
@@ -210,7 +210,7 @@ def _read_images(folder: Path, rows: list[_Row], where: str) -> torch.Tensor:
         if not file.is_relative_to(root):
             raise invalid("path", f"{where} line {row.line}: {name!r} is outside the dataset folder")
         if not file.is_file():
-            raise not_found("path", f"{where} line {row.line}: image {name!r} does not exist in {folder}")
+            raise invalid("path", f"{where} line {row.line}: image {name!r} does not exist in {folder}")
         try:
             with Image.open(file) as image:
                 array = np.asarray(image.convert("RGB"))

@@ -13,7 +13,7 @@ import torch
 from . import __version__
 from . import classifier as clf
 from .backbones import Backbone, load_backbone, supported_dtypes
-from .checkpoints import load_control, load_optimizer_state, save_control
+from .checkpoints import load_optimizer_state, read_control, save_control
 from .control import Control, validate_fields, validate_lora
 from .datasets import Dataset, load_dataset
 from .errors import RequestError, exhausted, invalid, precondition, rpc_method
@@ -398,9 +398,10 @@ class WorkerService(pb_grpc.WorkerServicer):
     @rpc_method
     def LoadControl(self, request, context):
         backbone = self._backbone(request.backbone, "backbone")
+        checkpoint = read_control(backbone, request.directory)  # the arguments first, then the state
         with backbone.lock:
             self._check_no_control(request.backbone)
-            return self._add_control(request.backbone, load_control(backbone, request.directory))
+            return self._add_control(request.backbone, checkpoint.create(backbone))
 
     @rpc_method
     def LoadOptimizerState(self, request, context):

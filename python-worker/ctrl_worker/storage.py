@@ -26,7 +26,7 @@ Writer = Callable[[Path], None]
 
 
 def save_folder(directory: str, overwrite: bool, write: Writer) -> list[str]:
-    """Writes a checkpoint folder atomically; returns the paths of the files it holds."""
+    """Writes a checkpoint folder atomically; returns the names of the files it holds."""
     target = Path(required(directory, "directory", "a directory")).expanduser()
     if target.exists() and not target.is_dir():
         raise invalid("directory", f"{directory!r} is a file")
@@ -49,7 +49,7 @@ def save_folder(directory: str, overwrite: bool, write: Writer) -> list[str]:
             staging.rename(target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return sorted(str(target / name) for name in os.listdir(target))
+    return sorted(os.listdir(target))
 
 
 def _fsync_files(folder: Path) -> None:
@@ -73,11 +73,17 @@ def checkpoint_folder(directory: str) -> Path:
     return folder
 
 
-def read_json(folder: Path, name: str, expected_format: str) -> dict:
-    """A checkpoint's JSON file, which must carry `"format": expected_format`."""
+def _checkpoint_file(folder: Path, name: str) -> Path:
+    # The folder exists (else NOT_FOUND) but is not the checkpoint asked for: a bad argument.
     path = folder / name
     if not path.is_file():
-        raise not_found("directory", f"{folder} has no {name}")
+        raise invalid("directory", f"{folder} has no {name}: it is not a checkpoint of this kind")
+    return path
+
+
+def read_json(folder: Path, name: str, expected_format: str) -> dict:
+    """A checkpoint's JSON file, which must carry `"format": expected_format`."""
+    path = _checkpoint_file(folder, name)
     try:
         value = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -90,9 +96,7 @@ def read_json(folder: Path, name: str, expected_format: str) -> dict:
 
 
 def read_tensors(folder: Path, name: str) -> dict[str, torch.Tensor]:
-    path = folder / name
-    if not path.is_file():
-        raise not_found("directory", f"{folder} has no {name}")
+    path = _checkpoint_file(folder, name)
     try:
         return load_file(str(path))
     except (OSError, SafetensorError) as error:

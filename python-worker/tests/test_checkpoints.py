@@ -6,7 +6,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ctrl_worker.backbones import load_backbone
-from ctrl_worker.checkpoints import fingerprint, load_control, load_optimizer_state, save_control
+from ctrl_worker.checkpoints import fingerprint, load_optimizer_state, read_control, save_control
 from ctrl_worker.errors import RequestError
 from ctrl_worker.gen.ctrl.v1 import worker_pb2 as pb
 from ctrl_worker.optim import create_optimizer, optimizer_step
@@ -15,6 +15,10 @@ from ctrl_worker.testing import make_tiny_backbone
 from support import classifier_term, label_messages, perturb, run_rollout, sample, tiny_classifier
 
 CPU = torch.device("cpu")
+
+
+def load_control(backbone, directory):
+    return read_control(backbone, directory).create(backbone)
 
 
 def _labels(control):
@@ -26,7 +30,7 @@ def test_round_trip_gives_the_same_samples(tmp_path, backbone, tiny_backbone_dir
     perturb(control)
     expected = sample(backbone, control.denoiser(_labels(control))).x
     files = save_control(control, None, str(tmp_path / "ckpt"), overwrite=False)
-    assert sorted(f.rsplit("/", 1)[1] for f in files) == [
+    assert files == [
         "control.json", "label_embeddings.safetensors", "pytorch_lora_weights.safetensors",
     ]
     spec = json.loads((tmp_path / "ckpt" / "control.json").read_text())
@@ -98,17 +102,17 @@ def test_optimizer_state_travels_with_the_control(tmp_path, make_control):
     backward(rollout, [classifier_term(tiny_classifier(), "a")(rollout)], 1.0)
     optimizer_step(opt)
     files = save_control(control, opt, str(tmp_path / "ckpt"), overwrite=False)
-    assert {"optimizer.json", "optimizer.safetensors"} <= {f.rsplit("/", 1)[1] for f in files}
+    assert {"optimizer.json", "optimizer.safetensors"} <= set(files)
 
     fresh = create_optimizer(control, groups, 0, 0, 0, 1.0)
     load_optimizer_state(fresh, str(tmp_path / "ckpt"))
     assert fresh.steps == 1
     p = control.parameters()[0]
     assert torch.equal(fresh.optimizer.state[p]["exp_avg"], opt.optimizer.state[p]["exp_avg"])
-    with pytest.raises(RequestError, match=r"^directory: .* has no optimizer.json") as info:
-        save_control(control, None, str(tmp_path / "bare"), overwrite=False)
+    save_control(control, None, str(tmp_path / "bare"), overwrite=False)
+    with pytest.raises(RequestError, match=r"^directory: .* has no optimizer.json: it is not a checkpoint of this kind") as info:
         load_optimizer_state(fresh, str(tmp_path / "bare"))
-    assert info.value.code == grpc.StatusCode.NOT_FOUND
+    assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
 
 
 def test_damaged_checkpoints_are_refused(tmp_path, backbone, make_control):
@@ -129,6 +133,9 @@ def test_damaged_checkpoints_are_refused(tmp_path, backbone, make_control):
     (folder / "control.json").write_text("{")
     with pytest.raises(RequestError, match=r"control.json is not readable JSON"):
         load_control(backbone, str(folder))
+    with pytest.raises(RequestError, match=r"^directory: .* has no control.json") as info:
+        load_control(backbone, str(tmp_path))
+    assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
 
 
 def test_lora_weights_carry_diffusers_adapter_metadata(tmp_path, make_control):

@@ -116,7 +116,7 @@ def test_save_and_load_round_trip(tmp_path):
     clf.train_step(classifier, images, labels, augment=False, seed=0)  # moves the BatchNorm statistics
     classifier.temperature = 1.5
     files = clf.save_classifier(classifier, str(tmp_path / "c"), overwrite=False)
-    assert sorted(p.rsplit("/", 1)[1] for p in files) == ["classifier.json", "classifier.safetensors"]
+    assert files == ["classifier.json", "classifier.safetensors"]
 
     loaded = clf.load_classifier(str(tmp_path / "c"), torch.device("cpu"))
     assert loaded.temperature == 1.5 and loaded.config == classifier.config
@@ -132,6 +132,9 @@ def test_load_refuses_bad_folders(tmp_path):
     with pytest.raises(RequestError, match=r"^directory: no folder") as info:
         clf.load_classifier(str(tmp_path / "none"), torch.device("cpu"))
     assert info.value.code == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(RequestError, match=r"^directory: .* has no classifier.json") as info:
+        clf.load_classifier(str(tmp_path), torch.device("cpu"))
+    assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
     folder = tmp_path / "c"
     clf.save_classifier(tiny_classifier(2), str(folder), overwrite=False)
     config = json.loads((folder / "classifier.json").read_text())

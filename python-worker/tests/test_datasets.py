@@ -73,8 +73,9 @@ def test_missing_folder_labels_and_images(tmp_path):
     with pytest.raises(RequestError, match=r"^path: no folder") as info:
         load_dataset(str(tmp_path / "nope"), "", [])
     assert info.value.code == grpc.StatusCode.NOT_FOUND
-    with pytest.raises(RequestError, match=r"^path: .* has no labels file \(expected labels.csv or labels.jsonl\)"):
+    with pytest.raises(RequestError, match=r"^path: .* has no labels file \(expected labels.csv or labels.jsonl\)") as info:
         load_dataset(str(tmp_path), "", [])
+    assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
     with pytest.raises(RequestError, match=r"^labels_file: no file 'other.csv'") as info:
         load_dataset(str(tmp_path), "other.csv", [])
     assert info.value.code == grpc.StatusCode.NOT_FOUND
@@ -83,7 +84,7 @@ def test_missing_folder_labels_and_images(tmp_path):
     _folder(tmp_path, ["a.png,0", "missing.png,1"], "file,bright", files=["a.png"])
     with pytest.raises(RequestError, match=r"^path: labels.csv line 3: image 'missing.png' does not exist") as info:
         load_dataset(str(tmp_path), "", [])
-    assert info.value.code == grpc.StatusCode.NOT_FOUND
+    assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
 
 
 def test_unreadable_and_mixed_size_images(tmp_path):

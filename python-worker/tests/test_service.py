@@ -108,10 +108,16 @@ def test_stepwise_conditional_sampling_matches_the_fused_sampler(service, backbo
     assert stepwise[0].images.data == fused[-1].images.images.data
 
 
-def test_one_control_per_backbone_and_release_cascades(service, backbone):
+def test_one_control_per_backbone_and_release_cascades(service, backbone, tmp_path):
     control = _add_control(service, backbone).handle
     _refused(service.AddControl, _control_request(backbone), grpc.StatusCode.FAILED_PRECONDITION,
              f"backbone: {backbone} already has a control ({control}); release it first")
+    # A load checks its arguments first, then the backbone's state.
+    _refused(service.LoadControl, pb.LoadControlRequest(backbone=backbone, directory=str(tmp_path)),
+             grpc.StatusCode.INVALID_ARGUMENT, "directory: ")
+    _call(service.SaveControl, pb.SaveRequest(handle=control, directory=str(tmp_path / "ckpt")))
+    _refused(service.LoadControl, pb.LoadControlRequest(backbone=backbone, directory=str(tmp_path / "ckpt")),
+             grpc.StatusCode.FAILED_PRECONDITION, f"backbone: {backbone} already has a control")
     optimizer = _call(service.CreateOptimizer, pb.CreateOptimizerRequest(
         control=control, groups=[pb.ParamGroup(name="embedding", learning_rate=0.1)])).handle
     rollout = _call(service.Rollout, pb.RolloutRequest(
@@ -147,7 +153,8 @@ def test_a_training_round_trip(service, backbone, tmp_path, tiny_backbone_dir):
 
     folder = str(tmp_path / "ckpt")
     files = _call(service.SaveControl, pb.SaveRequest(handle=control, directory=folder, optimizer=optimizer)).files
-    assert len(files) == 5
+    assert files == ["control.json", "label_embeddings.safetensors", "optimizer.json", "optimizer.safetensors",
+                     "pytorch_lora_weights.safetensors"]
     sample = pb.SampleRequest(model=control, num_samples=2, timesteps=TIMESTEPS, eta=1, seed=2, labels=_labels(1, 2))
     expected = _call(service.Sample, sample)[-1].images.images.data
     other = _call(service.LoadBackbone, pb.LoadBackboneRequest(source=str(tiny_backbone_dir))).handle
@@ -177,6 +184,7 @@ def test_classifier_rpcs_on_a_dataset(service, tmp_path):
     (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
     dataset = _call(service.LoadDataset, pb.LoadDatasetRequest(path=str(tmp_path)))
     assert dataset.size == 8 and list(dataset.image_shape) == [3, 16, 16] and list(dataset.columns[0].counts) == [4, 4]
+    assert list(dataset.columns[0].labels) == [0, 1] * 4
     classifier = _call(service.CreateClassifier, pb.CreateClassifierRequest(
         input_shape=[3, 16, 16], num_classes=2, architecture="convnet", width=4, learning_rate=1e-2)).handle
     batch = pb.ClassifierBatchRequest(classifier=classifier, dataset=dataset.handle, label_column="bright", indices=range(8))
