@@ -12,8 +12,9 @@ export function tempDir(prefix = "ctrl-test-"): string {
 }
 
 /** Writes a random-weight UNet2DModel pipeline with save_pretrained, as users' checkpoints are. */
-export async function makeTinyBackbone(folder = path.join(tempDir(), "tiny"), sampleSize = 16): Promise<string> {
-  await execa(defaultPython(), ["-m", "ctrl_worker.testing", "tiny-backbone", folder, "--sample-size", String(sampleSize)], {
+export async function makeTinyBackbone(folder = path.join(tempDir(), "tiny"), sampleSize = 16, seed = 0): Promise<string> {
+  const args = ["-m", "ctrl_worker.testing", "tiny-backbone", folder, "--sample-size", String(sampleSize), "--seed", String(seed)];
+  await execa(defaultPython(), args, {
     cwd: WORKER_DIR,
     env: { PYTHONPATH: WORKER_DIR },
   });
@@ -31,4 +32,32 @@ export async function rejectsWith(promise: Promise<unknown>, codeName: string, m
     return error;
   }
   assert.fail(`expected ${codeName} matching ${message}, but the call succeeded`);
+}
+
+/** Writes a user-format dataset: PNGs under images/ plus labels.csv with the given label columns. */
+export async function writeDataset(
+  folder: string,
+  images: { width: number; height: number; pixels: (i: number) => Uint8Array },
+  labels: Record<string, number[]>,
+): Promise<string> {
+  const { mkdirSync, writeFileSync } = await import("node:fs");
+  const sharp = (await import("sharp")).default;
+  mkdirSync(path.join(folder, "images"), { recursive: true });
+  const columns = Object.keys(labels);
+  const count = labels[columns[0]!]!.length;
+  const rows: string[] = [];
+  for (let i = 0; i < count; i++) {
+    const file = `images/${i}.png`;
+    await sharp(Buffer.from(images.pixels(i)), { raw: { width: images.width, height: images.height, channels: 3 } })
+      .png()
+      .toFile(path.join(folder, file));
+    rows.push([file, ...columns.map((c) => labels[c]![i])].join(","));
+  }
+  writeFileSync(path.join(folder, "labels.csv"), `file,${columns.join(",")}\n${rows.join("\n")}\n`);
+  return folder;
+}
+
+/** Flat images whose brightness says their class: an easy dataset for a classifier. */
+export function brightnessImages(size: number, classes: number[]): (i: number) => Uint8Array {
+  return (i) => new Uint8Array(size * size * 3).fill(40 + 60 * classes[i]! + (i % 7));
 }
