@@ -163,7 +163,8 @@ async function pipeline(worker: Worker, config: ExperimentConfig, resumed: Run |
     async (epoch) => {
       if (epoch % config.finetune.checkpointEvery !== 0 && epoch !== config.finetune.epochs) return;
       const checkpoint = path.join("checkpoints", `epoch-${String(epoch).padStart(4, "0")}`);
-      await worker.saveControl(control.handle, run.path(checkpoint), { optimizer: optimizer.handle });
+      // A resumed run redoes epochs after its last recorded checkpoint: replace what they left.
+      await worker.saveControl(control.handle, run.path(checkpoint), { optimizer: optimizer.handle, overwrite: true });
       state = { ...state, completedEpochs: epoch, checkpoint, finetuneSeconds: secondsBefore + (performance.now() - finetuneStarted) / 1000 };
       run.writeJson("state.json", state);
     },
