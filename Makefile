@@ -4,12 +4,13 @@ PYTHON_ENV := python-worker/.venv/bin/python
 NODE_TEST := node --import tsx --test --test-reporter=spec
 TS_TESTS = $(shell find test -name '*.test.ts' | sort)
 
-.PHONY: setup setup-node setup-python test test-ts test-py typecheck gen lock run bench-bridge clean help
+.PHONY: setup setup-node setup-python test test-ts test-py typecheck gen lock run pretrain bench-bridge clean help
 
 help:
 	@echo "make setup         install npm packages (lock file) and the worker's Python environment"
 	@echo "make test          typecheck, TypeScript tests (node --test) and Python tests (pytest)"
-	@echo "make run           the default CTRL reproduction"
+	@echo "make run           the default CTRL reproduction (runs/latest/summary.json, report.html)"
+	@echo "make pretrain      re-train the embedded default backbone (slow; it is committed)"
 	@echo "make gen           regenerate TypeScript and Python code from proto/"
 	@echo "make bench-bridge  round-trip and streaming figures of the TypeScript-Python bridge"
 	@echo "make lock          re-resolve python-worker/requirements.lock from requirements.in"
@@ -48,6 +49,11 @@ lock:
 
 run:
 	npx ctrl run
+
+# Re-trains the embedded default backbone (models/default) from its seeded synthetic data. Slow:
+# about 30-40 minutes on one CPU thread. The committed checkpoint makes this unnecessary.
+pretrain:
+	cd python-worker && .venv/bin/python -m ctrl_worker.pretrain --out ../models/default --overwrite
 
 bench-bridge:
 	node --import tsx scripts/bench-bridge.ts

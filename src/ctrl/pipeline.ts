@@ -191,6 +191,7 @@ async function pipeline(worker: Worker, config: ExperimentConfig, resumed: Run |
   await writeRunReport(run, config, state.classifier, results, {
     reward: describeReward(reward),
     labelName: state.labelColumn,
+    oracleUnit: oracle?.unit,
     thresholds: state.thresholds,
     totalSeconds: (performance.now() - started) / 1000,
   });

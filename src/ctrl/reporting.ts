@@ -45,6 +45,7 @@ export function summaryRows(config: ExperimentConfig, results: MethodResult[], l
     seconds: result.trainSeconds + result.sampleSeconds,
     seed: config.seed,
     evaluation_seed: config.evaluation.seed,
+    oracle_mean_per_label: result.evaluation.oracleValues ? perLabelMeans(result.evaluation).map(([, m]) => m) : null,
     judged_by: result.evaluation.judgedBy,
     classifier_agreement: result.evaluation.classifierAgreement,
     train_seconds: result.trainSeconds,
@@ -52,8 +53,18 @@ export function summaryRows(config: ExperimentConfig, results: MethodResult[], l
   }));
 }
 
+/** [label, mean oracle value of the samples asked for that label] per label. */
+export function perLabelMeans(evaluation: Evaluation): [number, number][] {
+  const values = evaluation.oracleValues ?? [];
+  return [...new Set(evaluation.targets)].sort((a, b) => a - b).map((label) => {
+    const own = values.filter((_, i) => evaluation.targets[i] === label);
+    return [label, own.reduce((a, b) => a + b, 0) / Math.max(own.length, 1)];
+  });
+}
+
 export interface RunFacts {
   reward: string;
+  oracleUnit?: string;
   labelName: string;
   thresholds: number[] | null;
   totalSeconds: number;
@@ -75,13 +86,16 @@ export async function writeRunReport(
     rows.map((m) => [Number(m[x]), Number(m[y])] as [number, number]);
   const curves: Curve[] = [
     {
-      title: "CTRL fine-tuning: reward terms per optimiser step",
+      title: "CTRL fine-tuning: classifier log-probability of the asked-for label",
       xLabel: "optimiser step",
-      yLabel: "value",
-      series: [
-        { name: "log p(y | x0)", points: series(finetune, "step", "log_prob") },
-        { name: "KL (summed)", points: series(finetune, "step", "kl") },
-      ],
+      yLabel: "mean log p(y | x0)",
+      series: [{ name: "log p(y | x0)", points: series(finetune, "step", "log_prob") }],
+    },
+    {
+      title: "CTRL fine-tuning: KL to the pre-trained model",
+      xLabel: "optimiser step",
+      yLabel: "mean KL (summed over pixels and steps)",
+      series: [{ name: "KL", points: series(finetune, "step", "kl") }],
     },
     { title: "CTRL fine-tuning: loss", xLabel: "optimiser step", yLabel: "loss", series: [{ name: "loss", points: series(finetune, "step", "loss") }] },
     {
@@ -94,6 +108,14 @@ export async function writeRunReport(
       ],
     },
   ];
+  if (results.every((r) => r.evaluation.oracleValues)) {
+    curves.push({
+      title: `Oracle value per asked-for ${facts.labelName} label (mean over samples)`,
+      xLabel: `asked-for ${facts.labelName} label`,
+      yLabel: facts.oracleUnit ?? "oracle value",
+      series: results.map((r) => ({ name: r.method, points: perLabelMeans(r.evaluation) })),
+    });
+  }
   const labels = results[0]!.evaluation.confusion.map((_, i) => String(i));
   await writeReport(run.dir, {
     title: `ctrl: ${config.task}`,
