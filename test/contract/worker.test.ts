@@ -223,7 +223,7 @@ describe("stepwise sampling: StartTrajectory, StepTrajectory, ReadImages", () =>
     const negative = { shape: [-2, 3, 16, 16], dtype: DType.DTYPE_FLOAT32, data: Buffer.alloc(0) };
     await rejectsWith(worker.startTrajectory(backbone, 2, 0, { initialNoise: negative }), "INVALID_ARGUMENT", /^initial_noise\.shape: dimensions must be non-negative/);
     await rejectsWith(worker.startTrajectory(backbone, 0, 0), "INVALID_ARGUMENT", /^num_samples/);
-    await rejectsWith(worker.startTrajectory("", 1, 0), "INVALID_ARGUMENT", /^model: a backbone handle is required/);
+    await rejectsWith(worker.startTrajectory("", 1, 0), "INVALID_ARGUMENT", /^model: a backbone or control handle is required/);
   });
 
   test("StepTrajectory refuses out-of-range and out-of-order steps, and steps past the end", async () => {
