@@ -49,6 +49,8 @@ export const configSchema = z
     /** A diffusers folder or a Hugging Face id. */
     backbone: z.string().min(1).default("models/default"),
     device: z.string().regex(/^(auto|cpu|cuda(:\d+)?)$/, "auto, cpu, cuda or cuda:N").default("auto"),
+    /** torch CPU threads in the worker; 0 leaves torch's default (one per core). */
+    threads: nonNegativeInt.max(256).default(0),
     runsDir: z.string().min(1).default("runs"),
     dataset: datasetSchema.default({ kind: "default", numImages: 2000, referenceSamples: 256, oracle: "compressibility", numClasses: 4, thresholdsFrom: "reference" }),
     sampler: z

@@ -55,6 +55,7 @@ export async function runCtrl(input: ConfigInput = {}, options: RunOptions = {})
   const worker = await Worker.start({
     device: options.device && options.device !== "auto" ? options.device : config.device,
     python: options.python,
+    threads: config.threads,
     onLog: options.verbose ? (line) => process.stderr.write(`[worker] ${line}\n`) : undefined,
   });
   const stopProgress = worker.telemetry ? showProgress(worker.telemetry, { tasks: ["sample"] }) : () => undefined;

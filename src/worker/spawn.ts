@@ -85,7 +85,8 @@ export async function spawnWorker(options: SpawnOptions = {}): Promise<SpawnedWo
   ];
   const pythonPath = [WORKER_DIR, process.env.PYTHONPATH].filter(Boolean).join(path.delimiter);
   const child = execa(python, args, {
-    cwd: WORKER_DIR,
+    // The caller's folder: relative paths in requests mean what they mean to the caller.
+    cwd: process.cwd(),
     env: { PYTHONUNBUFFERED: "1", ...options.env, PYTHONPATH: pythonPath },
     stdin: "pipe", // held open: the worker exits when it closes, i.e. when we are gone
     stdout: "pipe",
