@@ -7,6 +7,7 @@ import { cpSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { DType } from "../../src/gen/ctrl/v1/worker.js";
+import { expectedCalibrationError, softmax } from "../../src/eval/metrics.js";
 import { constant, klPenalty, logProb, rewardTerms } from "../../src/rewards/expression.js";
 import { ddimTimesteps } from "../../src/sampling/schedules.js";
 import { Worker } from "../../src/worker/worker.js";
@@ -103,6 +104,30 @@ describe("classifiers", () => {
     const again = await worker.classifierLogits({ classifier: loaded.handle, dataset, labelColumn: "level", indices: [0, 1, 2] });
     assert.deepEqual(again.logits.map((r) => Array.from(r)), scores.logits.map((r) => Array.from(r)));
     await rejectsWith(worker.saveClassifier(classifier, dir), "FAILED_PRECONDITION", /exists/);
+  });
+
+  test("calibration lowers the held-out expected calibration error of an over-confident classifier", async () => {
+    // Brightness classes with a third of the labels flipped: the classifier memorises its
+    // training rows and is over-confident on the held-out ones.
+    const n = 60;
+    const truth = Array.from({ length: n }, (_, i) => i % 3);
+    const noisy = truth.map((c, i) => (i % 3 === 0 && i % 2 === 0 ? (c + 1) % 3 : c));
+    const dir = await writeDataset(path.join(tempDir(), "noisy"), { width: 16, height: 16, pixels: brightnessImages(16, truth) }, { level: noisy });
+    const dataset = (await worker.loadDataset(dir)).handle;
+    const classifier = (await worker.createClassifier({ inputShape: [3, 16, 16], numClasses: 3, architecture: "convnet", width: 16, seed: 0, learningRate: 1e-2 })).handle;
+    const train = Array.from({ length: 30 }, (_, i) => i);
+    const heldOut = Array.from({ length: 30 }, (_, i) => 30 + i);
+    for (let step = 0; step < 40; step++) {
+      await worker.trainClassifierStep({ classifier, dataset, labelColumn: "level", indices: train, seed: step });
+    }
+    const ece = async () => {
+      const scores = await worker.classifierLogits({ classifier, dataset, labelColumn: "level", indices: heldOut });
+      return expectedCalibrationError(scores.logits.map((row) => softmax(Array.from(row), scores.temperature)), scores.labels);
+    };
+    const before = await ece();
+    await worker.calibrateClassifier({ classifier, dataset, labelColumn: "level", indices: heldOut });
+    const after = await ece();
+    assert.ok(after < before, `ECE ${before.toFixed(4)} -> ${after.toFixed(4)}`);
   });
 
   test("bad classifier requests name their field", async () => {
