@@ -12,7 +12,7 @@ const { run, results } = await runCtrl({
   task: "compressibility",
   seed: 0,
   backbone: "models/default", // a diffusers folder, or a Hugging Face id
-  dataset: { kind: "default", oracle: "compressibility", numClasses: 4, numImages: 2000, referenceSamples: 256, thresholdsFrom: "reference" },
+  dataset: { kind: "default", oracle: "compressibility", images: "samples", numImages: 1000, thresholdsFrom: "dataset" },
   sampler: { steps: 20, eta: 1 }, // DDIM; eta 1 as in the paper
   classifier: { epochs: 6, batchSize: 64, learningRate: 2e-3 },
   control: { loraRank: 4, loraAlpha: 4, loraTargets: ["to_q", "to_k", "to_v", "to_out.0"] },

@@ -15,14 +15,16 @@ const datasetSchema = z.discriminatedUnion("kind", [
     .object({
       /** The project's own offline data: synthetic images labelled by exact oracles. */
       kind: z.literal("default"),
-      numImages: positiveInt.min(20).default(2000),
+      /** The offline images: samples of the pre-trained model (the paper's setup) or synthetic training images. */
+      images: z.enum(["samples", "synthetic"]).default("samples"),
+      numImages: positiveInt.min(20).default(1000),
       /** Pre-trained samples whose quartiles set the class thresholds (the paper binned SD's samples). */
       referenceSamples: positiveInt.min(8).default(256),
       /** Which oracle labels the control: JPEG size at quality 95, or mean brightness. */
       oracle: z.enum(["compressibility", "brightness"]).default("compressibility"),
       numClasses: positiveInt.min(2).max(16).default(4),
-      /** Class thresholds at the quantiles of the pre-trained model's samples (the paper), or of the dataset's images. */
-      thresholdsFrom: z.enum(["reference", "dataset"]).default("reference"),
+      /** Class thresholds at the quantiles of separate pre-trained samples, or of the dataset's images (the same thing when they are samples). */
+      thresholdsFrom: z.enum(["reference", "dataset"]).default("dataset"),
     })
     .strict(),
   z
@@ -52,7 +54,9 @@ export const configSchema = z
     /** torch CPU threads in the worker; 0 leaves torch's default (one per core). */
     threads: nonNegativeInt.max(256).default(0),
     runsDir: z.string().min(1).default("runs"),
-    dataset: datasetSchema.default({ kind: "default", numImages: 2000, referenceSamples: 256, oracle: "compressibility", numClasses: 4, thresholdsFrom: "reference" }),
+    dataset: datasetSchema.default({
+      kind: "default", images: "samples", numImages: 1000, referenceSamples: 256, oracle: "compressibility", numClasses: 4, thresholdsFrom: "dataset",
+    }),
     sampler: z
       .object({
         steps: positiveInt.max(1000).default(20),

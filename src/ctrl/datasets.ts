@@ -1,7 +1,8 @@
 /**
- * The default offline datasets: images from the project's synthetic generator (the backbone's own
- * training distribution), labelled by an exact oracle into classes whose thresholds are the
- * quantiles of the pre-trained model's samples (as the paper binned Stable Diffusion's samples).
+ * The default offline datasets: samples of the pre-trained model (as the paper labelled Stable
+ * Diffusion's samples) or images from the project's synthetic generator (the backbone's training
+ * distribution), labelled by an exact oracle into classes whose thresholds are the quantiles of
+ * the pre-trained model's samples.
  * Written in the user format (a folder of PNGs plus labels.csv) and loaded like any user dataset.
  */
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -55,14 +56,14 @@ async function writePngs(folder: string, names: string[], images: ImageBatch, co
 }
 
 /**
- * Generates, labels, writes and loads the default dataset for one oracle. Thresholds come from
- * the reference samples when given, else from the dataset's own images.
+ * Labels, writes and loads a default dataset for one oracle. Thresholds come from the reference
+ * samples when given, else from the dataset's own images.
  */
 export async function buildDefaultDataset(
   worker: Worker,
-  options: { folder: string; numImages: number; seed: number; oracle: Oracle; numClasses: number; reference?: ImageBatch },
+  options: { folder: string; images: ImageBatch; oracle: Oracle; numClasses: number; reference?: ImageBatch },
 ): Promise<{ dataset: Dataset; labelled: LabelledFolder; thresholds: number[] }> {
-  const images = await worker.syntheticImages(options.numImages, options.seed);
+  const { images } = options;
   const thresholds = await referenceThresholds(options.oracle, options.reference ?? images, options.numClasses);
   const labelled = await writeLabelledFolder(options.folder, images, options.oracle, thresholds);
   const dataset = await worker.loadDataset(options.folder, { labelColumns: [labelled.column] });

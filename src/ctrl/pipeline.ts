@@ -220,15 +220,14 @@ async function prepare(
       log(`sampling ${config.dataset.referenceSamples} pre-trained images to set the ${oracle.name} thresholds`);
       reference = await worker.sample(sampleRequest(backbone, config.dataset.referenceSamples, deriveSeed(config.seed, "reference")));
     }
+    const seed = deriveSeed(config.seed, "dataset");
+    log(`making ${config.dataset.numImages} offline images (${config.dataset.images}), labelled by ${oracle.name}`);
+    const images =
+      config.dataset.images === "samples"
+        ? await worker.sample(sampleRequest(backbone, config.dataset.numImages, seed))
+        : await worker.syntheticImages(config.dataset.numImages, seed);
     datasetFolder = run.path("dataset");
-    const built = await buildDefaultDataset(worker, {
-      folder: datasetFolder,
-      numImages: config.dataset.numImages,
-      seed: deriveSeed(config.seed, "dataset"),
-      oracle,
-      numClasses: config.dataset.numClasses,
-      reference,
-    });
+    const built = await buildDefaultDataset(worker, { folder: datasetFolder, images, oracle, numClasses: config.dataset.numClasses, reference });
     thresholds = built.thresholds;
     dataset = built.dataset;
     labelColumn = built.labelled.column;
