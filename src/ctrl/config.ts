@@ -10,14 +10,16 @@ const positive = z.number().positive();
 const probability = z.number().min(0).max(1);
 const seed = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 
+const DEFAULT_LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "conv1", "conv2"];
+
 const datasetSchema = z.discriminatedUnion("kind", [
   z
     .object({
       /** The project's own offline data: synthetic images labelled by exact oracles. */
       kind: z.literal("default"),
       /** The offline images: samples of the pre-trained model (the paper's setup) or synthetic training images. */
-      images: z.enum(["samples", "synthetic"]).default("samples"),
-      numImages: positiveInt.min(20).default(1000),
+      images: z.enum(["samples", "synthetic"]).default("synthetic"),
+      numImages: positiveInt.min(20).default(2000),
       /** Pre-trained samples whose quartiles set the class thresholds (the paper binned SD's samples). */
       referenceSamples: positiveInt.min(8).default(256),
       /** Which oracle labels the control: JPEG size at quality 95, or mean brightness. */
@@ -55,22 +57,22 @@ export const configSchema = z
     threads: nonNegativeInt.max(256).default(0),
     runsDir: z.string().min(1).default("runs"),
     dataset: datasetSchema.default({
-      kind: "default", images: "samples", numImages: 1000, referenceSamples: 256, oracle: "compressibility", numClasses: 4, thresholdsFrom: "dataset",
+      kind: "default", images: "synthetic", numImages: 2000, referenceSamples: 256, oracle: "compressibility", numClasses: 4, thresholdsFrom: "dataset",
     }),
     sampler: z
       .object({
-        steps: positiveInt.max(1000).default(20),
+        steps: positiveInt.max(1000).default(10),
         eta: probability.default(1),
         /** Added to every DDIM timestep (Stable Diffusion uses 1). */
         offset: nonNegativeInt.default(0),
       })
       .strict()
-      .default({ steps: 20, eta: 1, offset: 0 }),
+      .default({ steps: 10, eta: 1, offset: 0 }),
     classifier: z
       .object({
         architecture: z.literal("convnet").default("convnet"),
         width: positiveInt.max(256).default(32),
-        epochs: positiveInt.default(6),
+        epochs: positiveInt.default(10),
         batchSize: positiveInt.max(4096).default(64),
         learningRate: positive.default(2e-3),
         weightDecay: z.number().min(0).default(1e-4),
@@ -78,19 +80,23 @@ export const configSchema = z
         augment: z.boolean().default(true),
       })
       .strict()
-      .default({ architecture: "convnet", width: 32, epochs: 6, batchSize: 64, learningRate: 2e-3, weightDecay: 1e-4, heldOutFraction: 0.2, augment: true }),
+      .default({ architecture: "convnet", width: 32, epochs: 10, batchSize: 64, learningRate: 2e-3, weightDecay: 1e-4, heldOutFraction: 0.2, augment: true }),
     control: z
       .object({
         loraRank: positiveInt.max(256).default(4),
         loraAlpha: positive.default(4),
-        /** Module names or suffixes that get LoRA. The official code: all attention projections. */
-        loraTargets: z.array(z.string().min(1)).min(1).default(["to_q", "to_k", "to_v", "to_out.0"]),
+        /**
+         * Module names or suffixes that get LoRA. The official code: all attention projections of
+         * Stable Diffusion's UNet (16 attention blocks); the small pixel UNet has two, so the
+         * default adds the ResNet convolutions.
+         */
+        loraTargets: z.array(z.string().min(1)).min(1).default(DEFAULT_LORA_TARGETS),
       })
       .strict()
-      .default({ loraRank: 4, loraAlpha: 4, loraTargets: ["to_q", "to_k", "to_v", "to_out.0"] }),
+      .default({ loraRank: 4, loraAlpha: 4, loraTargets: DEFAULT_LORA_TARGETS }),
     finetune: z
       .object({
-        epochs: positiveInt.default(10),
+        epochs: positiveInt.default(16),
         /** Optimiser steps per epoch. */
         stepsPerEpoch: positiveInt.default(4),
         /** Samples per rollout (one worker call). */
@@ -98,22 +104,23 @@ export const configSchema = z
         /** Rollouts whose gradients add up before each optimiser step. */
         gradAccumulation: positiveInt.default(2),
         /** KL weight on the KL summed over dimensions and steps (see README: the official code's scale). */
-        alpha: z.number().min(0).default(0.1),
+        alpha: z.number().min(0).default(0.01),
         loraLearningRate: positive.default(1e-3),
-        embeddingLearningRate: positive.default(1e-2),
+        embeddingLearningRate: positive.default(1e-1),
         weightDecay: z.number().min(0).default(0.1),
         maxGradNorm: z.number().min(0).default(5),
         truncation: truncationSchema.default({ kind: "random" }),
-        checkpointing: z.boolean().default(true),
+        /** Recompute activations in the backward pass: saves memory on a GPU, costs time on a CPU. */
+        checkpointing: z.boolean().default(false),
         /** Training label distribution over classes; default uniform. */
         labelWeights: z.array(z.number().min(0)).optional(),
-        checkpointEvery: positiveInt.default(2),
+        checkpointEvery: positiveInt.default(4),
       })
       .strict()
       .default({
-        epochs: 10, stepsPerEpoch: 4, batchSize: 16, gradAccumulation: 2, alpha: 0.1, loraLearningRate: 1e-3,
-        embeddingLearningRate: 1e-2, weightDecay: 0.1, maxGradNorm: 5, truncation: { kind: "random" }, checkpointing: true,
-        checkpointEvery: 2,
+        epochs: 16, stepsPerEpoch: 4, batchSize: 16, gradAccumulation: 2, alpha: 0.01, loraLearningRate: 1e-3,
+        embeddingLearningRate: 1e-1, weightDecay: 0.1, maxGradNorm: 5, truncation: { kind: "random" }, checkpointing: false,
+        checkpointEvery: 4,
       }),
     evaluation: z
       .object({
