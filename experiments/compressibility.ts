@@ -26,7 +26,7 @@ const { run, results } = await runCtrl({
     gradAccumulation: 2,
     alpha: 0.01, // reward = log p(y|x0) - alpha * KL (KL summed over pixels and steps)
     loraLearningRate: 1e-3,
-    embeddingLearningRate: 1e-1,
+    embeddingLearningRate: 3e-2,
     truncation: { kind: "random" }, // the official randomised truncated back-propagation
     checkpointing: false, // true saves memory on a GPU; on a CPU it only costs time
   },

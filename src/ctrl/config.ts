@@ -106,7 +106,7 @@ export const configSchema = z
         /** KL weight on the KL summed over dimensions and steps (see README: the official code's scale). */
         alpha: z.number().min(0).default(0.01),
         loraLearningRate: positive.default(1e-3),
-        embeddingLearningRate: positive.default(1e-1),
+        embeddingLearningRate: positive.default(3e-2),
         weightDecay: z.number().min(0).default(0.1),
         maxGradNorm: z.number().min(0).default(5),
         truncation: truncationSchema.default({ kind: "random" }),
@@ -119,7 +119,7 @@ export const configSchema = z
       .strict()
       .default({
         epochs: 16, stepsPerEpoch: 4, batchSize: 16, gradAccumulation: 2, alpha: 0.01, loraLearningRate: 1e-3,
-        embeddingLearningRate: 1e-1, weightDecay: 0.1, maxGradNorm: 5, truncation: { kind: "random" }, checkpointing: false,
+        embeddingLearningRate: 3e-2, weightDecay: 0.1, maxGradNorm: 5, truncation: { kind: "random" }, checkpointing: false,
         checkpointEvery: 4,
       }),
     evaluation: z
