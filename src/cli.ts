@@ -150,10 +150,10 @@ function trainCommand(name: string, description: string) {
 /** The config file (if any) with the flags laid over it; validated later, field by field. */
 async function configFromFlags(flags: TrainFlags): Promise<ConfigInput> {
   if (flags.resume) return {};
-  let config: Record<string, any> = {};
+  let config: Record<string, unknown> = {};
   if (flags.config) {
     try {
-      config = JSON.parse(await readFile(flags.config, "utf8")) as Record<string, any>;
+      config = JSON.parse(await readFile(flags.config, "utf8")) as Record<string, unknown>;
     } catch (error) {
       throw new Error(`--config: could not read ${flags.config} as JSON: ${(error as Error).message}`);
     }
@@ -167,9 +167,13 @@ async function configFromFlags(flags: TrainFlags): Promise<ConfigInput> {
   if (flags.backbone) config.backbone = flags.backbone;
   if (flags.seed !== undefined) config.seed = flags.seed;
   if (flags.runsDir) config.runsDir = flags.runsDir;
-  if (flags.epochs !== undefined) config.finetune = { ...config.finetune, epochs: flags.epochs };
-  if (flags.alpha !== undefined) config.finetune = { ...config.finetune, alpha: flags.alpha };
-  if (flags.steps !== undefined) config.sampler = { ...config.sampler, steps: flags.steps };
+  // Flags win over the file, one field at a time; the whole result is validated later.
+  const section = (name: string, patch: Record<string, unknown>) => {
+    config[name] = { ...(config[name] as Record<string, unknown> | undefined), ...patch };
+  };
+  if (flags.epochs !== undefined) section("finetune", { epochs: flags.epochs });
+  if (flags.alpha !== undefined) section("finetune", { alpha: flags.alpha });
+  if (flags.steps !== undefined) section("sampler", { steps: flags.steps });
   if (flags.device !== "auto") config.device = flags.device;
   return config;
 }
