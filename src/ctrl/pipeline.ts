@@ -10,7 +10,7 @@ import type { Dataset } from "../gen/ctrl/v1/worker.js";
 import { klPenalty, logProb, describeReward } from "../rewards/expression.js";
 import { ddimTimesteps } from "../sampling/schedules.js";
 import { showProgress } from "../worker/progress.js";
-import { Worker } from "../worker/worker.js";
+import { type SampleOptions, Worker } from "../worker/worker.js";
 import { type ClassifierReport, trainClassifier } from "./classifier.js";
 import { type ConfigInput, type ExperimentConfig, parseConfig } from "./config.js";
 import { buildDefaultDataset } from "./datasets.js";
@@ -31,6 +31,9 @@ export interface RunOptions {
   /** Overrides the config's device (also on resume). */
   device?: string;
 }
+
+/** The run's sampler settings applied to one model, sample count and seed. */
+type SampleRequestFor = (model: string, numSamples: number, seed: number) => SampleOptions;
 
 /** What a resume needs, written as each stage completes. */
 interface RunState {
@@ -71,7 +74,7 @@ async function pipeline(worker: Worker, config: ExperimentConfig, resumed: Run |
   const started = performance.now();
   const backbone = await worker.loadBackbone(config.backbone);
   const timesteps = ddimTimesteps({ numTrainTimesteps: backbone.numTrainTimesteps, steps: config.sampler.steps, offset: config.sampler.offset });
-  const sampleRequest = (model: string, numSamples: number, seed: number) => ({
+  const sampleRequest: SampleRequestFor = (model, numSamples, seed) => ({
     model,
     numSamples,
     timesteps,
@@ -207,7 +210,7 @@ async function prepare(
   run: Run,
   backbone: string,
   userDataset: Dataset | undefined,
-  sampleRequest: (model: string, n: number, seed: number) => Parameters<Worker["sample"]>[0],
+  sampleRequest: SampleRequestFor,
 ) {
   let dataset: Dataset;
   let thresholds: number[] | null = null;
@@ -270,7 +273,7 @@ async function evaluateReference(
   judge: Judge,
   backbone: string,
   labelName: string,
-  sampleRequest: (model: string, n: number, seed: number) => Parameters<Worker["sample"]>[0],
+  sampleRequest: SampleRequestFor,
 ): Promise<MethodResult> {
   const started = performance.now();
   const targets = equalSplit(config.evaluation.numSamples, judge.numClasses);
