@@ -4,13 +4,17 @@ The network is the official code's `ThreeLayerConvNet`: three residual blocks (w
 strides 1/2/2, BatchNorm, ReLU), global average pooling and a linear head. Its inputs live in
 [-1, 1], the range of the diffusion model's samples, so the CTRL reward can feed it model samples
 differentiably; uint8 images are mapped there first.
+
+"noise-aware-convnet" is the same network with a timestep input, for classifier guidance: an MLP on
+sinusoidal features of t adds a bias per channel to each block's output. It is trained on noised
+images x_t (see noisy_classifier.py); without a timestep it sees t = 0, a clean image.
 """
 
 from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,7 +29,9 @@ from .storage import check_tensors, checkpoint_folder, json_field, read_json, re
 from .tensors import seeded, uint8_to_model_range
 from .validation import non_negative, positive
 
-ARCHITECTURES = ("convnet",)
+ARCHITECTURES = ("convnet", "noise-aware-convnet")
+NOISE_AWARE = "noise-aware-convnet"
+_TIME_FEATURES = 64
 DEFAULT_WIDTH = 32
 FORMAT = "ctrl-classifier/1"
 CONFIG_FILE, WEIGHTS_FILE = "classifier.json", "classifier.safetensors"
@@ -52,20 +58,49 @@ class ResidualBlock(nn.Module):
         return F.relu(out + self.shortcut(x))
 
 
+class TimestepBias(nn.Module):
+    """Sinusoidal features of the timestep -> MLP -> one bias per channel for each block."""
+
+    def __init__(self, channels: list[int]):
+        super().__init__()
+        self.channels = channels
+        self.mlp = nn.Sequential(
+            nn.Linear(_TIME_FEATURES, 4 * _TIME_FEATURES), nn.SiLU(), nn.Linear(4 * _TIME_FEATURES, sum(channels))
+        )
+
+    def forward(self, timesteps: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        half = _TIME_FEATURES // 2
+        frequencies = torch.exp(-math.log(10_000) * torch.arange(half, device=timesteps.device) / half)
+        angles = timesteps.float()[:, None] * frequencies[None]
+        features = torch.cat([angles.sin(), angles.cos()], dim=1)
+        return tuple(b[:, :, None, None] for b in self.mlp(features).split(self.channels, dim=1))
+
+
 class ConvNet(nn.Module):
-    def __init__(self, in_channels: int, num_classes: int, width: int):
+    def __init__(self, in_channels: int, num_classes: int, width: int, time_conditioned: bool = False):
         super().__init__()
         self.layer1 = ResidualBlock(in_channels, width, stride=1)
         self.layer2 = ResidualBlock(width, 2 * width, stride=2)
         self.layer3 = ResidualBlock(2 * width, 4 * width, stride=2)
         self.fc = nn.Linear(4 * width, num_classes)
+        self.time_bias = TimestepBias([width, 2 * width, 4 * width]) if time_conditioned else None
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """The pooled penultimate-layer vector, [n, 4 * width]."""
-        return self.layer3(self.layer2(self.layer1(x))).mean(dim=(2, 3))
+    def features(self, x: torch.Tensor, timesteps: torch.Tensor | None = None) -> torch.Tensor:
+        """The pooled penultimate-layer vector, [n, 4 * width]. A noise-aware network takes the
+        timestep of each row (none: t = 0); a plain one takes none."""
+        if self.time_bias is None:
+            if timesteps is not None:
+                raise ValueError("this classifier has no timestep input")
+            return self.layer3(self.layer2(self.layer1(x))).mean(dim=(2, 3))
+        if timesteps is None:
+            timesteps = torch.zeros(x.shape[0], device=x.device)
+        bias1, bias2, bias3 = self.time_bias(timesteps)
+        h = self.layer1(x) + bias1
+        h = self.layer2(h) + bias2
+        return (self.layer3(h) + bias3).mean(dim=(2, 3))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.features(x))
+    def forward(self, x: torch.Tensor, timesteps: torch.Tensor | None = None) -> torch.Tensor:
+        return self.fc(self.features(x, timesteps))
 
 
 @dataclass(frozen=True)
@@ -91,6 +126,10 @@ class Classifier:
     @property
     def num_classes(self) -> int:
         return self.config.num_classes
+
+    @property
+    def noise_aware(self) -> bool:
+        return self.config.architecture == NOISE_AWARE
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
@@ -123,7 +162,7 @@ def validate_config(
 
 def create_classifier(config: ClassifierConfig, seed: int, device: torch.device) -> Classifier:
     with seeded(seed, torch.device("cpu")):  # the same seed gives the same weights on any device
-        model = ConvNet(config.input_shape[0], config.num_classes, config.width)
+        model = ConvNet(config.input_shape[0], config.num_classes, config.width, config.architecture == NOISE_AWARE)
     model.to(device).eval()
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     return Classifier(config=config, model=model, optimizer=optimizer, device=device)
@@ -168,20 +207,33 @@ def check_images(images: torch.Tensor, classifier: Classifier, field_name: str) 
 # -- training, scoring, calibration ----------------------------------------------------------------
 
 
+# (clean images in [-1, 1], the batch's generator) -> (noised images, their timesteps).
+Noising = Callable[[torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
+
+
 def train_step(
-    classifier: Classifier, images: torch.Tensor, labels: torch.Tensor, augment: bool, seed: int
+    classifier: Classifier,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    augment: bool,
+    seed: int,
+    noising: Noising | None = None,
 ) -> tuple[float, float]:
-    """One AdamW step on cross-entropy; returns the batch's loss and accuracy."""
+    """One AdamW step on cross-entropy; returns the batch's loss and accuracy. With `noising` (a
+    noise-aware classifier), the rows are noised after the flips and the network sees their timesteps."""
     x = uint8_to_model_range(images).to(classifier.device)
+    generator = torch.Generator().manual_seed(seed)
     if augment:
-        generator = torch.Generator().manual_seed(seed)
         flip = (torch.rand(x.shape[0], generator=generator) < 0.5).to(classifier.device)
         x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+    timesteps = None
+    if noising is not None:
+        x, timesteps = noising(x, generator)
     labels = labels.to(classifier.device)
     with classifier.lock:
         classifier.model.train()
         try:
-            logits = classifier.model(x)
+            logits = classifier.model(x, timesteps)
             loss = F.cross_entropy(logits, labels)
             classifier.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -232,10 +284,13 @@ def calibrate(classifier: Classifier, images: torch.Tensor, labels: torch.Tensor
     return temperature, before, float(nll(temperature))
 
 
-def log_prob(classifier: Classifier, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """log softmax(classifier(x) / T)[label] per sample, for x in [-1, 1]; differentiable in x. The
-    classifier is in eval mode and gets no gradient: the caller holds `frozen(classifier)`."""
-    logits = classifier.model(x.to(classifier.device).float())
+def log_prob(
+    classifier: Classifier, x: torch.Tensor, labels: torch.Tensor, timesteps: torch.Tensor | None = None
+) -> torch.Tensor:
+    """log softmax(classifier(x) / T)[label] per sample, for x in [-1, 1] (or x_t at `timesteps`,
+    for a noise-aware classifier); differentiable in x. The classifier is in eval mode and gets no
+    gradient: the caller holds `frozen(classifier)`."""
+    logits = classifier.model(x.to(classifier.device).float(), timesteps)
     return F.log_softmax(logits / classifier.temperature, dim=1).gather(1, labels[:, None].to(x.device)).squeeze(1)
 
 

@@ -12,14 +12,17 @@ import torch
 
 from . import __version__
 from . import classifier as clf
+from . import guidance
 from .backbones import Backbone, load_backbone, supported_dtypes
 from .checkpoints import load_optimizer_state, read_control, save_control
 from .control import Control, validate_fields, validate_lora
 from .datasets import Dataset, load_dataset
+from .denoising import check_rows, denoising_loss
 from .errors import RequestError, exhausted, invalid, precondition, rpc_method
 from .gen.ctrl.v1 import worker_pb2 as pb
 from .gen.ctrl.v1 import worker_pb2_grpc as pb_grpc
 from .handles import HandleRegistry
+from .noisy_classifier import train_noisy_step
 from .optim import ControlOptimizer, create_optimizer, optimizer_step
 from .rewards import backward, parse_terms
 from .rollout import Rollout, check_grad_steps, rollout
@@ -408,6 +411,52 @@ class WorkerService(pb_grpc.WorkerServicer):
         opt = self._optimizer(request.optimizer, "optimizer")
         load_optimizer_state(opt, request.directory)
         return pb.Optimizer(handle=request.optimizer, steps=opt.steps)
+
+
+    # -- baselines -------------------------------------------------------------------------------
+
+    @rpc_method
+    def DenoisingLoss(self, request, context):
+        control = self._control(request.control, "control")
+        dataset = self._dataset(request.dataset, "dataset")
+        rows = check_rows(dataset, control.backbone, list(request.indices))
+        labels = control.parse_labels(request.labels, int(rows.numel()))
+        seed = validate_seed(request.seed, "seed")
+        result = denoising_loss(control, dataset, rows, labels, list(request.timesteps), seed, request.loss_scale)
+        return pb.DenoisingLossResponse(loss=result.loss, seconds=result.seconds)
+
+    @rpc_method
+    def TrainNoisyClassifierStep(self, request, context):
+        classifier = self._classifier(request.classifier, "classifier")
+        backbone = self._backbone(request.backbone, "backbone")
+        dataset = self._dataset(request.dataset, "dataset")
+        seed = validate_seed(request.seed, "seed")
+        loss, accuracy = train_noisy_step(
+            classifier, backbone, dataset, request.label_column, list(request.indices), list(request.timesteps), request.augment, seed
+        )
+        return pb.ClassifierStepResponse(loss=loss, accuracy=accuracy)
+
+    @rpc_method
+    def StartGuidedTrajectory(self, request, context):
+        backbone = self._backbone(request.backbone, "backbone")
+        num_samples = self._check_num_samples(request.num_samples)
+        seed = validate_seed(request.seed, "seed")
+        terms = guidance.parse_terms(request.terms, backbone, num_samples, self._control, self._classifier)
+        denoiser = guidance.GuidedDenoiser(backbone, terms)
+        reference = denoiser.reference if request.compute_kl else None
+        trajectory = Trajectory(backbone, num_samples, seed, denoiser=denoiser, reference=reference)
+        # A trajectory guided by a control goes with it when the control is released.
+        controls = [t.classifier_free.control for t in request.terms if t.WhichOneof("kind") == "classifier_free"]
+        description = f"{num_samples} guided samples of {list(backbone.sample_shape)} ({len(terms)} guidance terms)"
+        handle = self.handles.add("trajectory", trajectory, description, parent=controls[0] if controls else request.backbone)
+        return pb.Trajectory(handle=handle, shape=list(trajectory.shape))
+
+    @rpc_method
+    def ReadTrajectoryKl(self, request, context):
+        trajectory = self.handles.get(request.trajectory, "trajectory", Trajectory, "trajectory")
+        if trajectory.reference is None:
+            raise precondition("trajectory", f"{request.trajectory} was not started with compute_kl")
+        return pb.SampleKl(per_sample=trajectory.kl.tolist())
 
 
 def _version(package: str) -> str:

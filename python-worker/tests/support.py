@@ -49,3 +49,17 @@ def run_rollout(control, labels=None, grad_steps=(False, True, False, True), che
     labels = labels or control.parse_labels(label_messages(a=[0, 1, 2], b=[1, 0, 1]), 3)
     n = next(iter(labels.values.values())).numel()
     return rollout(control, labels, n, TIMESTEPS, eta, seed, list(grad_steps), checkpointing)
+
+
+def bright_dark_dataset(n=48, size=16, seed=0, extra_columns=None):
+    """Bright vs dark images (column "bright"): an easy two-class problem. `extra_columns` maps
+    more column names to their labels."""
+    from ctrl_worker.datasets import Dataset, LabelColumnInfo
+
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 2
+    base = torch.where(labels[:, None, None, None] == 1, 170, 60)
+    images = (base + torch.randint(-40, 40, (n, 3, size, size), generator=generator)).to(torch.uint8)
+    columns = {"bright": labels, **{name: torch.as_tensor(v) for name, v in (extra_columns or {}).items()}}
+    infos = [LabelColumnInfo(name, int(v.max()) + 1, torch.bincount(v).tolist()) for name, v in columns.items()]
+    return Dataset(path=None, images=images, labels=columns, columns=infos)

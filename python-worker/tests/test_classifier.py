@@ -6,18 +6,12 @@ import torch
 import torch.nn.functional as F
 
 from ctrl_worker import classifier as clf
-from ctrl_worker.datasets import Dataset, LabelColumnInfo
+from ctrl_worker.datasets import Dataset
 from ctrl_worker.errors import RequestError
-from support import tiny_classifier
+from support import bright_dark_dataset, tiny_classifier
 
 
-def _dataset(n=48, size=16, seed=0) -> Dataset:
-    """Bright vs dark images: an easy two-class problem."""
-    generator = torch.Generator().manual_seed(seed)
-    labels = torch.arange(n) % 2
-    base = torch.where(labels[:, None, None, None] == 1, 170, 60)
-    images = (base + torch.randint(-40, 40, (n, 3, size, size), generator=generator)).to(torch.uint8)
-    return Dataset(path=None, images=images, labels={"bright": labels}, columns=[LabelColumnInfo("bright", 2, [n // 2, n // 2])])
+_dataset = bright_dark_dataset
 
 
 def test_same_seed_same_weights_and_a_pooled_feature_vector():
@@ -97,7 +91,7 @@ def test_given_images_are_checked():
     [
         (([3, 16], 2, "convnet", 0, 1e-3, 0.0), r"^input_shape: must be \[channels, height, width\]"),
         (([3, 16, 16], 1, "convnet", 0, 1e-3, 0.0), r"^num_classes: must be at least 2"),
-        (([3, 16, 16], 2, "mlp", 0, 1e-3, 0.0), r"^architecture: must be one of \['convnet'\], got 'mlp'"),
+        (([3, 16, 16], 2, "mlp", 0, 1e-3, 0.0), r"^architecture: must be one of \['convnet', 'noise-aware-convnet'\], got 'mlp'"),
         (([3, 16, 16], 2, "convnet", 0, 0.0, 0.0), r"^learning_rate: must be positive"),
         (([3, 16, 16], 2, "convnet", 0, 1e-3, -1.0), r"^weight_decay: must be non-negative"),
     ],

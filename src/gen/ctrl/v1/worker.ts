@@ -98,6 +98,47 @@ export function dTypeToJSON(object: DType): string {
   }
 }
 
+export enum Unconditional {
+  /**
+   * UNCONDITIONAL_PRETRAINED - The pre-trained model (adapters off, no label): scale 0 is the pre-trained sampler, scale 1
+   * the fine-tuned conditional model, larger scales extrapolate away from the pre-trained model.
+   */
+  UNCONDITIONAL_PRETRAINED = 0,
+  /**
+   * UNCONDITIONAL_NULL_LABEL - The control at the null label (the label-dropout branch): the textbook form
+   * eps(null) + w * (eps(y) - eps(null)); scale 0 is then the fine-tuned unconditional model.
+   */
+  UNCONDITIONAL_NULL_LABEL = 1,
+  UNRECOGNIZED = -1,
+}
+
+export function unconditionalFromJSON(object: any): Unconditional {
+  switch (object) {
+    case 0:
+    case "UNCONDITIONAL_PRETRAINED":
+      return Unconditional.UNCONDITIONAL_PRETRAINED;
+    case 1:
+    case "UNCONDITIONAL_NULL_LABEL":
+      return Unconditional.UNCONDITIONAL_NULL_LABEL;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return Unconditional.UNRECOGNIZED;
+  }
+}
+
+export function unconditionalToJSON(object: Unconditional): string {
+  switch (object) {
+    case Unconditional.UNCONDITIONAL_PRETRAINED:
+      return "UNCONDITIONAL_PRETRAINED";
+    case Unconditional.UNCONDITIONAL_NULL_LABEL:
+      return "UNCONDITIONAL_NULL_LABEL";
+    case Unconditional.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /** A dense tensor, row-major, little-endian. */
 export interface Tensor {
   shape: number[];
@@ -532,6 +573,96 @@ export interface LoadControlRequest {
 export interface LoadOptimizerStateRequest {
   optimizer: string;
   directory: string;
+}
+
+export interface DenoisingLossRequest {
+  control: string;
+  dataset: string;
+  /** Dataset rows of this batch, chosen by the orchestrator. */
+  indices: number[];
+  /**
+   * One entry per label field of the control, one value per row; -1 is the null label (a dropped
+   * label: classifier-free guidance's label dropout, decided by the orchestrator).
+   */
+  labels: LabelValues[];
+  /** One diffusion timestep per row, in [0, num_train_timesteps). */
+  timesteps: number[];
+  /** Seeds the noise added to the rows. */
+  seed: number;
+  /**
+   * The loss mean((prediction - target)^2) is multiplied by this before back-propagation, e.g.
+   * 1 / gradient-accumulation steps.
+   */
+  lossScale: number;
+}
+
+export interface DenoisingLossResponse {
+  /**
+   * mean((prediction - target)^2) over rows and dimensions, before loss_scale; the target is the
+   * noise, v or x0, as the backbone's prediction_type says.
+   */
+  loss: number;
+  seconds: number;
+}
+
+export interface NoisyClassifierStepRequest {
+  /** A classifier created with architecture "noise-aware-convnet". */
+  classifier: string;
+  /** The backbone whose noise schedule noises the rows: x_t = sqrt(a_t) x0 + sqrt(1 - a_t) noise. */
+  backbone: string;
+  dataset: string;
+  labelColumn: string;
+  indices: number[];
+  /** One timestep per row, in [0, num_train_timesteps). */
+  timesteps: number[];
+  /** Seeds the noise (and the flips, with augment). */
+  seed: number;
+  /** Random horizontal flips. */
+  augment: boolean;
+}
+
+/**
+ * Each guidance term adds its correction to the pre-trained noise prediction eps_pre(x_t):
+ *   classifier_free:         w * (eps_control(x_t, y) - eps_uncond(x_t))
+ *   reconstruction:         -s * sqrt(1 - a_t) * grad_x_t log p(y | x0_hat(x_t))   (clean classifier)
+ *   noise_aware_classifier: -s * sqrt(1 - a_t) * grad_x_t log p_t(y | x_t, t)      (noise-aware one)
+ * where x0_hat(x_t) = (x_t - sqrt(1 - a_t) eps_uncond(x_t)) / sqrt(a_t) is the denoised estimate,
+ * a_t the cumulative alpha and p the classifier's calibrated softmax. The result is
+ * eps_uncond + the corrections, with eps_uncond = eps_pre unless a classifier-free term says otherwise.
+ */
+export interface GuidanceTerm {
+  /** The guidance scale (w or s), finite and >= 0; 0 adds nothing. */
+  scale: number;
+  kind:
+    | { $case: "classifierFree"; value: ClassifierFreeGuidance }
+    | { $case: "reconstruction"; value: ClassifierGradientGuidance }
+    | { $case: "noiseAwareClassifier"; value: ClassifierGradientGuidance }
+    | undefined;
+}
+
+export interface ClassifierFreeGuidance {
+  /** A control on the trajectory's backbone, trained with the denoising loss (DenoisingLoss). */
+  control: string;
+  /** One entry per label field of the control, num_samples values each (in [0, K): a class). */
+  labels: LabelValues[];
+  unconditional: Unconditional;
+}
+
+export interface ClassifierGradientGuidance {
+  /** A classifier on images of the backbone's sample shape. */
+  classifier: string;
+  /** The class each sample is guided towards, num_samples values. */
+  targets: number[];
+}
+
+export interface StartGuidedTrajectoryRequest {
+  backbone: string;
+  numSamples: number;
+  /** Seeds x_T and every step's noise exactly as StartTrajectory does. At most 2^53 - 1. */
+  seed: number;
+  terms: GuidanceTerm[];
+  /** Also sum each sample's KL between the guided and the pre-trained transitions (ReadTrajectoryKl). */
+  computeKl: boolean;
 }
 
 function createBaseTensor(): Tensor {
@@ -6797,6 +6928,1006 @@ export const LoadOptimizerStateRequest: MessageFns<LoadOptimizerStateRequest> = 
   },
 };
 
+function createBaseDenoisingLossRequest(): DenoisingLossRequest {
+  return { control: "", dataset: "", indices: [], labels: [], timesteps: [], seed: 0, lossScale: 0 };
+}
+
+export const DenoisingLossRequest: MessageFns<DenoisingLossRequest> = {
+  encode(message: DenoisingLossRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.control !== "") {
+      writer.uint32(10).string(message.control);
+    }
+    if (message.dataset !== "") {
+      writer.uint32(18).string(message.dataset);
+    }
+    if (message.indices.length !== 0) {
+      writer.uint32(26).fork();
+      for (const v of message.indices) {
+        writer.uint32(v);
+      }
+      writer.join();
+    }
+    for (const v of message.labels) {
+      LabelValues.encode(v!, writer.uint32(34).fork()).join();
+    }
+    if (message.timesteps.length !== 0) {
+      writer.uint32(42).fork();
+      for (const v of message.timesteps) {
+        writer.int64(v);
+      }
+      writer.join();
+    }
+    if (message.seed !== 0) {
+      writer.uint32(48).uint64(message.seed);
+    }
+    if (message.lossScale !== 0) {
+      writer.uint32(61).float(message.lossScale);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DenoisingLossRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDenoisingLossRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.control = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.dataset = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag === 24) {
+              message.indices.push(reader.uint32());
+
+              continue;
+            }
+
+            if (tag === 26) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.indices.push(reader.uint32());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.labels.push(LabelValues.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 5: {
+            if (tag === 40) {
+              message.timesteps.push(longToNumber(reader.int64()));
+
+              continue;
+            }
+
+            if (tag === 42) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.timesteps.push(longToNumber(reader.int64()));
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.seed = longToNumber(reader.uint64());
+            continue;
+          }
+          case 7: {
+            if (tag !== 61) {
+              break;
+            }
+
+            message.lossScale = reader.float();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DenoisingLossRequest {
+    return {
+      control: isSet(object.control) ? globalThis.String(object.control) : "",
+      dataset: isSet(object.dataset) ? globalThis.String(object.dataset) : "",
+      indices: globalThis.Array.isArray(object?.indices) ? object.indices.map((e: any) => globalThis.Number(e)) : [],
+      labels: globalThis.Array.isArray(object?.labels) ? object.labels.map((e: any) => LabelValues.fromJSON(e)) : [],
+      timesteps: globalThis.Array.isArray(object?.timesteps)
+        ? object.timesteps.map((e: any) => globalThis.Number(e))
+        : [],
+      seed: isSet(object.seed) ? globalThis.Number(object.seed) : 0,
+      lossScale: isSet(object.lossScale)
+        ? globalThis.Number(object.lossScale)
+        : isSet(object.loss_scale)
+        ? globalThis.Number(object.loss_scale)
+        : 0,
+    };
+  },
+
+  toJSON(message: DenoisingLossRequest): unknown {
+    const obj: any = {};
+    if (message.control !== "") {
+      obj.control = message.control;
+    }
+    if (message.dataset !== "") {
+      obj.dataset = message.dataset;
+    }
+    if (message.indices?.length) {
+      obj.indices = message.indices.map((e) => Math.round(e));
+    }
+    if (message.labels?.length) {
+      obj.labels = message.labels.map((e) => LabelValues.toJSON(e));
+    }
+    if (message.timesteps?.length) {
+      obj.timesteps = message.timesteps.map((e) => Math.round(e));
+    }
+    if (message.seed !== 0) {
+      obj.seed = Math.round(message.seed);
+    }
+    if (message.lossScale !== 0) {
+      obj.lossScale = floatToJson(message.lossScale);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DenoisingLossRequest>, I>>(base?: I): DenoisingLossRequest {
+    return DenoisingLossRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DenoisingLossRequest>, I>>(object: I): DenoisingLossRequest {
+    const message = createBaseDenoisingLossRequest();
+    message.control = object.control ?? "";
+    message.dataset = object.dataset ?? "";
+    message.indices = object.indices?.map((e) => e) || [];
+    message.labels = object.labels?.map((e) => LabelValues.fromPartial(e)) || [];
+    message.timesteps = object.timesteps?.map((e) => e) || [];
+    message.seed = object.seed ?? 0;
+    message.lossScale = object.lossScale ?? 0;
+    return message;
+  },
+};
+
+function createBaseDenoisingLossResponse(): DenoisingLossResponse {
+  return { loss: 0, seconds: 0 };
+}
+
+export const DenoisingLossResponse: MessageFns<DenoisingLossResponse> = {
+  encode(message: DenoisingLossResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.loss !== 0) {
+      writer.uint32(13).float(message.loss);
+    }
+    if (message.seconds !== 0) {
+      writer.uint32(17).double(message.seconds);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DenoisingLossResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDenoisingLossResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 13) {
+              break;
+            }
+
+            message.loss = reader.float();
+            continue;
+          }
+          case 2: {
+            if (tag !== 17) {
+              break;
+            }
+
+            message.seconds = reader.double();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DenoisingLossResponse {
+    return {
+      loss: isSet(object.loss) ? globalThis.Number(object.loss) : 0,
+      seconds: isSet(object.seconds) ? globalThis.Number(object.seconds) : 0,
+    };
+  },
+
+  toJSON(message: DenoisingLossResponse): unknown {
+    const obj: any = {};
+    if (message.loss !== 0) {
+      obj.loss = floatToJson(message.loss);
+    }
+    if (message.seconds !== 0) {
+      obj.seconds = floatToJson(message.seconds);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DenoisingLossResponse>, I>>(base?: I): DenoisingLossResponse {
+    return DenoisingLossResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DenoisingLossResponse>, I>>(object: I): DenoisingLossResponse {
+    const message = createBaseDenoisingLossResponse();
+    message.loss = object.loss ?? 0;
+    message.seconds = object.seconds ?? 0;
+    return message;
+  },
+};
+
+function createBaseNoisyClassifierStepRequest(): NoisyClassifierStepRequest {
+  return {
+    classifier: "",
+    backbone: "",
+    dataset: "",
+    labelColumn: "",
+    indices: [],
+    timesteps: [],
+    seed: 0,
+    augment: false,
+  };
+}
+
+export const NoisyClassifierStepRequest: MessageFns<NoisyClassifierStepRequest> = {
+  encode(message: NoisyClassifierStepRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.classifier !== "") {
+      writer.uint32(10).string(message.classifier);
+    }
+    if (message.backbone !== "") {
+      writer.uint32(18).string(message.backbone);
+    }
+    if (message.dataset !== "") {
+      writer.uint32(26).string(message.dataset);
+    }
+    if (message.labelColumn !== "") {
+      writer.uint32(34).string(message.labelColumn);
+    }
+    if (message.indices.length !== 0) {
+      writer.uint32(42).fork();
+      for (const v of message.indices) {
+        writer.uint32(v);
+      }
+      writer.join();
+    }
+    if (message.timesteps.length !== 0) {
+      writer.uint32(50).fork();
+      for (const v of message.timesteps) {
+        writer.int64(v);
+      }
+      writer.join();
+    }
+    if (message.seed !== 0) {
+      writer.uint32(56).uint64(message.seed);
+    }
+    if (message.augment !== false) {
+      writer.uint32(64).bool(message.augment);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): NoisyClassifierStepRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseNoisyClassifierStepRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.classifier = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.backbone = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.dataset = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.labelColumn = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag === 40) {
+              message.indices.push(reader.uint32());
+
+              continue;
+            }
+
+            if (tag === 42) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.indices.push(reader.uint32());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 6: {
+            if (tag === 48) {
+              message.timesteps.push(longToNumber(reader.int64()));
+
+              continue;
+            }
+
+            if (tag === 50) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.timesteps.push(longToNumber(reader.int64()));
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.seed = longToNumber(reader.uint64());
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.augment = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): NoisyClassifierStepRequest {
+    return {
+      classifier: isSet(object.classifier) ? globalThis.String(object.classifier) : "",
+      backbone: isSet(object.backbone) ? globalThis.String(object.backbone) : "",
+      dataset: isSet(object.dataset) ? globalThis.String(object.dataset) : "",
+      labelColumn: isSet(object.labelColumn)
+        ? globalThis.String(object.labelColumn)
+        : isSet(object.label_column)
+        ? globalThis.String(object.label_column)
+        : "",
+      indices: globalThis.Array.isArray(object?.indices) ? object.indices.map((e: any) => globalThis.Number(e)) : [],
+      timesteps: globalThis.Array.isArray(object?.timesteps)
+        ? object.timesteps.map((e: any) => globalThis.Number(e))
+        : [],
+      seed: isSet(object.seed) ? globalThis.Number(object.seed) : 0,
+      augment: isSet(object.augment) ? globalThis.Boolean(object.augment) : false,
+    };
+  },
+
+  toJSON(message: NoisyClassifierStepRequest): unknown {
+    const obj: any = {};
+    if (message.classifier !== "") {
+      obj.classifier = message.classifier;
+    }
+    if (message.backbone !== "") {
+      obj.backbone = message.backbone;
+    }
+    if (message.dataset !== "") {
+      obj.dataset = message.dataset;
+    }
+    if (message.labelColumn !== "") {
+      obj.labelColumn = message.labelColumn;
+    }
+    if (message.indices?.length) {
+      obj.indices = message.indices.map((e) => Math.round(e));
+    }
+    if (message.timesteps?.length) {
+      obj.timesteps = message.timesteps.map((e) => Math.round(e));
+    }
+    if (message.seed !== 0) {
+      obj.seed = Math.round(message.seed);
+    }
+    if (message.augment !== false) {
+      obj.augment = message.augment;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<NoisyClassifierStepRequest>, I>>(base?: I): NoisyClassifierStepRequest {
+    return NoisyClassifierStepRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<NoisyClassifierStepRequest>, I>>(object: I): NoisyClassifierStepRequest {
+    const message = createBaseNoisyClassifierStepRequest();
+    message.classifier = object.classifier ?? "";
+    message.backbone = object.backbone ?? "";
+    message.dataset = object.dataset ?? "";
+    message.labelColumn = object.labelColumn ?? "";
+    message.indices = object.indices?.map((e) => e) || [];
+    message.timesteps = object.timesteps?.map((e) => e) || [];
+    message.seed = object.seed ?? 0;
+    message.augment = object.augment ?? false;
+    return message;
+  },
+};
+
+function createBaseGuidanceTerm(): GuidanceTerm {
+  return { scale: 0, kind: undefined };
+}
+
+export const GuidanceTerm: MessageFns<GuidanceTerm> = {
+  encode(message: GuidanceTerm, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.scale !== 0) {
+      writer.uint32(13).float(message.scale);
+    }
+    switch (message.kind?.$case) {
+      case "classifierFree":
+        ClassifierFreeGuidance.encode(message.kind.value, writer.uint32(18).fork()).join();
+        break;
+      case "reconstruction":
+        ClassifierGradientGuidance.encode(message.kind.value, writer.uint32(26).fork()).join();
+        break;
+      case "noiseAwareClassifier":
+        ClassifierGradientGuidance.encode(message.kind.value, writer.uint32(34).fork()).join();
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GuidanceTerm {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGuidanceTerm();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 13) {
+              break;
+            }
+
+            message.scale = reader.float();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.kind = { $case: "classifierFree", value: ClassifierFreeGuidance.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.kind = {
+              $case: "reconstruction",
+              value: ClassifierGradientGuidance.decode(reader, reader.uint32()),
+            };
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.kind = {
+              $case: "noiseAwareClassifier",
+              value: ClassifierGradientGuidance.decode(reader, reader.uint32()),
+            };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GuidanceTerm {
+    return {
+      scale: isSet(object.scale) ? globalThis.Number(object.scale) : 0,
+      kind: isSet(object.classifierFree)
+        ? { $case: "classifierFree", value: ClassifierFreeGuidance.fromJSON(object.classifierFree) }
+        : isSet(object.classifier_free)
+        ? { $case: "classifierFree", value: ClassifierFreeGuidance.fromJSON(object.classifier_free) }
+        : isSet(object.reconstruction)
+        ? { $case: "reconstruction", value: ClassifierGradientGuidance.fromJSON(object.reconstruction) }
+        : isSet(object.noiseAwareClassifier)
+        ? { $case: "noiseAwareClassifier", value: ClassifierGradientGuidance.fromJSON(object.noiseAwareClassifier) }
+        : isSet(object.noise_aware_classifier)
+        ? { $case: "noiseAwareClassifier", value: ClassifierGradientGuidance.fromJSON(object.noise_aware_classifier) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: GuidanceTerm): unknown {
+    const obj: any = {};
+    if (message.scale !== 0) {
+      obj.scale = floatToJson(message.scale);
+    }
+    if (message.kind?.$case === "classifierFree") {
+      obj.classifierFree = ClassifierFreeGuidance.toJSON(message.kind.value);
+    } else if (message.kind?.$case === "reconstruction") {
+      obj.reconstruction = ClassifierGradientGuidance.toJSON(message.kind.value);
+    } else if (message.kind?.$case === "noiseAwareClassifier") {
+      obj.noiseAwareClassifier = ClassifierGradientGuidance.toJSON(message.kind.value);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GuidanceTerm>, I>>(base?: I): GuidanceTerm {
+    return GuidanceTerm.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GuidanceTerm>, I>>(object: I): GuidanceTerm {
+    const message = createBaseGuidanceTerm();
+    message.scale = object.scale ?? 0;
+    switch (object.kind?.$case) {
+      case "classifierFree": {
+        if (object.kind?.value !== undefined && object.kind?.value !== null) {
+          message.kind = { $case: "classifierFree", value: ClassifierFreeGuidance.fromPartial(object.kind.value) };
+        }
+        break;
+      }
+      case "reconstruction": {
+        if (object.kind?.value !== undefined && object.kind?.value !== null) {
+          message.kind = { $case: "reconstruction", value: ClassifierGradientGuidance.fromPartial(object.kind.value) };
+        }
+        break;
+      }
+      case "noiseAwareClassifier": {
+        if (object.kind?.value !== undefined && object.kind?.value !== null) {
+          message.kind = {
+            $case: "noiseAwareClassifier",
+            value: ClassifierGradientGuidance.fromPartial(object.kind.value),
+          };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseClassifierFreeGuidance(): ClassifierFreeGuidance {
+  return { control: "", labels: [], unconditional: 0 };
+}
+
+export const ClassifierFreeGuidance: MessageFns<ClassifierFreeGuidance> = {
+  encode(message: ClassifierFreeGuidance, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.control !== "") {
+      writer.uint32(10).string(message.control);
+    }
+    for (const v of message.labels) {
+      LabelValues.encode(v!, writer.uint32(18).fork()).join();
+    }
+    if (message.unconditional !== 0) {
+      writer.uint32(24).int32(message.unconditional);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ClassifierFreeGuidance {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseClassifierFreeGuidance();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.control = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.labels.push(LabelValues.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.unconditional = reader.int32() as any;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ClassifierFreeGuidance {
+    return {
+      control: isSet(object.control) ? globalThis.String(object.control) : "",
+      labels: globalThis.Array.isArray(object?.labels) ? object.labels.map((e: any) => LabelValues.fromJSON(e)) : [],
+      unconditional: isSet(object.unconditional) ? unconditionalFromJSON(object.unconditional) : 0,
+    };
+  },
+
+  toJSON(message: ClassifierFreeGuidance): unknown {
+    const obj: any = {};
+    if (message.control !== "") {
+      obj.control = message.control;
+    }
+    if (message.labels?.length) {
+      obj.labels = message.labels.map((e) => LabelValues.toJSON(e));
+    }
+    if (message.unconditional !== 0) {
+      obj.unconditional = unconditionalToJSON(message.unconditional);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ClassifierFreeGuidance>, I>>(base?: I): ClassifierFreeGuidance {
+    return ClassifierFreeGuidance.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ClassifierFreeGuidance>, I>>(object: I): ClassifierFreeGuidance {
+    const message = createBaseClassifierFreeGuidance();
+    message.control = object.control ?? "";
+    message.labels = object.labels?.map((e) => LabelValues.fromPartial(e)) || [];
+    message.unconditional = object.unconditional ?? 0;
+    return message;
+  },
+};
+
+function createBaseClassifierGradientGuidance(): ClassifierGradientGuidance {
+  return { classifier: "", targets: [] };
+}
+
+export const ClassifierGradientGuidance: MessageFns<ClassifierGradientGuidance> = {
+  encode(message: ClassifierGradientGuidance, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.classifier !== "") {
+      writer.uint32(10).string(message.classifier);
+    }
+    if (message.targets.length !== 0) {
+      writer.uint32(18).fork();
+      for (const v of message.targets) {
+        writer.uint32(v);
+      }
+      writer.join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ClassifierGradientGuidance {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseClassifierGradientGuidance();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.classifier = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag === 16) {
+              message.targets.push(reader.uint32());
+
+              continue;
+            }
+
+            if (tag === 18) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.targets.push(reader.uint32());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ClassifierGradientGuidance {
+    return {
+      classifier: isSet(object.classifier) ? globalThis.String(object.classifier) : "",
+      targets: globalThis.Array.isArray(object?.targets) ? object.targets.map((e: any) => globalThis.Number(e)) : [],
+    };
+  },
+
+  toJSON(message: ClassifierGradientGuidance): unknown {
+    const obj: any = {};
+    if (message.classifier !== "") {
+      obj.classifier = message.classifier;
+    }
+    if (message.targets?.length) {
+      obj.targets = message.targets.map((e) => Math.round(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ClassifierGradientGuidance>, I>>(base?: I): ClassifierGradientGuidance {
+    return ClassifierGradientGuidance.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ClassifierGradientGuidance>, I>>(object: I): ClassifierGradientGuidance {
+    const message = createBaseClassifierGradientGuidance();
+    message.classifier = object.classifier ?? "";
+    message.targets = object.targets?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseStartGuidedTrajectoryRequest(): StartGuidedTrajectoryRequest {
+  return { backbone: "", numSamples: 0, seed: 0, terms: [], computeKl: false };
+}
+
+export const StartGuidedTrajectoryRequest: MessageFns<StartGuidedTrajectoryRequest> = {
+  encode(message: StartGuidedTrajectoryRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.backbone !== "") {
+      writer.uint32(10).string(message.backbone);
+    }
+    if (message.numSamples !== 0) {
+      writer.uint32(16).uint32(message.numSamples);
+    }
+    if (message.seed !== 0) {
+      writer.uint32(24).uint64(message.seed);
+    }
+    for (const v of message.terms) {
+      GuidanceTerm.encode(v!, writer.uint32(34).fork()).join();
+    }
+    if (message.computeKl !== false) {
+      writer.uint32(40).bool(message.computeKl);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StartGuidedTrajectoryRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStartGuidedTrajectoryRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.backbone = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.numSamples = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.seed = longToNumber(reader.uint64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.terms.push(GuidanceTerm.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.computeKl = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StartGuidedTrajectoryRequest {
+    return {
+      backbone: isSet(object.backbone) ? globalThis.String(object.backbone) : "",
+      numSamples: isSet(object.numSamples)
+        ? globalThis.Number(object.numSamples)
+        : isSet(object.num_samples)
+        ? globalThis.Number(object.num_samples)
+        : 0,
+      seed: isSet(object.seed) ? globalThis.Number(object.seed) : 0,
+      terms: globalThis.Array.isArray(object?.terms) ? object.terms.map((e: any) => GuidanceTerm.fromJSON(e)) : [],
+      computeKl: isSet(object.computeKl)
+        ? globalThis.Boolean(object.computeKl)
+        : isSet(object.compute_kl)
+        ? globalThis.Boolean(object.compute_kl)
+        : false,
+    };
+  },
+
+  toJSON(message: StartGuidedTrajectoryRequest): unknown {
+    const obj: any = {};
+    if (message.backbone !== "") {
+      obj.backbone = message.backbone;
+    }
+    if (message.numSamples !== 0) {
+      obj.numSamples = Math.round(message.numSamples);
+    }
+    if (message.seed !== 0) {
+      obj.seed = Math.round(message.seed);
+    }
+    if (message.terms?.length) {
+      obj.terms = message.terms.map((e) => GuidanceTerm.toJSON(e));
+    }
+    if (message.computeKl !== false) {
+      obj.computeKl = message.computeKl;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<StartGuidedTrajectoryRequest>, I>>(base?: I): StartGuidedTrajectoryRequest {
+    return StartGuidedTrajectoryRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StartGuidedTrajectoryRequest>, I>>(object: I): StartGuidedTrajectoryRequest {
+    const message = createBaseStartGuidedTrajectoryRequest();
+    message.backbone = object.backbone ?? "";
+    message.numSamples = object.numSamples ?? 0;
+    message.seed = object.seed ?? 0;
+    message.terms = object.terms?.map((e) => GuidanceTerm.fromPartial(e)) || [];
+    message.computeKl = object.computeKl ?? false;
+    return message;
+  },
+};
+
 export type WorkerService = typeof WorkerService;
 export const WorkerService = {
   /** Versions, device and limits of this worker. */
@@ -7057,6 +8188,62 @@ export const WorkerService = {
     responseSerialize: (value: Optimizer): Buffer => Buffer.from(Optimizer.encode(value).finish()),
     responseDeserialize: (value: Buffer): Optimizer => Optimizer.decode(value),
   },
+  /**
+   * -- Baselines: classifier-free guidance, reconstruction guidance, classifier guidance --------
+   * Classifier-free guidance fine-tuning: the denoising loss of a control on labelled dataset rows
+   * (labels and timesteps chosen by the orchestrator, -1 for a dropped label), back-propagated
+   * into the control's parameters; gradients accumulate until OptimizerStep.
+   */
+  denoisingLoss: {
+    path: "/ctrl.v1.Worker/DenoisingLoss" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: DenoisingLossRequest): Buffer => Buffer.from(DenoisingLossRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DenoisingLossRequest => DenoisingLossRequest.decode(value),
+    responseSerialize: (value: DenoisingLossResponse): Buffer =>
+      Buffer.from(DenoisingLossResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): DenoisingLossResponse => DenoisingLossResponse.decode(value),
+  },
+  /**
+   * One AdamW step of a noise-aware classifier p(y | x_t, t) on dataset rows noised by a
+   * backbone's forward process to the given timesteps.
+   */
+  trainNoisyClassifierStep: {
+    path: "/ctrl.v1.Worker/TrainNoisyClassifierStep" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: NoisyClassifierStepRequest): Buffer =>
+      Buffer.from(NoisyClassifierStepRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): NoisyClassifierStepRequest => NoisyClassifierStepRequest.decode(value),
+    responseSerialize: (value: ClassifierStepResponse): Buffer =>
+      Buffer.from(ClassifierStepResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ClassifierStepResponse => ClassifierStepResponse.decode(value),
+  },
+  /**
+   * A trajectory of the backbone whose noise prediction each step is corrected by guidance terms;
+   * step it with StepTrajectory, read it with ReadImages and ReadTrajectoryKl. With every scale 0
+   * it is exactly the pre-trained sampler (same seed, same images).
+   */
+  startGuidedTrajectory: {
+    path: "/ctrl.v1.Worker/StartGuidedTrajectory" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: StartGuidedTrajectoryRequest): Buffer =>
+      Buffer.from(StartGuidedTrajectoryRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): StartGuidedTrajectoryRequest => StartGuidedTrajectoryRequest.decode(value),
+    responseSerialize: (value: Trajectory): Buffer => Buffer.from(Trajectory.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Trajectory => Trajectory.decode(value),
+  },
+  /** Each sample's KL to the pre-trained transitions so far, for a trajectory started with compute_kl. */
+  readTrajectoryKl: {
+    path: "/ctrl.v1.Worker/ReadTrajectoryKl" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ReadImagesRequest): Buffer => Buffer.from(ReadImagesRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ReadImagesRequest => ReadImagesRequest.decode(value),
+    responseSerialize: (value: SampleKl): Buffer => Buffer.from(SampleKl.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SampleKl => SampleKl.decode(value),
+  },
 } as const;
 
 export interface WorkerServer extends UntypedServiceImplementation {
@@ -7112,6 +8299,26 @@ export interface WorkerServer extends UntypedServiceImplementation {
   /** Loads a saved control onto a backbone; refuses one trained on another backbone. */
   loadControl: handleUnaryCall<LoadControlRequest, Control>;
   loadOptimizerState: handleUnaryCall<LoadOptimizerStateRequest, Optimizer>;
+  /**
+   * -- Baselines: classifier-free guidance, reconstruction guidance, classifier guidance --------
+   * Classifier-free guidance fine-tuning: the denoising loss of a control on labelled dataset rows
+   * (labels and timesteps chosen by the orchestrator, -1 for a dropped label), back-propagated
+   * into the control's parameters; gradients accumulate until OptimizerStep.
+   */
+  denoisingLoss: handleUnaryCall<DenoisingLossRequest, DenoisingLossResponse>;
+  /**
+   * One AdamW step of a noise-aware classifier p(y | x_t, t) on dataset rows noised by a
+   * backbone's forward process to the given timesteps.
+   */
+  trainNoisyClassifierStep: handleUnaryCall<NoisyClassifierStepRequest, ClassifierStepResponse>;
+  /**
+   * A trajectory of the backbone whose noise prediction each step is corrected by guidance terms;
+   * step it with StepTrajectory, read it with ReadImages and ReadTrajectoryKl. With every scale 0
+   * it is exactly the pre-trained sampler (same seed, same images).
+   */
+  startGuidedTrajectory: handleUnaryCall<StartGuidedTrajectoryRequest, Trajectory>;
+  /** Each sample's KL to the pre-trained transitions so far, for a trajectory started with compute_kl. */
+  readTrajectoryKl: handleUnaryCall<ReadImagesRequest, SampleKl>;
 }
 
 export interface WorkerClient extends Client {
@@ -7475,6 +8682,82 @@ export interface WorkerClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: Optimizer) => void,
+  ): ClientUnaryCall;
+  /**
+   * -- Baselines: classifier-free guidance, reconstruction guidance, classifier guidance --------
+   * Classifier-free guidance fine-tuning: the denoising loss of a control on labelled dataset rows
+   * (labels and timesteps chosen by the orchestrator, -1 for a dropped label), back-propagated
+   * into the control's parameters; gradients accumulate until OptimizerStep.
+   */
+  denoisingLoss(
+    request: DenoisingLossRequest,
+    callback: (error: ServiceError | null, response: DenoisingLossResponse) => void,
+  ): ClientUnaryCall;
+  denoisingLoss(
+    request: DenoisingLossRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: DenoisingLossResponse) => void,
+  ): ClientUnaryCall;
+  denoisingLoss(
+    request: DenoisingLossRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: DenoisingLossResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * One AdamW step of a noise-aware classifier p(y | x_t, t) on dataset rows noised by a
+   * backbone's forward process to the given timesteps.
+   */
+  trainNoisyClassifierStep(
+    request: NoisyClassifierStepRequest,
+    callback: (error: ServiceError | null, response: ClassifierStepResponse) => void,
+  ): ClientUnaryCall;
+  trainNoisyClassifierStep(
+    request: NoisyClassifierStepRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ClassifierStepResponse) => void,
+  ): ClientUnaryCall;
+  trainNoisyClassifierStep(
+    request: NoisyClassifierStepRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ClassifierStepResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * A trajectory of the backbone whose noise prediction each step is corrected by guidance terms;
+   * step it with StepTrajectory, read it with ReadImages and ReadTrajectoryKl. With every scale 0
+   * it is exactly the pre-trained sampler (same seed, same images).
+   */
+  startGuidedTrajectory(
+    request: StartGuidedTrajectoryRequest,
+    callback: (error: ServiceError | null, response: Trajectory) => void,
+  ): ClientUnaryCall;
+  startGuidedTrajectory(
+    request: StartGuidedTrajectoryRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Trajectory) => void,
+  ): ClientUnaryCall;
+  startGuidedTrajectory(
+    request: StartGuidedTrajectoryRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Trajectory) => void,
+  ): ClientUnaryCall;
+  /** Each sample's KL to the pre-trained transitions so far, for a trajectory started with compute_kl. */
+  readTrajectoryKl(
+    request: ReadImagesRequest,
+    callback: (error: ServiceError | null, response: SampleKl) => void,
+  ): ClientUnaryCall;
+  readTrajectoryKl(
+    request: ReadImagesRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: SampleKl) => void,
+  ): ClientUnaryCall;
+  readTrajectoryKl(
+    request: ReadImagesRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: SampleKl) => void,
   ): ClientUnaryCall;
 }
 

@@ -16,6 +16,11 @@ class DType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DTYPE_UINT8: _ClassVar[DType]
     DTYPE_INT32: _ClassVar[DType]
     DTYPE_INT64: _ClassVar[DType]
+
+class Unconditional(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    UNCONDITIONAL_PRETRAINED: _ClassVar[Unconditional]
+    UNCONDITIONAL_NULL_LABEL: _ClassVar[Unconditional]
 DTYPE_UNSPECIFIED: DType
 DTYPE_FLOAT32: DType
 DTYPE_FLOAT16: DType
@@ -23,6 +28,8 @@ DTYPE_BFLOAT16: DType
 DTYPE_UINT8: DType
 DTYPE_INT32: DType
 DTYPE_INT64: DType
+UNCONDITIONAL_PRETRAINED: Unconditional
+UNCONDITIONAL_NULL_LABEL: Unconditional
 
 class Tensor(_message.Message):
     __slots__ = ("shape", "dtype", "data")
@@ -586,3 +593,93 @@ class LoadOptimizerStateRequest(_message.Message):
     optimizer: str
     directory: str
     def __init__(self, optimizer: _Optional[str] = ..., directory: _Optional[str] = ...) -> None: ...
+
+class DenoisingLossRequest(_message.Message):
+    __slots__ = ("control", "dataset", "indices", "labels", "timesteps", "seed", "loss_scale")
+    CONTROL_FIELD_NUMBER: _ClassVar[int]
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    INDICES_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    TIMESTEPS_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    LOSS_SCALE_FIELD_NUMBER: _ClassVar[int]
+    control: str
+    dataset: str
+    indices: _containers.RepeatedScalarFieldContainer[int]
+    labels: _containers.RepeatedCompositeFieldContainer[LabelValues]
+    timesteps: _containers.RepeatedScalarFieldContainer[int]
+    seed: int
+    loss_scale: float
+    def __init__(self, control: _Optional[str] = ..., dataset: _Optional[str] = ..., indices: _Optional[_Iterable[int]] = ..., labels: _Optional[_Iterable[_Union[LabelValues, _Mapping]]] = ..., timesteps: _Optional[_Iterable[int]] = ..., seed: _Optional[int] = ..., loss_scale: _Optional[float] = ...) -> None: ...
+
+class DenoisingLossResponse(_message.Message):
+    __slots__ = ("loss", "seconds")
+    LOSS_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    loss: float
+    seconds: float
+    def __init__(self, loss: _Optional[float] = ..., seconds: _Optional[float] = ...) -> None: ...
+
+class NoisyClassifierStepRequest(_message.Message):
+    __slots__ = ("classifier", "backbone", "dataset", "label_column", "indices", "timesteps", "seed", "augment")
+    CLASSIFIER_FIELD_NUMBER: _ClassVar[int]
+    BACKBONE_FIELD_NUMBER: _ClassVar[int]
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    LABEL_COLUMN_FIELD_NUMBER: _ClassVar[int]
+    INDICES_FIELD_NUMBER: _ClassVar[int]
+    TIMESTEPS_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    AUGMENT_FIELD_NUMBER: _ClassVar[int]
+    classifier: str
+    backbone: str
+    dataset: str
+    label_column: str
+    indices: _containers.RepeatedScalarFieldContainer[int]
+    timesteps: _containers.RepeatedScalarFieldContainer[int]
+    seed: int
+    augment: bool
+    def __init__(self, classifier: _Optional[str] = ..., backbone: _Optional[str] = ..., dataset: _Optional[str] = ..., label_column: _Optional[str] = ..., indices: _Optional[_Iterable[int]] = ..., timesteps: _Optional[_Iterable[int]] = ..., seed: _Optional[int] = ..., augment: _Optional[bool] = ...) -> None: ...
+
+class GuidanceTerm(_message.Message):
+    __slots__ = ("scale", "classifier_free", "reconstruction", "noise_aware_classifier")
+    SCALE_FIELD_NUMBER: _ClassVar[int]
+    CLASSIFIER_FREE_FIELD_NUMBER: _ClassVar[int]
+    RECONSTRUCTION_FIELD_NUMBER: _ClassVar[int]
+    NOISE_AWARE_CLASSIFIER_FIELD_NUMBER: _ClassVar[int]
+    scale: float
+    classifier_free: ClassifierFreeGuidance
+    reconstruction: ClassifierGradientGuidance
+    noise_aware_classifier: ClassifierGradientGuidance
+    def __init__(self, scale: _Optional[float] = ..., classifier_free: _Optional[_Union[ClassifierFreeGuidance, _Mapping]] = ..., reconstruction: _Optional[_Union[ClassifierGradientGuidance, _Mapping]] = ..., noise_aware_classifier: _Optional[_Union[ClassifierGradientGuidance, _Mapping]] = ...) -> None: ...
+
+class ClassifierFreeGuidance(_message.Message):
+    __slots__ = ("control", "labels", "unconditional")
+    CONTROL_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    UNCONDITIONAL_FIELD_NUMBER: _ClassVar[int]
+    control: str
+    labels: _containers.RepeatedCompositeFieldContainer[LabelValues]
+    unconditional: Unconditional
+    def __init__(self, control: _Optional[str] = ..., labels: _Optional[_Iterable[_Union[LabelValues, _Mapping]]] = ..., unconditional: _Optional[_Union[Unconditional, str]] = ...) -> None: ...
+
+class ClassifierGradientGuidance(_message.Message):
+    __slots__ = ("classifier", "targets")
+    CLASSIFIER_FIELD_NUMBER: _ClassVar[int]
+    TARGETS_FIELD_NUMBER: _ClassVar[int]
+    classifier: str
+    targets: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, classifier: _Optional[str] = ..., targets: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class StartGuidedTrajectoryRequest(_message.Message):
+    __slots__ = ("backbone", "num_samples", "seed", "terms", "compute_kl")
+    BACKBONE_FIELD_NUMBER: _ClassVar[int]
+    NUM_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    TERMS_FIELD_NUMBER: _ClassVar[int]
+    COMPUTE_KL_FIELD_NUMBER: _ClassVar[int]
+    backbone: str
+    num_samples: int
+    seed: int
+    terms: _containers.RepeatedCompositeFieldContainer[GuidanceTerm]
+    compute_kl: bool
+    def __init__(self, backbone: _Optional[str] = ..., num_samples: _Optional[int] = ..., seed: _Optional[int] = ..., terms: _Optional[_Iterable[_Union[GuidanceTerm, _Mapping]]] = ..., compute_kl: _Optional[bool] = ...) -> None: ...

@@ -154,6 +154,26 @@ class WorkerStub:
                 request_serializer=ctrl_dot_v1_dot_worker__pb2.LoadOptimizerStateRequest.SerializeToString,
                 response_deserializer=ctrl_dot_v1_dot_worker__pb2.Optimizer.FromString,
                 _registered_method=True)
+        self.DenoisingLoss = channel.unary_unary(
+                '/ctrl.v1.Worker/DenoisingLoss',
+                request_serializer=ctrl_dot_v1_dot_worker__pb2.DenoisingLossRequest.SerializeToString,
+                response_deserializer=ctrl_dot_v1_dot_worker__pb2.DenoisingLossResponse.FromString,
+                _registered_method=True)
+        self.TrainNoisyClassifierStep = channel.unary_unary(
+                '/ctrl.v1.Worker/TrainNoisyClassifierStep',
+                request_serializer=ctrl_dot_v1_dot_worker__pb2.NoisyClassifierStepRequest.SerializeToString,
+                response_deserializer=ctrl_dot_v1_dot_worker__pb2.ClassifierStepResponse.FromString,
+                _registered_method=True)
+        self.StartGuidedTrajectory = channel.unary_unary(
+                '/ctrl.v1.Worker/StartGuidedTrajectory',
+                request_serializer=ctrl_dot_v1_dot_worker__pb2.StartGuidedTrajectoryRequest.SerializeToString,
+                response_deserializer=ctrl_dot_v1_dot_worker__pb2.Trajectory.FromString,
+                _registered_method=True)
+        self.ReadTrajectoryKl = channel.unary_unary(
+                '/ctrl.v1.Worker/ReadTrajectoryKl',
+                request_serializer=ctrl_dot_v1_dot_worker__pb2.ReadImagesRequest.SerializeToString,
+                response_deserializer=ctrl_dot_v1_dot_worker__pb2.SampleKl.FromString,
+                _registered_method=True)
 
 
 class WorkerServicer:
@@ -323,6 +343,40 @@ class WorkerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DenoisingLoss(self, request, context):
+        """-- Baselines: classifier-free guidance, reconstruction guidance, classifier guidance --------
+        Classifier-free guidance fine-tuning: the denoising loss of a control on labelled dataset rows
+        (labels and timesteps chosen by the orchestrator, -1 for a dropped label), back-propagated
+        into the control's parameters; gradients accumulate until OptimizerStep.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TrainNoisyClassifierStep(self, request, context):
+        """One AdamW step of a noise-aware classifier p(y | x_t, t) on dataset rows noised by a
+        backbone's forward process to the given timesteps.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StartGuidedTrajectory(self, request, context):
+        """A trajectory of the backbone whose noise prediction each step is corrected by guidance terms;
+        step it with StepTrajectory, read it with ReadImages and ReadTrajectoryKl. With every scale 0
+        it is exactly the pre-trained sampler (same seed, same images).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReadTrajectoryKl(self, request, context):
+        """Each sample's KL to the pre-trained transitions so far, for a trajectory started with compute_kl.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -445,6 +499,26 @@ def add_WorkerServicer_to_server(servicer, server):
                     servicer.LoadOptimizerState,
                     request_deserializer=ctrl_dot_v1_dot_worker__pb2.LoadOptimizerStateRequest.FromString,
                     response_serializer=ctrl_dot_v1_dot_worker__pb2.Optimizer.SerializeToString,
+            ),
+            'DenoisingLoss': grpc.unary_unary_rpc_method_handler(
+                    servicer.DenoisingLoss,
+                    request_deserializer=ctrl_dot_v1_dot_worker__pb2.DenoisingLossRequest.FromString,
+                    response_serializer=ctrl_dot_v1_dot_worker__pb2.DenoisingLossResponse.SerializeToString,
+            ),
+            'TrainNoisyClassifierStep': grpc.unary_unary_rpc_method_handler(
+                    servicer.TrainNoisyClassifierStep,
+                    request_deserializer=ctrl_dot_v1_dot_worker__pb2.NoisyClassifierStepRequest.FromString,
+                    response_serializer=ctrl_dot_v1_dot_worker__pb2.ClassifierStepResponse.SerializeToString,
+            ),
+            'StartGuidedTrajectory': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartGuidedTrajectory,
+                    request_deserializer=ctrl_dot_v1_dot_worker__pb2.StartGuidedTrajectoryRequest.FromString,
+                    response_serializer=ctrl_dot_v1_dot_worker__pb2.Trajectory.SerializeToString,
+            ),
+            'ReadTrajectoryKl': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReadTrajectoryKl,
+                    request_deserializer=ctrl_dot_v1_dot_worker__pb2.ReadImagesRequest.FromString,
+                    response_serializer=ctrl_dot_v1_dot_worker__pb2.SampleKl.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1095,6 +1169,114 @@ class Worker:
             '/ctrl.v1.Worker/LoadOptimizerState',
             ctrl_dot_v1_dot_worker__pb2.LoadOptimizerStateRequest.SerializeToString,
             ctrl_dot_v1_dot_worker__pb2.Optimizer.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DenoisingLoss(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ctrl.v1.Worker/DenoisingLoss',
+            ctrl_dot_v1_dot_worker__pb2.DenoisingLossRequest.SerializeToString,
+            ctrl_dot_v1_dot_worker__pb2.DenoisingLossResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TrainNoisyClassifierStep(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ctrl.v1.Worker/TrainNoisyClassifierStep',
+            ctrl_dot_v1_dot_worker__pb2.NoisyClassifierStepRequest.SerializeToString,
+            ctrl_dot_v1_dot_worker__pb2.ClassifierStepResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartGuidedTrajectory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ctrl.v1.Worker/StartGuidedTrajectory',
+            ctrl_dot_v1_dot_worker__pb2.StartGuidedTrajectoryRequest.SerializeToString,
+            ctrl_dot_v1_dot_worker__pb2.Trajectory.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReadTrajectoryKl(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ctrl.v1.Worker/ReadTrajectoryKl',
+            ctrl_dot_v1_dot_worker__pb2.ReadImagesRequest.SerializeToString,
+            ctrl_dot_v1_dot_worker__pb2.SampleKl.FromString,
             options,
             channel_credentials,
             insecure,

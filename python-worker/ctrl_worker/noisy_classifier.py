@@ -1,0 +1,59 @@
+"""Training a noise-aware classifier p(y | x_t, t) for classifier guidance (Dhariwal & Nichol).
+
+The rows are noised by the backbone's forward process to timesteps chosen by the orchestrator,
+then the classifier ("noise-aware-convnet") takes one AdamW step on cross-entropy, as a clean
+classifier does in TrainClassifierStep.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .backbones import Backbone
+from .classifier import Classifier, Noising, dataset_batch, train_step
+from .datasets import Dataset
+from .errors import invalid
+from .forward_process import add_noise, draw_noise, row_timesteps
+
+
+def require_noise_aware(classifier: Classifier, field: str) -> Classifier:
+    if not classifier.noise_aware:
+        raise invalid(
+            field, f"is a {classifier.config.architecture} classifier; this needs one created with architecture noise-aware-convnet"
+        )
+    return classifier
+
+
+def noising(backbone: Backbone, timesteps: torch.Tensor) -> Noising:
+    """x0 -> (x_t, t) with noise drawn from the batch's generator."""
+
+    def noise(x0: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        t = timesteps.to(x0.device)
+        return add_noise(backbone, x0, t, draw_noise(x0.shape, generator, x0.device)), t
+
+    return noise
+
+
+def train_noisy_step(
+    classifier: Classifier,
+    backbone: Backbone,
+    dataset: Dataset,
+    label_column: str,
+    indices: list[int],
+    timesteps: list[int],
+    augment: bool,
+    seed: int,
+) -> tuple[float, float]:
+    """One step on noised rows; returns the batch's loss and accuracy."""
+    require_noise_aware(classifier, "classifier")
+    if classifier.config.input_shape != backbone.sample_shape:
+        raise invalid(
+            "backbone",
+            f"makes {list(backbone.sample_shape)} samples but the classifier takes {list(classifier.config.input_shape)}",
+        )
+    if not label_column:
+        raise invalid("label_column", "TrainNoisyClassifierStep needs the label column of the rows")
+    images, labels = dataset_batch(classifier, dataset, label_column, indices)
+    assert labels is not None
+    t = row_timesteps(timesteps, len(indices), backbone.num_train_timesteps)
+    return train_step(classifier, images, labels, augment, seed, noising(backbone, t))
