@@ -4,12 +4,13 @@ PYTHON_ENV := python-worker/.venv/bin/python
 NODE_TEST := node --import tsx --test --test-reporter=spec
 TS_TESTS = $(shell find test -name '*.test.ts' | sort)
 
-.PHONY: setup setup-node setup-python test test-ts test-py typecheck gen lock run pretrain bench-bridge clean help
+.PHONY: setup setup-node setup-python test test-ts test-py typecheck gen lock run reproduce pretrain bench-bridge clean help
 
 help:
 	@echo "make setup         install npm packages (lock file) and the worker's Python environment"
 	@echo "make test          typecheck, TypeScript tests (node --test) and Python tests (pytest)"
 	@echo "make run           the default CTRL reproduction (runs/latest/summary.json, report.html)"
+	@echo "make reproduce     CTRL against the baselines (runs/reproduce/table.md, report.html); QUICK=1: < 20 min"
 	@echo "make pretrain      re-train the embedded default backbone (slow; it is committed)"
 	@echo "make gen           regenerate TypeScript and Python code from proto/"
 	@echo "make bench-bridge  round-trip and streaming figures of the TypeScript-Python bridge"
@@ -49,6 +50,11 @@ lock:
 
 run:
 	npx ctrl run
+
+# The paper's comparison: CTRL, classifier-free guidance, reconstruction guidance, classifier
+# guidance and best-of-N; one and two controls; sample efficiency. QUICK=1 for the small preset.
+reproduce:
+	node --import tsx experiments/reproduce.ts $(if $(QUICK),--quick,) $(if $(THREADS),--threads $(THREADS),)
 
 # Re-trains the embedded default backbone (models/default) from its seeded synthetic data. Slow:
 # about 30-40 minutes on one CPU thread. The committed checkpoint makes this unnecessary.

@@ -1,11 +1,12 @@
 /**
  * CTRL step 1: learn p(y | x) on the offline data, then calibrate it by temperature scaling on a
- * held-out split. The loop lives here; each batch is one worker step.
+ * held-out split. The loop lives here; each batch is one worker step. The same loop trains the
+ * noise-aware classifier p(y | x_t, t) of the classifier-guidance baseline on noised rows.
  */
 import type { ExperimentConfig } from "./config.js";
 import { Random, deriveSeed, stratifiedSplit } from "./random.js";
 import type { Run } from "./runs.js";
-import { accuracy, expectedCalibrationError, softmax } from "../eval/metrics.js";
+import { accuracy, expectedCalibrationError, negativeLogLikelihood, softmax } from "../eval/metrics.js";
 import { ProgressBar } from "../worker/progress.js";
 import type { Worker } from "../worker/worker.js";
 
@@ -22,6 +23,17 @@ export interface ClassifierReport {
   nllAfter: number;
 }
 
+export interface TrainOptions {
+  /**
+   * A noise-aware classifier (architecture noise-aware-convnet): each row is noised by the
+   * backbone's forward process to a timestep drawn uniformly from `timesteps`. It is not
+   * calibrated (its temperature stays 1): its held-out scores are those of clean images (t = 0).
+   */
+  noise?: { backbone: string; timesteps: readonly number[] };
+  /** The metrics.jsonl phase and the progress bar's name; default "classifier". */
+  phase?: string;
+}
+
 export interface DatasetColumn {
   dataset: string;
   column: string;
@@ -35,41 +47,51 @@ export async function trainClassifier(
   data: DatasetColumn,
   config: ExperimentConfig,
   run: Run,
+  options: TrainOptions = {},
 ): Promise<ClassifierReport> {
   const settings = config.classifier;
+  const { noise, phase = "classifier" } = options;
   const { train, heldOut } = stratifiedSplit(data.labels, settings.heldOutFraction, new Random(deriveSeed(config.seed, "split")));
   const classifier = await worker.createClassifier({
     inputShape: data.imageShape,
     numClasses: data.numClasses,
-    architecture: settings.architecture,
+    architecture: noise ? "noise-aware-convnet" : settings.architecture,
     width: settings.width,
-    seed: deriveSeed(config.seed, "classifier-init"),
+    seed: deriveSeed(config.seed, `${phase}-init`),
     learningRate: settings.learningRate,
     weightDecay: settings.weightDecay,
   });
   const batchesPerEpoch = Math.ceil(train.length / settings.batchSize);
-  const bar = new ProgressBar("classifier");
+  const bar = new ProgressBar(phase);
   for (let epoch = 0; epoch < settings.epochs; epoch++) {
-    const order = new Random(deriveSeed(config.seed, "classifier-epoch", epoch)).shuffle(train);
+    const order = new Random(deriveSeed(config.seed, `${phase}-epoch`, epoch)).shuffle(train);
     let lossSum = 0;
     let correct = 0;
     for (let b = 0; b < batchesPerEpoch; b++) {
       const indices = order.slice(b * settings.batchSize, (b + 1) * settings.batchSize);
-      const step = await worker.trainClassifierStep({
+      const batch = {
         classifier: classifier.handle,
         dataset: data.dataset,
         labelColumn: data.column,
         indices,
         augment: settings.augment,
-        seed: deriveSeed(config.seed, "classifier-batch", epoch, b),
-      });
+        seed: deriveSeed(config.seed, `${phase}-batch`, epoch, b),
+      };
+      let step;
+      if (noise) {
+        const random = new Random(deriveSeed(config.seed, `${phase}-timesteps`, epoch, b));
+        const timesteps = indices.map(() => noise.timesteps[random.int(noise.timesteps.length)]!);
+        step = await worker.trainNoisyClassifierStep({ ...batch, backbone: noise.backbone, timesteps });
+      } else {
+        step = await worker.trainClassifierStep(batch);
+      }
       lossSum += step.loss * indices.length;
       correct += step.accuracy * indices.length;
       bar.update(epoch * batchesPerEpoch + b + 1, settings.epochs * batchesPerEpoch);
     }
     const heldOutScores = await scoreRows(worker, classifier.handle, data, heldOut);
     run.logMetrics({
-      phase: "classifier",
+      phase,
       epoch: epoch + 1,
       train_loss: lossSum / train.length,
       train_accuracy: correct / train.length,
@@ -78,8 +100,10 @@ export async function trainClassifier(
   }
 
   const before = await scoreRows(worker, classifier.handle, data, heldOut);
-  const calibration = await worker.calibrateClassifier({ classifier: classifier.handle, dataset: data.dataset, labelColumn: data.column, indices: heldOut });
-  const after = await scoreRows(worker, classifier.handle, data, heldOut);
+  const calibration = noise
+    ? { temperature: 1, nllBefore: before.nll, nllAfter: before.nll }
+    : await worker.calibrateClassifier({ classifier: classifier.handle, dataset: data.dataset, labelColumn: data.column, indices: heldOut });
+  const after = noise ? before : await scoreRows(worker, classifier.handle, data, heldOut);
   const report: ClassifierReport = {
     handle: classifier.handle,
     temperature: calibration.temperature,
@@ -92,11 +116,11 @@ export async function trainClassifier(
     nllBefore: calibration.nllBefore,
     nllAfter: calibration.nllAfter,
   };
-  run.logMetrics({ phase: "calibration", ...withoutRows(report) });
+  run.logMetrics({ phase: noise ? `${phase}-held-out` : "calibration", ...withoutRows(report) });
   return report;
 }
 
-/** Held-out accuracy and expected calibration error at the classifier's current temperature. */
+/** Held-out accuracy, expected calibration error and NLL at the classifier's current temperature. */
 async function scoreRows(worker: Worker, classifier: string, data: DatasetColumn, rows: number[]) {
   const scores = await worker.classifierLogits({ classifier, dataset: data.dataset, labelColumn: data.column, indices: rows });
   const probabilities = scores.logits.map((row) => softmax(Array.from(row), scores.temperature));
@@ -104,6 +128,7 @@ async function scoreRows(worker: Worker, classifier: string, data: DatasetColumn
   return {
     accuracy: accuracy(scores.labels, predictions),
     ece: expectedCalibrationError(probabilities, scores.labels),
+    nll: negativeLogLikelihood(probabilities, scores.labels),
   };
 }
 

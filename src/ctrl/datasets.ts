@@ -42,7 +42,8 @@ export async function writeLabelledFolder(
   return { folder, column: oracle.name, labels: classes, values };
 }
 
-async function writePngs(folder: string, names: string[], images: ImageBatch, concurrency = 8): Promise<void> {
+/** Writes each image as a PNG file at its name (relative to `folder`), a few at a time. */
+export async function writePngs(folder: string, names: string[], images: ImageBatch, concurrency = 8): Promise<void> {
   const { width, height, channels } = images;
   let next = 0;
   const workers = Array.from({ length: concurrency }, async () => {

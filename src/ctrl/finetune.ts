@@ -1,8 +1,9 @@
 /**
  * CTRL step 2: fine-tune the augmented model by reinforcement learning, back-propagating the
  * reward through the sampler. Per optimiser step: `gradAccumulation` rollouts of `batchSize`
- * samples, each with labels drawn from the training distribution and its own truncation mask;
- * reward = log p(y | x0) - alpha * KL; gradients add up, then one clipped AdamW step.
+ * samples, each with labels drawn from the training distribution (per label field, independently)
+ * and its own truncation mask; reward = log p(y | x0) - alpha * KL (with several controls, the sum
+ * of their classifiers' log-probabilities); gradients add up, then one clipped AdamW step.
  */
 import type { ExperimentConfig } from "./config.js";
 import { Random, deriveSeed } from "./random.js";
@@ -12,11 +13,16 @@ import { type RewardPart, rewardTerms } from "../rewards/expression.js";
 import { ProgressBar } from "../worker/progress.js";
 import type { Worker } from "../worker/worker.js";
 
+/** A label field of the control and the training distribution of its classes (unnormalised). */
+export interface TrainingField {
+  name: string;
+  weights: number[];
+}
+
 export interface FinetuneTarget {
   control: string;
   optimizer: string;
-  field: string;
-  numClasses: number;
+  fields: TrainingField[];
   timesteps: number[];
   reward: RewardPart[];
 }
@@ -46,9 +52,8 @@ export async function finetune(
   onEpochEnd: (epoch: number) => Promise<void>,
 ): Promise<void> {
   const settings = config.finetune;
-  const weights = settings.labelWeights ?? Array.from({ length: target.numClasses }, () => 1);
   const terms = rewardTerms(target.reward);
-  const logProbIndex = target.reward.findIndex((part) => part.kind === "logProb");
+  const logProbIndices = target.reward.flatMap((part, i) => (part.kind === "logProb" ? [i] : []));
   const klIndex = target.reward.findIndex((part) => part.kind === "kl");
   const totalSteps = settings.epochs * settings.stepsPerEpoch;
   const bar = new ProgressBar("ctrl fine-tune");
@@ -63,11 +68,13 @@ export async function finetune(
       for (let micro = 0; micro < settings.gradAccumulation; micro++) {
         // Every draw derives from (seed, step, micro): a resumed run repeats them exactly.
         const random = new Random(deriveSeed(config.seed, "finetune", step, micro));
-        const labels = Array.from({ length: settings.batchSize }, () => random.categorical(weights));
+        const labels = Object.fromEntries(
+          target.fields.map((field) => [field.name, Array.from({ length: settings.batchSize }, () => random.categorical(field.weights))]),
+        );
         const rollout = await worker.rollout({
           control: target.control,
           numSamples: settings.batchSize,
-          labels: { [target.field]: labels },
+          labels,
           timesteps: target.timesteps,
           eta: config.sampler.eta,
           seed: deriveSeed(config.seed, "rollout", step, micro),
@@ -76,7 +83,7 @@ export async function finetune(
         });
         const result = await worker.backward({ rollout: rollout.handle, terms, lossScale: 1 / settings.gradAccumulation });
         loss += result.loss / settings.gradAccumulation;
-        if (logProbIndex >= 0) logProb += result.terms[logProbIndex]!.mean / settings.gradAccumulation;
+        for (const i of logProbIndices) logProb += result.terms[i]!.mean / settings.gradAccumulation;
         if (klIndex >= 0) kl += result.terms[klIndex]!.mean / settings.gradAccumulation;
         kept += rollout.gradStepsKept;
       }

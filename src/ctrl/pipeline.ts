@@ -11,6 +11,7 @@ import { klPenalty, logProb, describeReward } from "../rewards/expression.js";
 import { ddimTimesteps } from "../sampling/schedules.js";
 import { showProgress } from "../worker/progress.js";
 import { type SampleOptions, Worker } from "../worker/worker.js";
+import { addControl, createOptimizer } from "./augment.js";
 import { type ClassifierReport, trainClassifier } from "./classifier.js";
 import { type ConfigInput, type ExperimentConfig, parseConfig } from "./config.js";
 import { buildDefaultDataset } from "./datasets.js";
@@ -134,25 +135,8 @@ async function pipeline(worker: Worker, config: ExperimentConfig, resumed: Run |
   const fields = [{ name: state.labelColumn, numClasses: state.numClasses }];
   const control = state.checkpoint
     ? await worker.loadControl(backbone.handle, run.path(state.checkpoint))
-    : await worker.addControl({
-        backbone: backbone.handle,
-        fields,
-        loraRank: config.control.loraRank,
-        loraAlpha: config.control.loraAlpha,
-        loraTargetModules: config.control.loraTargets,
-        seed: deriveSeed(config.seed, "lora-init"),
-      });
-  const optimizer = await worker.createOptimizer({
-    control: control.handle,
-    groups: [
-      { name: "lora", learningRate: config.finetune.loraLearningRate, weightDecay: config.finetune.weightDecay },
-      { name: "embedding", learningRate: config.finetune.embeddingLearningRate, weightDecay: config.finetune.weightDecay },
-    ],
-    beta1: 0.9,
-    beta2: 0.999,
-    eps: 1e-8,
-    maxGradNorm: config.finetune.maxGradNorm,
-  });
+    : await addControl(worker, backbone.handle, fields, config.control, deriveSeed(config.seed, "lora-init"));
+  const optimizer = await createOptimizer(worker, control.handle, config.finetune);
   if (state.checkpoint) await worker.loadOptimizerState(optimizer.handle, run.path(state.checkpoint));
   const reward = [logProb(classifierHandle, state.labelColumn), klPenalty(config.finetune.alpha)];
   log(`fine-tuning: reward = ${describeReward(reward)}; ${control.numLoraParameters} LoRA + ${control.numEmbeddingParameters} embedding parameters`);
@@ -160,7 +144,13 @@ async function pipeline(worker: Worker, config: ExperimentConfig, resumed: Run |
   const secondsBefore = state.finetuneSeconds;
   await finetune(
     worker,
-    { control: control.handle, optimizer: optimizer.handle, field: state.labelColumn, numClasses: state.numClasses, timesteps, reward },
+    {
+      control: control.handle,
+      optimizer: optimizer.handle,
+      fields: [{ name: state.labelColumn, weights: config.finetune.labelWeights ?? Array.from({ length: state.numClasses }, () => 1) }],
+      timesteps,
+      reward,
+    },
     config,
     run,
     state.completedEpochs,

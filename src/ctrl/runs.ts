@@ -33,6 +33,12 @@ export class Run {
     }
   }
 
+  /** A folder at a fixed place, made if missing (an experiment's part of a larger run); `latest` is left alone. */
+  static at(dir: string): Run {
+    mkdirSync(dir, { recursive: true });
+    return new Run(realpathSync(dir));
+  }
+
   /** An existing run, for resuming. */
   static open(dir: string): Run {
     if (!existsSync(path.join(dir, "config.json"))) {

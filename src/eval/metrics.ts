@@ -94,6 +94,14 @@ export function softmax(logitsRow: readonly number[], temperature = 1): number[]
   return exps.map((e) => e / sum);
 }
 
+/** log softmax(logits / temperature), computed stably (no log of a rounded-off zero). */
+export function logSoftmax(logitsRow: readonly number[], temperature = 1): number[] {
+  const probabilities = softmax(logitsRow, temperature); // checks the inputs
+  const top = Math.max(...logitsRow);
+  const logSum = Math.log(total(logitsRow.map((z) => Math.exp((z - top) / temperature))));
+  return probabilities.map((_, k) => (logitsRow[k]! - top) / temperature - logSum);
+}
+
 function checkProbabilities(name: string, probabilities: readonly number[][], labels: readonly number[]): void {
   if (probabilities.length === 0) throw new RangeError(`${name}: no samples`);
   if (probabilities.length !== labels.length) throw new RangeError(`${name}: ${probabilities.length} rows but ${labels.length} labels`);

@@ -24,9 +24,12 @@ import {
   CreateClassifierRequest,
   CreateOptimizerRequest,
   type Dataset,
+  DenoisingLossRequest,
+  type DenoisingLossResponse,
   type DeepPartial,
   type DType,
   type Logits,
+  NoisyClassifierStepRequest,
   type Optimizer,
   type OptimizerStepResponse,
   RolloutRequest,
@@ -38,7 +41,9 @@ import {
   type LabelValues,
   type ListHandlesResponse,
   type ReleaseHandleResponse,
+  type SampleKl,
   type SampleProgress,
+  StartGuidedTrajectoryRequest,
   type StepTrajectoryResponse,
   type Tensor,
   type Trajectory,
@@ -304,6 +309,31 @@ export class Worker {
 
   loadOptimizerState(optimizer: string, directory: string): Promise<Optimizer> {
     return this.unary<Optimizer>("LoadOptimizerState", (done) => this.client.loadOptimizerState({ optimizer, directory }, done));
+  }
+
+  // -- baselines ---------------------------------------------------------------------------------
+
+  /** Classifier-free guidance fine-tuning: the denoising loss of a control on dataset rows, back-propagated. */
+  denoisingLoss(request: Omit<DeepPartial<DenoisingLossRequest>, "labels"> & { labels: Labels }): Promise<DenoisingLossResponse> {
+    const full = DenoisingLossRequest.fromPartial({ ...request, labels: labelValues(request.labels) });
+    return this.unary<DenoisingLossResponse>("DenoisingLoss", (done) => this.client.denoisingLoss(full, done));
+  }
+
+  /** One step of a noise-aware classifier on rows noised to the given timesteps. */
+  trainNoisyClassifierStep(request: DeepPartial<NoisyClassifierStepRequest>): Promise<ClassifierStepResponse> {
+    const full = NoisyClassifierStepRequest.fromPartial(request);
+    return this.unary<ClassifierStepResponse>("TrainNoisyClassifierStep", (done) => this.client.trainNoisyClassifierStep(full, done));
+  }
+
+  /** A trajectory of the backbone with guidance terms; step it with `stepTrajectory`. */
+  startGuidedTrajectory(request: DeepPartial<StartGuidedTrajectoryRequest>): Promise<Trajectory> {
+    const full = StartGuidedTrajectoryRequest.fromPartial(request);
+    return this.unary<Trajectory>("StartGuidedTrajectory", (done) => this.client.startGuidedTrajectory(full, done));
+  }
+
+  /** Each sample's KL to the pre-trained transitions so far (a trajectory started with computeKl). */
+  async readTrajectoryKl(trajectory: string): Promise<number[]> {
+    return (await this.unary<SampleKl>("ReadTrajectoryKl", (done) => this.client.readTrajectoryKl({ trajectory }, done))).perSample;
   }
 
   // -- lifecycle ---------------------------------------------------------------------------------

@@ -1,0 +1,154 @@
+/**
+ * The comparison's settings (`make reproduce`): one backbone, one pool of offline images, CTRL
+ * and the baselines with the same sampler and evaluation. Two presets: QUICK (under 20 minutes on
+ * a 2-core CPU) and FULL. Every field is validated with a message that names it.
+ */
+import { z } from "zod";
+import { ConfigError, type ConfigInput } from "../ctrl/config.js";
+
+const positiveInt = z.number().int().positive();
+const nonNegative = z.number().min(0);
+const seed = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+const scales = z.array(nonNegative).min(1);
+
+const optimizer = {
+  loraLearningRate: z.number().positive(),
+  embeddingLearningRate: z.number().positive(),
+  weightDecay: nonNegative,
+  maxGradNorm: nonNegative,
+};
+
+export const reproduceSchema = z
+  .object({
+    seed: seed.default(0),
+    backbone: z.string().min(1).default("models/default"),
+    device: z.string().regex(/^(auto|cpu|cuda(:\d+)?)$/, "auto, cpu, cuda or cuda:N").default("auto"),
+    /** torch CPU threads per worker; 0 leaves torch's default (one per core). */
+    threads: z.number().int().min(0).max(256).default(0),
+    outDir: z.string().min(1).default("runs/reproduce"),
+    data: z
+      .object({
+        /** Labelled rows of the single-control comparison (compressibility, 4 classes). */
+        singleSize: positiveInt.min(20),
+        /** Rows of each of the two disjoint multi-control datasets (compressibility, brightness; 2 classes each). */
+        multiSize: positiveInt.min(20),
+        /** Offline dataset sizes of the sample-efficiency curve (nested prefixes of the pool). */
+        efficiencySizes: z.array(positiveInt.min(20)).min(1),
+      })
+      .strict(),
+    sampler: z.object({ steps: positiveInt.max(1000), eta: z.number().min(0).max(1) }).strict(),
+    evaluation: z
+      .object({
+        /** Samples per method and setting, split equally over the classes (the joint classes for multi-control). */
+        numSamples: positiveInt.max(4096),
+        seed,
+        batchSize: z.number().int().min(0),
+      })
+      .strict(),
+    /** The clean classifiers (CTRL's reward, reconstruction guidance, best-of-N) and the noise-aware one. */
+    classifier: z.object({ width: positiveInt.max(256), epochs: positiveInt, batchSize: positiveInt, learningRate: z.number().positive() }).strict(),
+    ctrl: z
+      .object({
+        epochs: positiveInt,
+        stepsPerEpoch: positiveInt,
+        batchSize: positiveInt,
+        gradAccumulation: positiveInt,
+        alpha: nonNegative,
+        truncation: z.discriminatedUnion("kind", [
+          z.object({ kind: z.literal("random") }).strict(),
+          z.object({ kind: z.literal("last"), steps: positiveInt }).strict(),
+          z.object({ kind: z.literal("none") }).strict(),
+        ]),
+        ...optimizer,
+      })
+      .strict(),
+    classifierFree: z
+      .object({
+        steps: positiveInt,
+        batchSize: positiveInt,
+        labelDropout: z.number().min(0).lt(1),
+        /** Guidance scales w of the single- and multi-control tables. */
+        scales,
+        /** The scale of the sample-efficiency curve. */
+        efficiencyScale: nonNegative,
+        unconditional: z.enum(["pretrained", "null-label"]),
+        ...optimizer,
+      })
+      .strict(),
+    reconstruction: z.object({ scales }).strict(),
+    classifierGuidance: z.object({ epochs: positiveInt, scales }).strict(),
+    bestOfN: z.object({ n: z.array(positiveInt.max(256)).min(1) }).strict(),
+  })
+  .strict();
+
+export type ReproduceConfig = z.infer<typeof reproduceSchema>;
+export type ReproduceInput = z.input<typeof reproduceSchema>;
+
+const shared = {
+  sampler: { steps: 10, eta: 1 },
+  classifier: { width: 32, batchSize: 64, learningRate: 2e-3 },
+  ctrlOptimizer: { alpha: 0.01, loraLearningRate: 1e-3, embeddingLearningRate: 3e-2, weightDecay: 0.1, maxGradNorm: 5 },
+  cfgOptimizer: { loraLearningRate: 1e-3, embeddingLearningRate: 1e-2, weightDecay: 0.0, maxGradNorm: 1, labelDropout: 0.1, unconditional: "pretrained" as const },
+};
+
+/** `make reproduce QUICK=1`: every experiment, at a size that finishes within 20 minutes on a 2-core CPU. */
+export const QUICK: ReproduceInput = {
+  data: { singleSize: 1000, multiSize: 1000, efficiencySizes: [100, 300, 1000] },
+  sampler: shared.sampler,
+  evaluation: { numSamples: 128, seed: 42, batchSize: 128 },
+  classifier: { ...shared.classifier, epochs: 8 },
+  ctrl: { epochs: 6, stepsPerEpoch: 4, batchSize: 16, gradAccumulation: 2, truncation: { kind: "random" }, ...shared.ctrlOptimizer },
+  classifierFree: { steps: 150, batchSize: 32, scales: [1, 3], efficiencyScale: 3, ...shared.cfgOptimizer },
+  reconstruction: { scales: [3, 10] },
+  classifierGuidance: { epochs: 8, scales: [3, 10] },
+  bestOfN: { n: [4] },
+};
+
+/** `make reproduce`: the same experiments with more data, training and samples. */
+export const FULL: ReproduceInput = {
+  data: { singleSize: 2000, multiSize: 2000, efficiencySizes: [100, 300, 1000, 2000] },
+  sampler: shared.sampler,
+  evaluation: { numSamples: 256, seed: 42, batchSize: 128 },
+  classifier: { ...shared.classifier, epochs: 10 },
+  ctrl: { epochs: 16, stepsPerEpoch: 4, batchSize: 16, gradAccumulation: 2, truncation: { kind: "random" }, ...shared.ctrlOptimizer },
+  classifierFree: { steps: 600, batchSize: 32, scales: [1, 2, 4], efficiencyScale: 2, ...shared.cfgOptimizer },
+  reconstruction: { scales: [1, 3, 10] },
+  classifierGuidance: { epochs: 10, scales: [1, 3, 10] },
+  bestOfN: { n: [4, 16] },
+};
+
+/** Validates a config; throws ConfigError listing every bad field by its path. */
+export function parseReproduceConfig(input: unknown): ReproduceConfig {
+  const result = reproduceSchema.safeParse(input ?? {});
+  if (!result.success) {
+    throw new ConfigError(result.error.issues.map((issue) => `${issue.path.join(".") || "(config)"}: ${issue.message}`));
+  }
+  const config = result.data;
+  const problems: string[] = [];
+  const { truncation } = config.ctrl;
+  if (truncation.kind === "last" && truncation.steps > config.sampler.steps) {
+    problems.push(`ctrl.truncation.steps: must be at most sampler.steps (${config.sampler.steps}), got ${truncation.steps}`);
+  }
+  const sizes = config.data.efficiencySizes;
+  if (new Set(sizes).size !== sizes.length) problems.push(`data.efficiencySizes: sizes must differ, got ${sizes.join(", ")}`);
+  if (problems.length) throw new ConfigError(problems);
+  return config;
+}
+
+/**
+ * The CTRL experiment config (src/ctrl/config.ts) these settings imply, for the shared loops
+ * (classifier training, CTRL fine-tuning).
+ */
+export function experimentConfig(config: ReproduceConfig, classifierEpochs = config.classifier.epochs): ConfigInput {
+  const { alpha, truncation, loraLearningRate, embeddingLearningRate, weightDecay, maxGradNorm, ...loop } = config.ctrl;
+  return {
+    seed: config.seed,
+    backbone: config.backbone,
+    device: config.device,
+    threads: config.threads,
+    sampler: { ...config.sampler, offset: 0 },
+    classifier: { ...config.classifier, epochs: classifierEpochs },
+    finetune: { ...loop, alpha, truncation, loraLearningRate, embeddingLearningRate, weightDecay, maxGradNorm, checkpointEvery: loop.epochs },
+    evaluation: config.evaluation,
+  };
+}

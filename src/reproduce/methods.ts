@@ -1,0 +1,258 @@
+/**
+ * CTRL and the baselines as the comparison runs them, for one or several controls alike. Each
+ * returns drafts (images asked for the experiment's targets, their cost and KL); the algorithms
+ * themselves live in src/ctrl and src/baselines.
+ */
+import { type ClassifierFreeSettings, trainClassifierFree } from "../baselines/classifierFree.js";
+import { bestOfN, bestOfNKlBound } from "../baselines/bestOfN.js";
+import { type Guidance, sampleGuided } from "../baselines/guidance.js";
+import { addControl, createOptimizer } from "../ctrl/augment.js";
+import { trainClassifier } from "../ctrl/classifier.js";
+import type { ExperimentConfig } from "../ctrl/config.js";
+import { meanOrNull } from "../ctrl/evaluate.js";
+import { finetune } from "../ctrl/finetune.js";
+import { deriveSeed } from "../ctrl/random.js";
+import type { Run } from "../ctrl/runs.js";
+import { klPenalty, logProb } from "../rewards/expression.js";
+import type { ImageBatch } from "../worker/tensors.js";
+import type { ReproduceConfig } from "./config.js";
+import type { LabelColumn, OfflineData, Subset } from "./data.js";
+import type { Session } from "./session.js";
+
+/** One control of an experiment: its label column, its own offline rows and its clean classifier. */
+export interface ControlSpec {
+  column: LabelColumn;
+  subset: Subset;
+  classifier: { directory: string; seconds: number };
+}
+
+export interface Experiment {
+  /** The table's group: "single-control", "multi-control", "sample-efficiency". */
+  id: string;
+  /** Names its files (metrics folder, grids): the id, with the dataset size for sample efficiency. */
+  slug: string;
+  task: string;
+  controls: ControlSpec[];
+  /** Rows labelled with every control: what classifier-free guidance trains on. */
+  jointData: Subset;
+  /** The guidance scales w of classifier-free guidance in this experiment. */
+  cfgScales: number[];
+  /** Per control, the class each evaluation sample is asked for. */
+  targets: Record<string, number[]>;
+  run: Run;
+}
+
+export type MethodName = "pretrained" | "ctrl" | "cfg" | "reconstruction" | "classifier-guidance" | "best-of-n";
+
+export type KlKind = "trajectory" | "best-of-n bound" | "none";
+
+export interface Draft {
+  method: MethodName;
+  /** The setting within the method, e.g. "w = 2"; "" when there is one. */
+  setting: string;
+  images: ImageBatch;
+  trainSeconds: number;
+  sampleSeconds: number;
+  meanKl: number | null;
+  klKind: KlKind;
+  /** Offline images whose labels this method used. */
+  labelledImages: number;
+  /** Of those, images labelled with every control at once (multi-control only). */
+  jointLabelledImages: number | null;
+  /** UNet forward and backward passes per sampled image (training excluded). */
+  unetPassesPerImage: number;
+}
+
+export interface MethodContext {
+  config: ReproduceConfig;
+  experiment: ExperimentConfig;
+  data: OfflineData;
+  session: Session;
+  exp: Experiment;
+}
+
+const seconds = (since: number) => (performance.now() - since) / 1000;
+const sum = (values: number[]) => values.reduce((a, b) => a + b, 0);
+const numSamples = (exp: Experiment) => Object.values(exp.targets)[0]!.length;
+const classifierRows = (exp: Experiment) => sum(exp.controls.map((c) => c.subset.rows.length));
+const classifierSeconds = (exp: Experiment) => sum(exp.controls.map((c) => c.classifier.seconds));
+
+/** Times a sampling call. */
+async function timed<T>(body: () => Promise<T>): Promise<{ value: T; seconds: number }> {
+  const started = performance.now();
+  const value = await body();
+  return { value, seconds: seconds(started) };
+}
+
+async function pretrained({ config, session, exp }: MethodContext): Promise<Draft[]> {
+  const { value, seconds } = await timed(() => session.worker.sample(session.request(session.backbone.handle, numSamples(exp), config.evaluation.seed)));
+  const steps = session.timesteps.length;
+  return [{ method: "pretrained", setting: "", images: value, trainSeconds: 0, sampleSeconds: seconds, meanKl: 0, klKind: "none", labelledImages: 0, jointLabelledImages: null, unetPassesPerImage: steps }];
+}
+
+async function ctrl({ config, experiment, session, exp }: MethodContext): Promise<Draft[]> {
+  const { worker } = session;
+  const fields = exp.controls.map((c) => ({ name: c.column.name, numClasses: c.column.numClasses }));
+  const control = await addControl(worker, session.backbone.handle, fields, experiment.control, deriveSeed(config.seed, "lora-init"));
+  const optimizer = await createOptimizer(worker, control.handle, experiment.finetune);
+  // Several controls: log p(y1, y2 | x) = log p(y1 | x) + log p(y2 | x) under y1 ⊥ y2 | x.
+  const reward = [...(await Promise.all(exp.controls.map(async (c) => logProb(await session.classifier(c.classifier.directory), c.column.name)))), klPenalty(experiment.finetune.alpha)];
+  const started = performance.now();
+  const target = {
+    control: control.handle,
+    optimizer: optimizer.handle,
+    fields: fields.map((f) => ({ name: f.name, weights: Array.from({ length: f.numClasses }, () => 1) })),
+    timesteps: session.timesteps,
+    reward,
+  };
+  await finetune(worker, target, experiment, exp.run, 0, async () => undefined);
+  const trainSeconds = classifierSeconds(exp) + seconds(started);
+  const { value, seconds: sampleSeconds } = await timed(() =>
+    worker.sample({ ...session.request(control.handle, numSamples(exp), config.evaluation.seed), labels: exp.targets, computeKl: true }),
+  );
+  return [
+    {
+      method: "ctrl",
+      setting: "",
+      images: value,
+      trainSeconds,
+      sampleSeconds,
+      meanKl: meanOrNull(value.kl),
+      klKind: "trajectory",
+      labelledImages: classifierRows(exp),
+      jointLabelledImages: exp.controls.length > 1 ? 0 : null,
+      unetPassesPerImage: session.timesteps.length,
+    },
+  ];
+}
+
+/** Samples with guidance at each setting; `extra` describes the cost and the data of all of them. */
+async function guided(
+  { config, session, exp }: MethodContext,
+  method: MethodName,
+  settings: { setting: string; guidance: Guidance[] }[],
+  extra: Pick<Draft, "trainSeconds" | "labelledImages" | "jointLabelledImages" | "unetPassesPerImage">,
+): Promise<Draft[]> {
+  const drafts: Draft[] = [];
+  for (const { setting, guidance } of settings) {
+    const { value, seconds } = await timed(() =>
+      sampleGuided(session.worker, { ...session.loop(), backbone: session.backbone.handle, numSamples: numSamples(exp), seed: config.evaluation.seed, guidance, computeKl: true }),
+    );
+    drafts.push({ method, setting, images: value, sampleSeconds: seconds, meanKl: meanOrNull(value.kl), klKind: "trajectory", ...extra });
+  }
+  return drafts;
+}
+
+async function cfg(context: MethodContext): Promise<Draft[]> {
+  const { config, experiment, data, session, exp } = context;
+  const { worker } = session;
+  const settings: ClassifierFreeSettings = config.classifierFree;
+  const dataset = await session.dataset(data.folder, exp.jointData);
+  const labels = Object.fromEntries(exp.controls.map((c) => [c.column.name, dataset.columns.find((d) => d.name === c.column.name)!.labels]));
+  const fields = exp.controls.map((c) => ({ name: c.column.name, numClasses: c.column.numClasses }));
+  const control = await addControl(worker, session.backbone.handle, fields, experiment.control, deriveSeed(config.seed, "cfg-lora-init"));
+  const optimizer = await createOptimizer(worker, control.handle, settings);
+  const target = { control: control.handle, optimizer: optimizer.handle, numTrainTimesteps: session.backbone.numTrainTimesteps };
+  const report = await trainClassifierFree(worker, target, { dataset: dataset.handle, labels }, settings, deriveSeed(config.seed, "cfg"), exp.run);
+  exp.run.logMetrics({ phase: "cfg-summary", ...report });
+  const unconditional = config.classifierFree.unconditional;
+  return guided(
+    context,
+    "cfg",
+    exp.cfgScales.map((w) => ({ setting: `w = ${w}`, guidance: [{ kind: "classifier-free", scale: w, control: control.handle, labels: exp.targets, unconditional }] })),
+    {
+      trainSeconds: report.seconds,
+      labelledImages: exp.jointData.rows.length,
+      jointLabelledImages: exp.controls.length > 1 ? exp.jointData.rows.length : null,
+      unetPassesPerImage: 2 * session.timesteps.length,
+    },
+  );
+}
+
+async function reconstruction(context: MethodContext): Promise<Draft[]> {
+  const { config, session, exp } = context;
+  const classifiers = await Promise.all(exp.controls.map((c) => session.classifier(c.classifier.directory)));
+  return guided(
+    context,
+    "reconstruction",
+    config.reconstruction.scales.map((s) => ({
+      setting: `s = ${s}`,
+      guidance: exp.controls.map((c, i): Guidance => ({ kind: "reconstruction", scale: s, classifier: classifiers[i]!, targets: exp.targets[c.column.name]! })),
+    })),
+    {
+      trainSeconds: classifierSeconds(exp),
+      labelledImages: classifierRows(exp),
+      jointLabelledImages: exp.controls.length > 1 ? 0 : null,
+      unetPassesPerImage: 2 * session.timesteps.length, // forward, and backward for the gradient through x0_hat
+    },
+  );
+}
+
+async function classifierGuidance(context: MethodContext): Promise<Draft[]> {
+  const { config, experiment, data, session, exp } = context;
+  const started = performance.now();
+  const classifiers: string[] = [];
+  for (const c of exp.controls) {
+    const dataset = await session.dataset(data.folder, c.subset);
+    const column = dataset.columns.find((d) => d.name === c.column.name)!;
+    const report = await trainClassifier(
+      session.worker,
+      { dataset: dataset.handle, column: column.name, numClasses: column.numClasses, labels: column.labels, imageShape: dataset.imageShape },
+      { ...experiment, classifier: { ...experiment.classifier, epochs: config.classifierGuidance.epochs } },
+      exp.run,
+      { noise: { backbone: session.backbone.handle, timesteps: session.timesteps }, phase: `noisy-classifier-${c.column.name}` },
+    );
+    classifiers.push(report.handle);
+  }
+  return guided(
+    context,
+    "classifier-guidance",
+    config.classifierGuidance.scales.map((s) => ({
+      setting: `s = ${s}`,
+      guidance: exp.controls.map((c, i): Guidance => ({ kind: "classifier", scale: s, classifier: classifiers[i]!, targets: exp.targets[c.column.name]! })),
+    })),
+    {
+      trainSeconds: seconds(started),
+      labelledImages: classifierRows(exp),
+      jointLabelledImages: exp.controls.length > 1 ? 0 : null,
+      unetPassesPerImage: session.timesteps.length,
+    },
+  );
+}
+
+async function bestOfNMethod({ config, session, exp }: MethodContext): Promise<Draft[]> {
+  const scorers = await Promise.all(exp.controls.map(async (c) => ({ classifier: await session.classifier(c.classifier.directory), targets: exp.targets[c.column.name]! })));
+  const drafts: Draft[] = [];
+  for (const n of config.bestOfN.n) {
+    const { value, seconds } = await timed(() =>
+      bestOfN(session.worker, {
+        n,
+        scorers,
+        seed: config.evaluation.seed,
+        sample: (seed) => session.worker.sample(session.request(session.backbone.handle, numSamples(exp), seed)),
+      }),
+    );
+    drafts.push({
+      method: "best-of-n",
+      setting: `N = ${n}`,
+      images: value.images,
+      trainSeconds: classifierSeconds(exp),
+      sampleSeconds: seconds,
+      meanKl: bestOfNKlBound(n),
+      klKind: "best-of-n bound",
+      labelledImages: classifierRows(exp),
+      jointLabelledImages: exp.controls.length > 1 ? 0 : null,
+      unetPassesPerImage: n * session.timesteps.length,
+    });
+  }
+  return drafts;
+}
+
+export const METHODS: Record<MethodName, (context: MethodContext) => Promise<Draft[]>> = {
+  pretrained,
+  ctrl,
+  cfg,
+  reconstruction,
+  "classifier-guidance": classifierGuidance,
+  "best-of-n": bestOfNMethod,
+};
