@@ -7,9 +7,8 @@
  *
  * (`make reproduce`, `make reproduce QUICK=1`). Writes DIR/table.json, table.md and report.html.
  */
-import { readFile } from "node:fs/promises";
 import { Command, Option } from "commander";
-import { integer } from "../src/cli/options.js";
+import { integer, readJsonObject } from "../src/cli/options.js";
 import { FULL, QUICK, parseReproduceConfig } from "../src/reproduce/config.js";
 import { runReproduce } from "../src/reproduce/reproduce.js";
 
@@ -36,14 +35,7 @@ const program = new Command()
   .showHelpAfterError()
   .action(async (flags: Flags) => {
     const preset = flags.quick ? QUICK : FULL;
-    let overrides: Record<string, unknown> = {};
-    if (flags.config) {
-      try {
-        overrides = JSON.parse(await readFile(flags.config, "utf8")) as Record<string, unknown>;
-      } catch (error) {
-        throw new Error(`--config: could not read ${flags.config} as JSON: ${(error as Error).message}`);
-      }
-    }
+    const overrides = flags.config ? await readJsonObject("--config", flags.config) : {};
     const input: Record<string, unknown> = { ...preset };
     for (const [key, value] of Object.entries(overrides)) {
       const current = input[key];

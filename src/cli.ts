@@ -1,12 +1,12 @@
 /** The `ctrl` command line. Every command has --help. */
-import { readFile, writeFile } from "node:fs/promises";
+import { writeFile } from "node:fs/promises";
 import path from "node:path";
 import { Command, Option } from "commander";
 import { imageGrid } from "./eval/grid.js";
 import { DType } from "./gen/ctrl/v1/worker.js";
 import { ddimTimesteps, ddpmTimesteps } from "./sampling/schedules.js";
 import { sampleStepwise } from "./sampling/stepwise.js";
-import { integer, number } from "./cli/options.js";
+import { integer, number, readJsonObject } from "./cli/options.js";
 import type { ConfigInput } from "./ctrl/config.js";
 import { runCtrl } from "./ctrl/pipeline.js";
 import { showProgress } from "./worker/progress.js";
@@ -150,15 +150,7 @@ function trainCommand(name: string, description: string) {
 /** The config file (if any) with the flags laid over it; validated later, field by field. */
 async function configFromFlags(flags: TrainFlags): Promise<ConfigInput> {
   if (flags.resume) return {};
-  let config: Record<string, unknown> = {};
-  if (flags.config) {
-    try {
-      config = JSON.parse(await readFile(flags.config, "utf8")) as Record<string, unknown>;
-    } catch (error) {
-      throw new Error(`--config: could not read ${flags.config} as JSON: ${(error as Error).message}`);
-    }
-    if (typeof config !== "object" || config === null || Array.isArray(config)) throw new Error(`--config: ${flags.config} must hold a JSON object`);
-  }
+  const config = flags.config ? await readJsonObject("--config", flags.config) : {};
   if (flags.data || flags.labelColumn) {
     if (!flags.data || !flags.labelColumn) throw new Error("--data and --label-column go together");
     config.dataset = { kind: "folder", path: flags.data, labelColumn: flags.labelColumn, labelsFile: flags.labelsFile ?? "" };

@@ -63,3 +63,15 @@ def bright_dark_dataset(n=48, size=16, seed=0, extra_columns=None):
     columns = {"bright": labels, **{name: torch.as_tensor(v) for name, v in (extra_columns or {}).items()}}
     infos = [LabelColumnInfo(name, int(v.max()) + 1, torch.bincount(v).tolist()) for name, v in columns.items()]
     return Dataset(path=None, images=images, labels=columns, columns=infos)
+
+
+def lookup(table: dict):
+    """A handle lookup over a dict, raising INVALID_ARGUMENT naming the field like the registry's."""
+    from ctrl_worker.errors import invalid
+
+    def get(name, field):
+        if name not in table:
+            raise invalid(field, f"no live handle {name!r}")
+        return table[name]
+
+    return get

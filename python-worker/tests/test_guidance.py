@@ -4,10 +4,10 @@ import pytest
 import torch
 
 from ctrl_worker.classifier import create_classifier, frozen, log_prob, validate_config
-from ctrl_worker.errors import RequestError, invalid
+from ctrl_worker.errors import RequestError
 from ctrl_worker.gen.ctrl.v1 import worker_pb2 as pb
 from ctrl_worker.guidance import ClassifierFree, ClassifierGradient, GuidedDenoiser, parse_terms
-from support import label_messages, perturb, sample, tiny_classifier
+from support import label_messages, lookup, perturb, sample, tiny_classifier
 
 N = 3
 
@@ -123,18 +123,7 @@ def test_classifier_free_guidance_extrapolates_from_the_unconditional_branch(mak
 
 
 def _parse(backbone, messages, controls=None, classifiers=None, n=N):
-    controls = controls or {}
-    classifiers = classifiers or {}
-
-    def lookup(table):
-        def get(name, field):
-            if name not in table:
-                raise invalid(field, f"no live handle {name!r}")
-            return table[name]
-
-        return get
-
-    return parse_terms(messages, backbone, n, lookup(controls), lookup(classifiers))
+    return parse_terms(messages, backbone, n, lookup(controls or {}), lookup(classifiers or {}))
 
 
 def _gradient_message(kind, classifier="classifier/1", targets=(0, 1, 2), scale=1.0):

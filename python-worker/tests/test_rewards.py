@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from ctrl_worker.errors import RequestError, invalid
 from ctrl_worker.gen.ctrl.v1 import worker_pb2 as pb
 from ctrl_worker.rewards import backward, parse_terms
-from support import label_messages, perturb, run_rollout, tiny_classifier
+from support import label_messages, lookup, perturb, run_rollout, tiny_classifier
 
 
 @pytest.fixture
@@ -14,13 +14,7 @@ def classifiers():
     return {"classifier/1": tiny_classifier(3, seed=1), "classifier/2": tiny_classifier(2, seed=2)}
 
 
-def _lookup(classifiers):
-    def lookup(name, field):
-        if name not in classifiers:
-            raise invalid(field, f"no live handle {name!r}")
-        return classifiers[name]
-
-    return lookup
+_lookup = lookup
 
 
 def _terms():

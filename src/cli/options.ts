@@ -1,4 +1,5 @@
 /** Parsers for CLI flags: each bad value fails with the flag's name and what was expected. */
+import { readFile } from "node:fs/promises";
 import { InvalidArgumentError } from "commander";
 
 export function integer(min: number, max = Number.MAX_SAFE_INTEGER) {
@@ -19,4 +20,16 @@ export function number(min: number, max: number) {
     }
     return parsed;
   };
+}
+
+/** The JSON object in a file given by a flag (e.g. --config); fails naming the flag. */
+export async function readJsonObject(flag: string, file: string): Promise<Record<string, unknown>> {
+  let value: unknown;
+  try {
+    value = JSON.parse(await readFile(file, "utf8"));
+  } catch (error) {
+    throw new Error(`${flag}: could not read ${file} as JSON: ${(error as Error).message}`);
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) throw new Error(`${flag}: ${file} must hold a JSON object`);
+  return value as Record<string, unknown>;
 }

@@ -143,13 +143,18 @@ export class ConfigError extends Error {
   }
 }
 
-/** Parses and validates a config; throws ConfigError listing every bad field by its path. */
-export function parseConfig(input: unknown): ExperimentConfig {
-  const result = configSchema.safeParse(input ?? {});
+/** Parses `input` with a schema; throws ConfigError listing every bad field by its path. */
+export function parseWithSchema<S extends z.ZodType>(schema: S, input: unknown): z.infer<S> {
+  const result = schema.safeParse(input ?? {});
   if (!result.success) {
     throw new ConfigError(result.error.issues.map((issue) => `${issue.path.join(".") || "(config)"}: ${issue.message}`));
   }
-  const config = result.data;
+  return result.data;
+}
+
+/** Parses and validates a config; throws ConfigError listing every bad field by its path. */
+export function parseConfig(input: unknown): ExperimentConfig {
+  const config = parseWithSchema(configSchema, input);
   const problems: string[] = [];
   const truncation = config.finetune.truncation;
   if (truncation.kind === "last" && truncation.steps > config.sampler.steps) {

@@ -4,7 +4,7 @@
  * a 2-core CPU) and FULL. Every field is validated with a message that names it.
  */
 import { z } from "zod";
-import { ConfigError, type ConfigInput } from "../ctrl/config.js";
+import { ConfigError, type ConfigInput, parseWithSchema } from "../ctrl/config.js";
 
 const positiveInt = z.number().int().positive();
 const nonNegative = z.number().min(0);
@@ -119,11 +119,7 @@ export const FULL: ReproduceInput = {
 
 /** Validates a config; throws ConfigError listing every bad field by its path. */
 export function parseReproduceConfig(input: unknown): ReproduceConfig {
-  const result = reproduceSchema.safeParse(input ?? {});
-  if (!result.success) {
-    throw new ConfigError(result.error.issues.map((issue) => `${issue.path.join(".") || "(config)"}: ${issue.message}`));
-  }
-  const config = result.data;
+  const config = parseWithSchema(reproduceSchema, input);
   const problems: string[] = [];
   const { truncation } = config.ctrl;
   if (truncation.kind === "last" && truncation.steps > config.sampler.steps) {

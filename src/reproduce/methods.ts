@@ -169,23 +169,37 @@ async function cfg(context: MethodContext): Promise<Draft[]> {
   );
 }
 
+/**
+ * Classifier-gradient guidance at each scale: one term per control, with that control's
+ * classifier (clean for reconstruction guidance, noise-aware for classifier guidance).
+ */
+function gradientGuidance(
+  context: MethodContext,
+  method: "reconstruction" | "classifier-guidance",
+  classifiers: string[],
+  scales: number[],
+  extra: Pick<Draft, "trainSeconds" | "unetPassesPerImage">,
+): Promise<Draft[]> {
+  const { exp } = context;
+  const kind = method === "reconstruction" ? "reconstruction" : "classifier";
+  return guided(
+    context,
+    method,
+    scales.map((s) => ({
+      setting: `s = ${s}`,
+      guidance: exp.controls.map((c, i): Guidance => ({ kind, scale: s, classifier: classifiers[i]!, targets: exp.targets[c.column.name]! })),
+    })),
+    { ...extra, labelledImages: classifierRows(exp), jointLabelledImages: exp.controls.length > 1 ? 0 : null },
+  );
+}
+
 async function reconstruction(context: MethodContext): Promise<Draft[]> {
   const { config, session, exp } = context;
   const classifiers = await Promise.all(exp.controls.map((c) => session.classifier(c.classifier.directory)));
-  return guided(
-    context,
-    "reconstruction",
-    config.reconstruction.scales.map((s) => ({
-      setting: `s = ${s}`,
-      guidance: exp.controls.map((c, i): Guidance => ({ kind: "reconstruction", scale: s, classifier: classifiers[i]!, targets: exp.targets[c.column.name]! })),
-    })),
-    {
-      trainSeconds: classifierSeconds(exp),
-      labelledImages: classifierRows(exp),
-      jointLabelledImages: exp.controls.length > 1 ? 0 : null,
-      unetPassesPerImage: 2 * session.timesteps.length, // forward, and backward for the gradient through x0_hat
-    },
-  );
+  return gradientGuidance(context, "reconstruction", classifiers, config.reconstruction.scales, {
+    trainSeconds: classifierSeconds(exp),
+    unetPassesPerImage: 2 * session.timesteps.length, // forward, and backward for the gradient through x0_hat
+  });
 }
 
 async function classifierGuidance(context: MethodContext): Promise<Draft[]> {
@@ -204,20 +218,10 @@ async function classifierGuidance(context: MethodContext): Promise<Draft[]> {
     );
     classifiers.push(report.handle);
   }
-  return guided(
-    context,
-    "classifier-guidance",
-    config.classifierGuidance.scales.map((s) => ({
-      setting: `s = ${s}`,
-      guidance: exp.controls.map((c, i): Guidance => ({ kind: "classifier", scale: s, classifier: classifiers[i]!, targets: exp.targets[c.column.name]! })),
-    })),
-    {
-      trainSeconds: seconds(started),
-      labelledImages: classifierRows(exp),
-      jointLabelledImages: exp.controls.length > 1 ? 0 : null,
-      unetPassesPerImage: session.timesteps.length,
-    },
-  );
+  return gradientGuidance(context, "classifier-guidance", classifiers, config.classifierGuidance.scales, {
+    trainSeconds: seconds(started),
+    unetPassesPerImage: session.timesteps.length,
+  });
 }
 
 async function bestOfNMethod({ config, session, exp }: MethodContext): Promise<Draft[]> {
