@@ -45,6 +45,28 @@ def test_the_reward_is_the_weighted_sum_of_its_terms(make_control, classifiers):
     assert outcome.loss == pytest.approx(-float(reward.mean()), rel=1e-5)
 
 
+def test_the_multi_control_reward_is_the_sum_of_the_two_classifiers_log_probabilities(make_control, classifiers):
+    """CTRL with two controls learned from separate datasets: reward = log p1(a | x0) + log p2(b | x0)."""
+    control = make_control()
+    perturb(control)
+    classifiers["classifier/1"].temperature = 0.8
+    rollout = run_rollout(control)
+    x0 = rollout.x0.detach().clamp(-1, 1)
+    messages = [
+        pb.RewardTerm(weight=1.0, classifier_log_prob=pb.ClassifierLogProbTerm(classifier="classifier/1", label_field="a")),
+        pb.RewardTerm(weight=1.0, classifier_log_prob=pb.ClassifierLogProbTerm(classifier="classifier/2", label_field="b")),
+    ]
+    outcome = backward(rollout, parse_terms(messages, rollout, _lookup(classifiers)), loss_scale=1.0)
+    with torch.no_grad():
+        c1, c2 = classifiers["classifier/1"], classifiers["classifier/2"]
+        joint = (
+            F.log_softmax(c1.model(x0) / 0.8, 1)[torch.arange(3), torch.tensor([0, 1, 2])]
+            + F.log_softmax(c2.model(x0), 1)[torch.arange(3), torch.tensor([1, 0, 1])]
+        )
+    torch.testing.assert_close(outcome.terms[0] + outcome.terms[1], joint, rtol=1e-5, atol=1e-5)
+    assert outcome.loss == pytest.approx(-float(joint.mean()), rel=1e-5)
+
+
 def test_loss_scale_scales_the_gradients_and_the_classifier_is_not_trained(make_control, classifiers):
     control = make_control()
     terms = _terms()[:1]

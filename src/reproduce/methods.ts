@@ -13,7 +13,7 @@ import { meanOrNull } from "../ctrl/evaluate.js";
 import { finetune } from "../ctrl/finetune.js";
 import { deriveSeed } from "../ctrl/random.js";
 import type { Run } from "../ctrl/runs.js";
-import { klPenalty, logProb } from "../rewards/expression.js";
+import { ctrlReward } from "../rewards/expression.js";
 import type { ImageBatch } from "../worker/tensors.js";
 import type { ReproduceConfig } from "./config.js";
 import type { LabelColumn, OfflineData, Subset } from "./data.js";
@@ -95,8 +95,8 @@ async function ctrl({ config, experiment, session, exp }: MethodContext): Promis
   const fields = exp.controls.map((c) => ({ name: c.column.name, numClasses: c.column.numClasses }));
   const control = await addControl(worker, session.backbone.handle, fields, experiment.control, deriveSeed(config.seed, "lora-init"));
   const optimizer = await createOptimizer(worker, control.handle, experiment.finetune);
-  // Several controls: log p(y1, y2 | x) = log p(y1 | x) + log p(y2 | x) under y1 ⊥ y2 | x.
-  const reward = [...(await Promise.all(exp.controls.map(async (c) => logProb(await session.classifier(c.classifier.directory), c.column.name)))), klPenalty(experiment.finetune.alpha)];
+  const classifiers = await Promise.all(exp.controls.map(async (c) => ({ classifier: await session.classifier(c.classifier.directory), field: c.column.name })));
+  const reward = ctrlReward(classifiers, experiment.finetune.alpha);
   const started = performance.now();
   const target = {
     control: control.handle,

@@ -25,6 +25,16 @@ export function klPenalty(alpha: number): RewardPart {
   return { kind: "kl", weight: -alpha };
 }
 
+/**
+ * CTRL's reward for one or several controls, each with the classifier learned from its own
+ * dataset: under y1 ⊥ y2 | x, log p(y1, y2 | x) = log p(y1 | x) + log p(y2 | x), so the reward is
+ * the sum of the classifiers' log-probabilities, minus alpha * KL.
+ */
+export function ctrlReward(controls: readonly { classifier: string; field: string }[], alpha: number): RewardPart[] {
+  if (controls.length === 0) throw new RangeError("ctrlReward: at least one control is required");
+  return [...controls.map((c) => logProb(c.classifier, c.field)), klPenalty(alpha)];
+}
+
 export function constant(values: number[], weight = 1): RewardPart {
   return { kind: "constant", weight, values };
 }
