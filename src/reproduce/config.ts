@@ -10,6 +10,8 @@ const positiveInt = z.number().int().positive();
 const nonNegative = z.number().min(0);
 const seed = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 const scales = z.array(nonNegative).min(1);
+const method = z.enum(["pretrained", "ctrl", "cfg", "reconstruction", "classifier-guidance", "best-of-n"]);
+const methods = <T extends z.ZodType>(item: T) => z.array(item).refine((names) => new Set(names).size === names.length, "each method once");
 
 const optimizer = {
   loraLearningRate: z.number().positive(),
@@ -26,6 +28,14 @@ export const reproduceSchema = z
     /** torch CPU threads per worker; 0 leaves torch's default (one per core). */
     threads: z.number().int().min(0).max(256).default(0),
     outDir: z.string().min(1).default("runs/reproduce"),
+    /** Which methods each experiment runs (an empty list skips the experiment). */
+    methods: z
+      .object({
+        single: methods(method),
+        multi: methods(method),
+        efficiency: methods(z.enum(["ctrl", "cfg"])),
+      })
+      .strict(),
     data: z
       .object({
         /** Labelled rows of the single-control comparison (compressibility, 4 classes). */
@@ -53,7 +63,11 @@ export const reproduceSchema = z
         stepsPerEpoch: positiveInt,
         batchSize: positiveInt,
         gradAccumulation: positiveInt,
-        alpha: nonNegative,
+        /**
+         * KL weights alpha (on the KL summed over pixels and steps): the single-control comparison
+         * fine-tunes once per value; the multi-control and sample-efficiency ones use the first.
+         */
+        alphas: z.array(nonNegative).min(1),
         truncation: z.discriminatedUnion("kind", [
           z.object({ kind: z.literal("random") }).strict(),
           z.object({ kind: z.literal("last"), steps: positiveInt }).strict(),
@@ -87,33 +101,40 @@ export type ReproduceInput = z.input<typeof reproduceSchema>;
 const shared = {
   sampler: { steps: 10, eta: 1 },
   classifier: { width: 32, batchSize: 64, learningRate: 2e-3 },
-  ctrlOptimizer: { alpha: 0.01, loraLearningRate: 1e-3, embeddingLearningRate: 3e-2, weightDecay: 0.1, maxGradNorm: 5 },
+  ctrlOptimizer: { loraLearningRate: 1e-3, embeddingLearningRate: 3e-2, weightDecay: 0.1, maxGradNorm: 5 },
   cfgOptimizer: { loraLearningRate: 1e-3, embeddingLearningRate: 1e-2, weightDecay: 0.0, maxGradNorm: 1, labelDropout: 0.1, unconditional: "pretrained" as const },
 };
 
-/** `make reproduce QUICK=1`: every experiment, at a size that finishes within 20 minutes on a 2-core CPU. */
+const EVERY_METHOD = ["pretrained", "ctrl", "cfg", "reconstruction", "classifier-guidance", "best-of-n"] as const;
+
+/**
+ * `make reproduce QUICK=1`: every experiment at a size that finishes within 20 minutes on a 2-core
+ * CPU. CTRL's alpha: 1e-3 (the CTRL pipeline's default 0.01 hardly moves it in 24 steps).
+ */
 export const QUICK: ReproduceInput = {
-  data: { singleSize: 1000, multiSize: 1000, efficiencySizes: [100, 300, 1000] },
+  methods: { single: [...EVERY_METHOD], multi: ["pretrained", "ctrl", "cfg"], efficiency: ["ctrl", "cfg"] },
+  data: { singleSize: 1000, multiSize: 1000, efficiencySizes: [100, 1000] },
   sampler: shared.sampler,
   evaluation: { numSamples: 128, seed: 42, batchSize: 128 },
   classifier: { ...shared.classifier, epochs: 8 },
-  ctrl: { epochs: 6, stepsPerEpoch: 4, batchSize: 16, gradAccumulation: 2, truncation: { kind: "random" }, ...shared.ctrlOptimizer },
-  classifierFree: { steps: 150, batchSize: 32, scales: [1, 3], efficiencyScale: 3, ...shared.cfgOptimizer },
+  ctrl: { epochs: 6, stepsPerEpoch: 4, batchSize: 16, gradAccumulation: 2, alphas: [1e-3], truncation: { kind: "random" }, ...shared.ctrlOptimizer },
+  classifierFree: { steps: 120, batchSize: 32, scales: [1, 3], efficiencyScale: 3, ...shared.cfgOptimizer },
   reconstruction: { scales: [3, 10] },
-  classifierGuidance: { epochs: 8, scales: [3, 10] },
+  classifierGuidance: { epochs: 8, scales: [10, 100] },
   bestOfN: { n: [4] },
 };
 
-/** `make reproduce`: the same experiments with more data, training and samples. */
+/** `make reproduce`: the same experiments with more data, training, settings and samples. */
 export const FULL: ReproduceInput = {
+  methods: { single: [...EVERY_METHOD], multi: [...EVERY_METHOD], efficiency: ["ctrl", "cfg"] },
   data: { singleSize: 2000, multiSize: 2000, efficiencySizes: [100, 300, 1000, 2000] },
   sampler: shared.sampler,
   evaluation: { numSamples: 256, seed: 42, batchSize: 128 },
   classifier: { ...shared.classifier, epochs: 10 },
-  ctrl: { epochs: 16, stepsPerEpoch: 4, batchSize: 16, gradAccumulation: 2, truncation: { kind: "random" }, ...shared.ctrlOptimizer },
-  classifierFree: { steps: 600, batchSize: 32, scales: [1, 2, 4], efficiencyScale: 2, ...shared.cfgOptimizer },
+  ctrl: { epochs: 16, stepsPerEpoch: 4, batchSize: 16, gradAccumulation: 2, alphas: [1e-3, 1e-2], truncation: { kind: "random" }, ...shared.ctrlOptimizer },
+  classifierFree: { steps: 400, batchSize: 32, scales: [1, 3, 5], efficiencyScale: 3, ...shared.cfgOptimizer },
   reconstruction: { scales: [1, 3, 10] },
-  classifierGuidance: { epochs: 10, scales: [1, 3, 10] },
+  classifierGuidance: { epochs: 10, scales: [10, 100] },
   bestOfN: { n: [4, 16] },
 };
 
@@ -136,7 +157,7 @@ export function parseReproduceConfig(input: unknown): ReproduceConfig {
  * (classifier training, CTRL fine-tuning).
  */
 export function experimentConfig(config: ReproduceConfig, classifierEpochs = config.classifier.epochs): ConfigInput {
-  const { alpha, truncation, loraLearningRate, embeddingLearningRate, weightDecay, maxGradNorm, ...loop } = config.ctrl;
+  const { alphas, truncation, loraLearningRate, embeddingLearningRate, weightDecay, maxGradNorm, ...loop } = config.ctrl;
   return {
     seed: config.seed,
     backbone: config.backbone,
@@ -144,7 +165,7 @@ export function experimentConfig(config: ReproduceConfig, classifierEpochs = con
     threads: config.threads,
     sampler: { ...config.sampler, offset: 0 },
     classifier: { ...config.classifier, epochs: classifierEpochs },
-    finetune: { ...loop, alpha, truncation, loraLearningRate, embeddingLearningRate, weightDecay, maxGradNorm, checkpointEvery: loop.epochs },
+    finetune: { ...loop, alpha: alphas[0]!, truncation, loraLearningRate, embeddingLearningRate, weightDecay, maxGradNorm, checkpointEvery: loop.epochs },
     evaluation: config.evaluation,
   };
 }

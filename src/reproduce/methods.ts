@@ -37,6 +37,8 @@ export interface Experiment {
   jointData: Subset;
   /** The guidance scales w of classifier-free guidance in this experiment. */
   cfgScales: number[];
+  /** CTRL's KL weights alpha in this experiment: one fine-tuning each. */
+  ctrlAlphas: number[];
   /** Per control, the class each evaluation sample is asked for. */
   targets: Record<string, number[]>;
   run: Run;
@@ -93,27 +95,30 @@ async function pretrained({ config, session, exp }: MethodContext): Promise<Draf
 async function ctrl({ config, experiment, session, exp }: MethodContext): Promise<Draft[]> {
   const { worker } = session;
   const fields = exp.controls.map((c) => ({ name: c.column.name, numClasses: c.column.numClasses }));
-  const control = await addControl(worker, session.backbone.handle, fields, experiment.control, deriveSeed(config.seed, "lora-init"));
-  const optimizer = await createOptimizer(worker, control.handle, experiment.finetune);
   const classifiers = await Promise.all(exp.controls.map(async (c) => ({ classifier: await session.classifier(c.classifier.directory), field: c.column.name })));
-  const reward = ctrlReward(classifiers, experiment.finetune.alpha);
-  const started = performance.now();
-  const target = {
-    control: control.handle,
-    optimizer: optimizer.handle,
-    fields: fields.map((f) => ({ name: f.name, weights: Array.from({ length: f.numClasses }, () => 1) })),
-    timesteps: session.timesteps,
-    reward,
-  };
-  await finetune(worker, target, experiment, exp.run, 0, async () => undefined);
-  const trainSeconds = classifierSeconds(exp) + seconds(started);
-  const { value, seconds: sampleSeconds } = await timed(() =>
-    worker.sample({ ...session.request(control.handle, numSamples(exp), config.evaluation.seed), labels: exp.targets, computeKl: true }),
-  );
-  return [
-    {
+  const drafts: Draft[] = [];
+  for (const alpha of exp.ctrlAlphas) {
+    // One fine-tuning per KL weight alpha, each from the pre-trained model (one control at a time).
+    const control = await addControl(worker, session.backbone.handle, fields, experiment.control, deriveSeed(config.seed, "lora-init"));
+    const optimizer = await createOptimizer(worker, control.handle, experiment.finetune);
+    const started = performance.now();
+    const target = {
+      control: control.handle,
+      optimizer: optimizer.handle,
+      fields: fields.map((f) => ({ name: f.name, weights: Array.from({ length: f.numClasses }, () => 1) })),
+      timesteps: session.timesteps,
+      reward: ctrlReward(classifiers, alpha),
+    };
+    exp.run.logMetrics({ phase: "ctrl-alpha", alpha });
+    await finetune(worker, target, { ...experiment, finetune: { ...experiment.finetune, alpha } }, exp.run, 0, async () => undefined);
+    const trainSeconds = classifierSeconds(exp) + seconds(started);
+    const { value, seconds: sampleSeconds } = await timed(() =>
+      worker.sample({ ...session.request(control.handle, numSamples(exp), config.evaluation.seed), labels: exp.targets, computeKl: true }),
+    );
+    await worker.release(control.handle);
+    drafts.push({
       method: "ctrl",
-      setting: "",
+      setting: ctrlSetting(alpha),
       images: value,
       trainSeconds,
       sampleSeconds,
@@ -122,8 +127,14 @@ async function ctrl({ config, experiment, session, exp }: MethodContext): Promis
       labelledImages: classifierRows(exp),
       jointLabelledImages: exp.controls.length > 1 ? 0 : null,
       unetPassesPerImage: session.timesteps.length,
-    },
-  ];
+    });
+  }
+  return drafts;
+}
+
+/** The row setting of CTRL at a KL weight. */
+export function ctrlSetting(alpha: number): string {
+  return `alpha = ${alpha}`;
 }
 
 /** Samples with guidance at each setting; `extra` describes the cost and the data of all of them. */

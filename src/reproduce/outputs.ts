@@ -91,13 +91,12 @@ export async function writeOutputs(outDir: string, config: ReproduceConfig, rows
   const svg = lineChart({ ...curve, width: 640, height: 380 });
   writeFileSync(path.join(outDir, "sample-efficiency.svg"), svg);
   await sharp(Buffer.from(svg)).png().toFile(path.join(outDir, EFFICIENCY_PLOT));
-  const shown = rows.filter((r) => r.experiment !== "sample-efficiency" || r.method === "ctrl" || r.method === "cfg");
   await writeReport(outDir, {
     title: "ctrl: CTRL against the baselines",
     runId: path.basename(outDir),
     createdAt: new Date().toISOString(),
     config,
-    summary: summaryRows(shown),
+    summary: summaryRows(rows),
     curves: [curve],
     confusions: rows
       .filter((r) => r.experiment !== "sample-efficiency")

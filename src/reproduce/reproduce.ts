@@ -15,7 +15,7 @@ import type { ReproduceConfig } from "./config.js";
 import { experimentConfig } from "./config.js";
 import { type ColumnName, type OfflineData, type Subset, poolSize, writeOfflineData } from "./data.js";
 import { jointTargets } from "./evaluate.js";
-import type { ControlSpec, Experiment, MethodName } from "./methods.js";
+import { type ControlSpec, type Experiment, type MethodName, ctrlSetting } from "./methods.js";
 import { writeOutputs } from "./outputs.js";
 import { type Judge, runMethod } from "./runner.js";
 import { type SessionSettings, withSession } from "./session.js";
@@ -33,10 +33,6 @@ export interface ReproduceResult {
   rows: TableRow[];
   seconds: number;
 }
-
-const SINGLE_METHODS: MethodName[] = ["pretrained", "ctrl", "cfg", "reconstruction", "classifier-guidance", "best-of-n"];
-const MULTI_METHODS: MethodName[] = ["pretrained", "ctrl", "cfg", "reconstruction", "best-of-n"];
-const EFFICIENCY_METHODS: MethodName[] = ["ctrl", "cfg"];
 
 export async function runReproduce(config: ReproduceConfig, options: ReproduceOptions = {}): Promise<ReproduceResult> {
   const started = performance.now();
@@ -77,25 +73,28 @@ export async function runReproduce(config: ReproduceConfig, options: ReproduceOp
   };
 
   const n = config.evaluation.numSamples;
+  const { methods } = config;
   const singleControl = single(config.data.singleSize);
-  const singleExp = experimentFor("single-control", "single-control", "compressibility (4 classes)", [singleControl.spec], data.single(config.data.singleSize), config.classifierFree.scales, n, outDir);
-  await run(singleExp, SINGLE_METHODS, singleControl.judge);
+  const [mainAlpha] = config.ctrl.alphas as [number];
+  const singleExp = experimentFor("single-control", "single-control", "compressibility (4 classes)", [singleControl.spec], data.single(config.data.singleSize), n, outDir, config.classifierFree.scales, config.ctrl.alphas);
+  await run(singleExp, methods.single, singleControl.judge);
 
-  const multiA = trained.get("compressibility_2")!;
-  const multiB = trained.get("brightness_2")!;
-  const multiExp = experimentFor("multi-control", "multi-control", "compressibility (2 classes) x brightness (2 classes)", [multiA.spec, multiB.spec], data.joint, config.classifierFree.scales, n, outDir);
-  await run(multiExp, MULTI_METHODS, multiA.judge);
+  if (methods.multi.length) {
+    const [a, b] = [trained.get("compressibility_2")!, trained.get("brightness_2")!];
+    const task = "compressibility (2 classes) x brightness (2 classes)";
+    await run(experimentFor("multi-control", "multi-control", task, [a.spec, b.spec], data.joint, n, outDir, config.classifierFree.scales, [mainAlpha]), methods.multi, a.judge);
+  }
 
-  const efficiencyScale = config.classifierFree.efficiencyScale;
-  for (const size of config.data.efficiencySizes) {
-    if (size === config.data.singleSize && config.classifierFree.scales.includes(efficiencyScale)) {
-      // The single-control comparison already ran CTRL and CFG (at this scale) on this dataset.
-      const same = rows.filter((r) => r.experiment === "single-control" && (r.method === "ctrl" || (r.method === "cfg" && r.setting === `w = ${efficiencyScale}`)));
-      rows.push(...same.map((r) => ({ ...r, experiment: "sample-efficiency" })));
-      continue;
-    }
-    const exp = experimentFor("sample-efficiency", `sample-efficiency-${size}`, "compressibility (4 classes)", [single(size).spec], data.single(size), [efficiencyScale], n, outDir);
-    await run(exp, EFFICIENCY_METHODS, singleControl.judge);
+  const scale = config.classifierFree.efficiencyScale;
+  for (const size of methods.efficiency.length ? config.data.efficiencySizes : []) {
+    // On the single-control dataset, CTRL (at the first alpha) and CFG (at this scale) already ran: their rows count here too.
+    const reused = (r: TableRow) => (r.method === "ctrl" && r.setting === ctrlSetting(mainAlpha)) || (r.method === "cfg" && r.setting === `w = ${scale}`);
+    const done = size === config.data.singleSize ? rows.filter((r) => r.experiment === "single-control" && reused(r)) : [];
+    rows.push(...done.map((r) => ({ ...r, experiment: "sample-efficiency" })));
+    const missing = methods.efficiency.filter((m) => !done.some((r) => r.method === m));
+    if (!missing.length) continue;
+    const exp = experimentFor("sample-efficiency", `sample-efficiency-${size}`, "compressibility (4 classes)", [single(size).spec], data.single(size), n, outDir, [scale], [mainAlpha]);
+    await run(exp, missing, singleControl.judge);
   }
 
   const seconds = (performance.now() - started) / 1000;
@@ -104,8 +103,19 @@ export async function runReproduce(config: ReproduceConfig, options: ReproduceOp
   return { outDir, rows, seconds };
 }
 
-function experimentFor(id: string, slug: string, task: string, controls: ControlSpec[], jointData: Subset, cfgScales: number[], n: number, outDir: string): Experiment {
-  return { id, slug, task, controls, jointData, cfgScales, targets: jointTargets(n, controls.map((c) => c.column)), run: Run.at(path.join(outDir, slug)) };
+function experimentFor(
+  id: string,
+  slug: string,
+  task: string,
+  controls: ControlSpec[],
+  jointData: Subset,
+  n: number,
+  outDir: string,
+  cfgScales: number[],
+  ctrlAlphas: number[],
+): Experiment {
+  const targets = jointTargets(n, controls.map((c) => c.column));
+  return { id, slug, task, controls, jointData, cfgScales, ctrlAlphas, targets, run: Run.at(path.join(outDir, slug)) };
 }
 
 export interface ClassifierSummary {
@@ -126,10 +136,15 @@ interface TrainedClassifier {
 
 /** Every clean classifier the experiments use, trained in one worker and saved; with held-out features for judging. */
 async function trainClassifiers(settings: SessionSettings, experiment: ExperimentConfig, data: OfflineData, config: ReproduceConfig, outDir: string) {
+  const sizes = new Set([config.data.singleSize, ...(config.methods.efficiency.includes("ctrl") ? config.data.efficiencySizes : [])]);
   const wanted: [string, Subset, ColumnName][] = [
-    ...[...new Set([config.data.singleSize, ...config.data.efficiencySizes])].map((size): [string, Subset, ColumnName] => [`compressibility-${size}`, data.single(size), "compressibility"]),
-    ["compressibility_2", data.multiA, "compressibility_2"],
-    ["brightness_2", data.multiB, "brightness_2"],
+    ...[...sizes].map((size): [string, Subset, ColumnName] => [`compressibility-${size}`, data.single(size), "compressibility"]),
+    ...(config.methods.multi.length
+      ? ([
+          ["compressibility_2", data.multiA, "compressibility_2"],
+          ["brightness_2", data.multiB, "brightness_2"],
+        ] as [string, Subset, ColumnName][])
+      : []),
   ];
   const { value } = await withSession(settings, "classifiers", async (session) => {
     const trained = new Map<string, TrainedClassifier>();
