@@ -116,11 +116,11 @@ export const QUICK: ReproduceInput = {
   data: { singleSize: 1000, multiSize: 1000, efficiencySizes: [100, 1000] },
   sampler: shared.sampler,
   evaluation: { numSamples: 128, seed: 42, batchSize: 128 },
-  classifier: { ...shared.classifier, epochs: 8 },
+  classifier: { ...shared.classifier, epochs: 6 },
   ctrl: { epochs: 6, stepsPerEpoch: 4, batchSize: 16, gradAccumulation: 2, alphas: [1e-3], truncation: { kind: "random" }, ...shared.ctrlOptimizer },
   classifierFree: { steps: 120, batchSize: 32, scales: [1, 3], efficiencyScale: 3, ...shared.cfgOptimizer },
   reconstruction: { scales: [3, 10] },
-  classifierGuidance: { epochs: 8, scales: [10, 100] },
+  classifierGuidance: { epochs: 6, scales: [10, 100] },
   bestOfN: { n: [4] },
 };
 
