@@ -37,7 +37,7 @@ def test_the_reward_is_the_weighted_sum_of_its_terms(make_control, classifiers):
     perturb(control)
     classifiers["classifier/2"].temperature = 1.7  # calibrated: the reward divides its logits by T
     rollout = run_rollout(control)
-    x0, kl = rollout.x0.detach().clamp(-1, 1), rollout.kl.detach()
+    x0, kl = rollout.images.detach().clamp(-1, 1), rollout.kl.detach()
     outcome = backward(rollout, parse_terms(_terms(), rollout, _lookup(classifiers)), loss_scale=1.0)
 
     c1, c2 = classifiers["classifier/1"], classifiers["classifier/2"]

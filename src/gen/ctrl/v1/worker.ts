@@ -136,14 +136,21 @@ export interface WorkerInfo_PackagesEntry {
 
 export interface LoadBackboneRequest {
   /**
-   * A local directory in diffusers format (model_index.json with unet/ and scheduler/, or a bare
-   * UNet directory with config.json) or a Hugging Face model id such as "google/ddpm-cifar10-32".
+   * A local directory in diffusers format or a Hugging Face model id: a pixel-space UNet2DModel
+   * (model_index.json with unet/ and scheduler/, or a bare UNet directory with config.json), e.g.
+   * "google/ddpm-cifar10-32", or a latent text-to-image pipeline of the Stable Diffusion 1.x/2.x
+   * layout (unet/ UNet2DConditionModel, vae/, text_encoder/, tokenizer/, scheduler/).
    */
   source: string;
   /** Hugging Face revision (branch, tag or commit); empty for the default. */
   revision: string;
   /** Weights' data type; DTYPE_UNSPECIFIED means float32. */
   dtype: DType;
+  /**
+   * Mixed precision for the network calls (torch.autocast): DTYPE_BFLOAT16, or DTYPE_FLOAT16 on a
+   * GPU; DTYPE_UNSPECIFIED runs in the weights' dtype.
+   */
+  autocast: DType;
 }
 
 export interface Backbone {
@@ -158,6 +165,14 @@ export interface Backbone {
   predictionType: string;
   numParameters: number;
   dtype: DType;
+  /**
+   * Shape of one decoded image [channels, height, width]: sample_shape for a pixel-space model,
+   * the VAE's output for a latent one.
+   */
+  imageShape: number[];
+  /** Whether the backbone takes prompts (TextCondition); false for unconditional pixel models. */
+  textToImage: boolean;
+  autocast: DType;
 }
 
 export interface ListHandlesRequest {
@@ -190,6 +205,17 @@ export interface LabelValues {
   values: number[];
 }
 
+/** The condition c of a text-to-image backbone; leave unset for pixel-space backbones. */
+export interface TextCondition {
+  /** One prompt for every sample, or one per sample; none means the empty prompt. */
+  prompts: string[];
+  /**
+   * Classifier-free guidance: eps = eps("") + w * (eps(prompt) - eps("")); unset means 7.5 (the
+   * official code's and StableDiffusionPipeline's value); 1 runs the conditional branch alone.
+   */
+  guidanceScale?: number | undefined;
+}
+
 export interface SampleRequest {
   /** A backbone handle, or a control handle to sample the augmented model with `labels`. */
   model: string;
@@ -206,6 +232,7 @@ export interface SampleRequest {
   labels: LabelValues[];
   /** With a control: also compute each sample's KL to the pre-trained model along its trajectory. */
   computeKl: boolean;
+  text: TextCondition | undefined;
 }
 
 /** Per-sample KL(fine-tuned || pre-trained) summed over the trajectory's stochastic steps. */
@@ -244,6 +271,7 @@ export interface StartTrajectoryRequest {
   /** Optional initial noise x_T, float32, shape [num_samples, *sample_shape]. */
   initialNoise: Tensor | undefined;
   labels: LabelValues[];
+  text: TextCondition | undefined;
 }
 
 export interface Trajectory {
@@ -435,8 +463,21 @@ export interface RolloutRequest {
   seed: number;
   /** One flag per timestep: keep the network's gradient at that step (truncated back-propagation). */
   gradSteps: boolean[];
-  /** Recompute activations in the backward pass instead of storing them. */
+  /**
+   * Recompute activations in the backward pass instead of storing them (every UNet call, and
+   * the VAE decoder of a latent backbone).
+   */
   checkpointing: boolean;
+  text:
+    | TextCondition
+    | undefined;
+  /**
+   * Samples per UNet call, all their branches (model and reference, conditional and
+   * unconditional) together; 0 means all at once.
+   */
+  batchSize: number;
+  /** One UNet call per branch (as the official code does) instead of one call for all branches. */
+  separateUnetCalls: boolean;
 }
 
 export interface RolloutResult {
@@ -447,6 +488,8 @@ export interface RolloutResult {
   klPerSample: number[];
   gradStepsKept: number;
   seconds: number;
+  /** UNet calls made. */
+  unetCalls: number;
 }
 
 export interface ClassifierLogProbTerm {
@@ -1079,7 +1122,7 @@ export const WorkerInfo_PackagesEntry: MessageFns<WorkerInfo_PackagesEntry> = {
 };
 
 function createBaseLoadBackboneRequest(): LoadBackboneRequest {
-  return { source: "", revision: "", dtype: 0 };
+  return { source: "", revision: "", dtype: 0, autocast: 0 };
 }
 
 export const LoadBackboneRequest: MessageFns<LoadBackboneRequest> = {
@@ -1092,6 +1135,9 @@ export const LoadBackboneRequest: MessageFns<LoadBackboneRequest> = {
     }
     if (message.dtype !== 0) {
       writer.uint32(24).int32(message.dtype);
+    }
+    if (message.autocast !== 0) {
+      writer.uint32(32).int32(message.autocast);
     }
     return writer;
   },
@@ -1133,6 +1179,14 @@ export const LoadBackboneRequest: MessageFns<LoadBackboneRequest> = {
             message.dtype = reader.int32() as any;
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.autocast = reader.int32() as any;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1150,6 +1204,7 @@ export const LoadBackboneRequest: MessageFns<LoadBackboneRequest> = {
       source: isSet(object.source) ? globalThis.String(object.source) : "",
       revision: isSet(object.revision) ? globalThis.String(object.revision) : "",
       dtype: isSet(object.dtype) ? dTypeFromJSON(object.dtype) : 0,
+      autocast: isSet(object.autocast) ? dTypeFromJSON(object.autocast) : 0,
     };
   },
 
@@ -1164,6 +1219,9 @@ export const LoadBackboneRequest: MessageFns<LoadBackboneRequest> = {
     if (message.dtype !== 0) {
       obj.dtype = dTypeToJSON(message.dtype);
     }
+    if (message.autocast !== 0) {
+      obj.autocast = dTypeToJSON(message.autocast);
+    }
     return obj;
   },
 
@@ -1175,6 +1233,7 @@ export const LoadBackboneRequest: MessageFns<LoadBackboneRequest> = {
     message.source = object.source ?? "";
     message.revision = object.revision ?? "";
     message.dtype = object.dtype ?? 0;
+    message.autocast = object.autocast ?? 0;
     return message;
   },
 };
@@ -1189,6 +1248,9 @@ function createBaseBackbone(): Backbone {
     predictionType: "",
     numParameters: 0,
     dtype: 0,
+    imageShape: [],
+    textToImage: false,
+    autocast: 0,
   };
 }
 
@@ -1221,6 +1283,19 @@ export const Backbone: MessageFns<Backbone> = {
     }
     if (message.dtype !== 0) {
       writer.uint32(64).int32(message.dtype);
+    }
+    if (message.imageShape.length !== 0) {
+      writer.uint32(74).fork();
+      for (const v of message.imageShape) {
+        writer.int64(v);
+      }
+      writer.join();
+    }
+    if (message.textToImage !== false) {
+      writer.uint32(80).bool(message.textToImage);
+    }
+    if (message.autocast !== 0) {
+      writer.uint32(88).int32(message.autocast);
     }
     return writer;
   },
@@ -1312,6 +1387,40 @@ export const Backbone: MessageFns<Backbone> = {
             message.dtype = reader.int32() as any;
             continue;
           }
+          case 9: {
+            if (tag === 72) {
+              message.imageShape.push(longToNumber(reader.int64()));
+
+              continue;
+            }
+
+            if (tag === 74) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.imageShape.push(longToNumber(reader.int64()));
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.textToImage = reader.bool();
+            continue;
+          }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.autocast = reader.int32() as any;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1354,6 +1463,17 @@ export const Backbone: MessageFns<Backbone> = {
         ? globalThis.Number(object.num_parameters)
         : 0,
       dtype: isSet(object.dtype) ? dTypeFromJSON(object.dtype) : 0,
+      imageShape: globalThis.Array.isArray(object?.imageShape)
+        ? object.imageShape.map((e: any) => globalThis.Number(e))
+        : globalThis.Array.isArray(object?.image_shape)
+        ? object.image_shape.map((e: any) => globalThis.Number(e))
+        : [],
+      textToImage: isSet(object.textToImage)
+        ? globalThis.Boolean(object.textToImage)
+        : isSet(object.text_to_image)
+        ? globalThis.Boolean(object.text_to_image)
+        : false,
+      autocast: isSet(object.autocast) ? dTypeFromJSON(object.autocast) : 0,
     };
   },
 
@@ -1383,6 +1503,15 @@ export const Backbone: MessageFns<Backbone> = {
     if (message.dtype !== 0) {
       obj.dtype = dTypeToJSON(message.dtype);
     }
+    if (message.imageShape?.length) {
+      obj.imageShape = message.imageShape.map((e) => Math.round(e));
+    }
+    if (message.textToImage !== false) {
+      obj.textToImage = message.textToImage;
+    }
+    if (message.autocast !== 0) {
+      obj.autocast = dTypeToJSON(message.autocast);
+    }
     return obj;
   },
 
@@ -1399,6 +1528,9 @@ export const Backbone: MessageFns<Backbone> = {
     message.predictionType = object.predictionType ?? "";
     message.numParameters = object.numParameters ?? 0;
     message.dtype = object.dtype ?? 0;
+    message.imageShape = object.imageShape?.map((e) => e) || [];
+    message.textToImage = object.textToImage ?? false;
+    message.autocast = object.autocast ?? 0;
     return message;
   },
 };
@@ -1860,8 +1992,107 @@ export const LabelValues: MessageFns<LabelValues> = {
   },
 };
 
+function createBaseTextCondition(): TextCondition {
+  return { prompts: [], guidanceScale: undefined };
+}
+
+export const TextCondition: MessageFns<TextCondition> = {
+  encode(message: TextCondition, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.prompts) {
+      writer.uint32(10).string(v!);
+    }
+    if (message.guidanceScale !== undefined) {
+      writer.uint32(21).float(message.guidanceScale);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TextCondition {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTextCondition();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.prompts.push(reader.string());
+            continue;
+          }
+          case 2: {
+            if (tag !== 21) {
+              break;
+            }
+
+            message.guidanceScale = reader.float();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TextCondition {
+    return {
+      prompts: globalThis.Array.isArray(object?.prompts) ? object.prompts.map((e: any) => globalThis.String(e)) : [],
+      guidanceScale: isSet(object.guidanceScale)
+        ? globalThis.Number(object.guidanceScale)
+        : isSet(object.guidance_scale)
+        ? globalThis.Number(object.guidance_scale)
+        : undefined,
+    };
+  },
+
+  toJSON(message: TextCondition): unknown {
+    const obj: any = {};
+    if (message.prompts?.length) {
+      obj.prompts = message.prompts;
+    }
+    if (message.guidanceScale !== undefined) {
+      obj.guidanceScale = floatToJson(message.guidanceScale);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TextCondition>, I>>(base?: I): TextCondition {
+    return TextCondition.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TextCondition>, I>>(object: I): TextCondition {
+    const message = createBaseTextCondition();
+    message.prompts = object.prompts?.map((e) => e) || [];
+    message.guidanceScale = object.guidanceScale ?? undefined;
+    return message;
+  },
+};
+
 function createBaseSampleRequest(): SampleRequest {
-  return { model: "", numSamples: 0, timesteps: [], eta: 0, seed: 0, batchSize: 0, labels: [], computeKl: false };
+  return {
+    model: "",
+    numSamples: 0,
+    timesteps: [],
+    eta: 0,
+    seed: 0,
+    batchSize: 0,
+    labels: [],
+    computeKl: false,
+    text: undefined,
+  };
 }
 
 export const SampleRequest: MessageFns<SampleRequest> = {
@@ -1893,6 +2124,9 @@ export const SampleRequest: MessageFns<SampleRequest> = {
     }
     if (message.computeKl !== false) {
       writer.uint32(64).bool(message.computeKl);
+    }
+    if (message.text !== undefined) {
+      TextCondition.encode(message.text, writer.uint32(74).fork()).join();
     }
     return writer;
   },
@@ -1984,6 +2218,14 @@ export const SampleRequest: MessageFns<SampleRequest> = {
             message.computeKl = reader.bool();
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.text = TextCondition.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2022,6 +2264,7 @@ export const SampleRequest: MessageFns<SampleRequest> = {
         : isSet(object.compute_kl)
         ? globalThis.Boolean(object.compute_kl)
         : false,
+      text: isSet(object.text) ? TextCondition.fromJSON(object.text) : undefined,
     };
   },
 
@@ -2051,6 +2294,9 @@ export const SampleRequest: MessageFns<SampleRequest> = {
     if (message.computeKl !== false) {
       obj.computeKl = message.computeKl;
     }
+    if (message.text !== undefined) {
+      obj.text = TextCondition.toJSON(message.text);
+    }
     return obj;
   },
 
@@ -2067,6 +2313,9 @@ export const SampleRequest: MessageFns<SampleRequest> = {
     message.batchSize = object.batchSize ?? 0;
     message.labels = object.labels?.map((e) => LabelValues.fromPartial(e)) || [];
     message.computeKl = object.computeKl ?? false;
+    message.text = (object.text !== undefined && object.text !== null)
+      ? TextCondition.fromPartial(object.text)
+      : undefined;
     return message;
   },
 };
@@ -2497,7 +2746,7 @@ export const SampleEvent: MessageFns<SampleEvent> = {
 };
 
 function createBaseStartTrajectoryRequest(): StartTrajectoryRequest {
-  return { model: "", numSamples: 0, seed: 0, initialNoise: undefined, labels: [] };
+  return { model: "", numSamples: 0, seed: 0, initialNoise: undefined, labels: [], text: undefined };
 }
 
 export const StartTrajectoryRequest: MessageFns<StartTrajectoryRequest> = {
@@ -2516,6 +2765,9 @@ export const StartTrajectoryRequest: MessageFns<StartTrajectoryRequest> = {
     }
     for (const v of message.labels) {
       LabelValues.encode(v!, writer.uint32(42).fork()).join();
+    }
+    if (message.text !== undefined) {
+      TextCondition.encode(message.text, writer.uint32(50).fork()).join();
     }
     return writer;
   },
@@ -2573,6 +2825,14 @@ export const StartTrajectoryRequest: MessageFns<StartTrajectoryRequest> = {
             message.labels.push(LabelValues.decode(reader, reader.uint32()));
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.text = TextCondition.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2602,6 +2862,7 @@ export const StartTrajectoryRequest: MessageFns<StartTrajectoryRequest> = {
       labels: globalThis.Array.isArray(object?.labels)
         ? object.labels.map((e: any) => LabelValues.fromJSON(e))
         : [],
+      text: isSet(object.text) ? TextCondition.fromJSON(object.text) : undefined,
     };
   },
 
@@ -2622,6 +2883,9 @@ export const StartTrajectoryRequest: MessageFns<StartTrajectoryRequest> = {
     if (message.labels?.length) {
       obj.labels = message.labels.map((e) => LabelValues.toJSON(e));
     }
+    if (message.text !== undefined) {
+      obj.text = TextCondition.toJSON(message.text);
+    }
     return obj;
   },
 
@@ -2637,6 +2901,9 @@ export const StartTrajectoryRequest: MessageFns<StartTrajectoryRequest> = {
       ? Tensor.fromPartial(object.initialNoise)
       : undefined;
     message.labels = object.labels?.map((e) => LabelValues.fromPartial(e)) || [];
+    message.text = (object.text !== undefined && object.text !== null)
+      ? TextCondition.fromPartial(object.text)
+      : undefined;
     return message;
   },
 };
@@ -5217,6 +5484,9 @@ function createBaseRolloutRequest(): RolloutRequest {
     seed: 0,
     gradSteps: [],
     checkpointing: false,
+    text: undefined,
+    batchSize: 0,
+    separateUnetCalls: false,
   };
 }
 
@@ -5253,6 +5523,15 @@ export const RolloutRequest: MessageFns<RolloutRequest> = {
     }
     if (message.checkpointing !== false) {
       writer.uint32(64).bool(message.checkpointing);
+    }
+    if (message.text !== undefined) {
+      TextCondition.encode(message.text, writer.uint32(74).fork()).join();
+    }
+    if (message.batchSize !== 0) {
+      writer.uint32(80).uint32(message.batchSize);
+    }
+    if (message.separateUnetCalls !== false) {
+      writer.uint32(88).bool(message.separateUnetCalls);
     }
     return writer;
   },
@@ -5354,6 +5633,30 @@ export const RolloutRequest: MessageFns<RolloutRequest> = {
             message.checkpointing = reader.bool();
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.text = TextCondition.decode(reader, reader.uint32());
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.batchSize = reader.uint32();
+            continue;
+          }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.separateUnetCalls = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -5386,6 +5689,17 @@ export const RolloutRequest: MessageFns<RolloutRequest> = {
         ? object.grad_steps.map((e: any) => globalThis.Boolean(e))
         : [],
       checkpointing: isSet(object.checkpointing) ? globalThis.Boolean(object.checkpointing) : false,
+      text: isSet(object.text) ? TextCondition.fromJSON(object.text) : undefined,
+      batchSize: isSet(object.batchSize)
+        ? globalThis.Number(object.batchSize)
+        : isSet(object.batch_size)
+        ? globalThis.Number(object.batch_size)
+        : 0,
+      separateUnetCalls: isSet(object.separateUnetCalls)
+        ? globalThis.Boolean(object.separateUnetCalls)
+        : isSet(object.separate_unet_calls)
+        ? globalThis.Boolean(object.separate_unet_calls)
+        : false,
     };
   },
 
@@ -5415,6 +5729,15 @@ export const RolloutRequest: MessageFns<RolloutRequest> = {
     if (message.checkpointing !== false) {
       obj.checkpointing = message.checkpointing;
     }
+    if (message.text !== undefined) {
+      obj.text = TextCondition.toJSON(message.text);
+    }
+    if (message.batchSize !== 0) {
+      obj.batchSize = Math.round(message.batchSize);
+    }
+    if (message.separateUnetCalls !== false) {
+      obj.separateUnetCalls = message.separateUnetCalls;
+    }
     return obj;
   },
 
@@ -5431,12 +5754,17 @@ export const RolloutRequest: MessageFns<RolloutRequest> = {
     message.seed = object.seed ?? 0;
     message.gradSteps = object.gradSteps?.map((e) => e) || [];
     message.checkpointing = object.checkpointing ?? false;
+    message.text = (object.text !== undefined && object.text !== null)
+      ? TextCondition.fromPartial(object.text)
+      : undefined;
+    message.batchSize = object.batchSize ?? 0;
+    message.separateUnetCalls = object.separateUnetCalls ?? false;
     return message;
   },
 };
 
 function createBaseRolloutResult(): RolloutResult {
-  return { handle: "", klPerStep: [], klPerSample: [], gradStepsKept: 0, seconds: 0 };
+  return { handle: "", klPerStep: [], klPerSample: [], gradStepsKept: 0, seconds: 0, unetCalls: 0 };
 }
 
 export const RolloutResult: MessageFns<RolloutResult> = {
@@ -5463,6 +5791,9 @@ export const RolloutResult: MessageFns<RolloutResult> = {
     }
     if (message.seconds !== 0) {
       writer.uint32(41).double(message.seconds);
+    }
+    if (message.unetCalls !== 0) {
+      writer.uint32(48).uint32(message.unetCalls);
     }
     return writer;
   },
@@ -5540,6 +5871,14 @@ export const RolloutResult: MessageFns<RolloutResult> = {
             message.seconds = reader.double();
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.unetCalls = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -5571,6 +5910,11 @@ export const RolloutResult: MessageFns<RolloutResult> = {
         ? globalThis.Number(object.grad_steps_kept)
         : 0,
       seconds: isSet(object.seconds) ? globalThis.Number(object.seconds) : 0,
+      unetCalls: isSet(object.unetCalls)
+        ? globalThis.Number(object.unetCalls)
+        : isSet(object.unet_calls)
+        ? globalThis.Number(object.unet_calls)
+        : 0,
     };
   },
 
@@ -5591,6 +5935,9 @@ export const RolloutResult: MessageFns<RolloutResult> = {
     if (message.seconds !== 0) {
       obj.seconds = floatToJson(message.seconds);
     }
+    if (message.unetCalls !== 0) {
+      obj.unetCalls = Math.round(message.unetCalls);
+    }
     return obj;
   },
 
@@ -5604,6 +5951,7 @@ export const RolloutResult: MessageFns<RolloutResult> = {
     message.klPerSample = object.klPerSample?.map((e) => e) || [];
     message.gradStepsKept = object.gradStepsKept ?? 0;
     message.seconds = object.seconds ?? 0;
+    message.unetCalls = object.unetCalls ?? 0;
     return message;
   },
 };
