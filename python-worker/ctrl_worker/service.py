@@ -26,7 +26,7 @@ from .optim import ControlOptimizer, create_optimizer, optimizer_step
 from .rewards import backward, parse_terms
 from .rollout import Rollout, check_grad_steps, rollout
 from .sampler import Trajectory, validate_eta, validate_timesteps
-from .telemetry import Telemetry
+from .telemetry import Telemetry, memory_snapshot
 from .tensors import dtype_enum, from_proto, image_chunks, images_to_uint8, to_proto, torch_dtype
 from .validation import validate_seed
 
@@ -53,6 +53,7 @@ class WorkerService(pb_grpc.WorkerServicer):
 
     @rpc_method
     def GetInfo(self, request, context):
+        memory = memory_snapshot()
         return pb.WorkerInfo(
             worker_version=__version__,
             protocol=PROTOCOL,
@@ -64,6 +65,8 @@ class WorkerService(pb_grpc.WorkerServicer):
             pid=os.getpid(),
             max_message_bytes=self.limits.max_message_bytes,
             max_samples=self.limits.max_samples,
+            max_rss_bytes=memory["max_rss_bytes"],
+            accelerator_peak_bytes=memory.get("cuda_peak_bytes", 0),
         )
 
     @rpc_method

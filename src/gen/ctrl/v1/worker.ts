@@ -127,6 +127,12 @@ export interface WorkerInfo {
   maxMessageBytes: number;
   /** Largest number of samples one trajectory may hold. */
   maxSamples: number;
+  /**
+   * The worker process's peak resident memory so far, and on a GPU the peak memory torch has
+   * allocated on it (torch.cuda.max_memory_allocated; 0 on the CPU).
+   */
+  maxRssBytes: number;
+  acceleratorPeakBytes: number;
 }
 
 export interface WorkerInfo_PackagesEntry {
@@ -756,6 +762,8 @@ function createBaseWorkerInfo(): WorkerInfo {
     pid: 0,
     maxMessageBytes: 0,
     maxSamples: 0,
+    maxRssBytes: 0,
+    acceleratorPeakBytes: 0,
   };
 }
 
@@ -794,6 +802,12 @@ export const WorkerInfo: MessageFns<WorkerInfo> = {
     }
     if (message.maxSamples !== 0) {
       writer.uint32(80).uint32(message.maxSamples);
+    }
+    if (message.maxRssBytes !== 0) {
+      writer.uint32(88).uint64(message.maxRssBytes);
+    }
+    if (message.acceleratorPeakBytes !== 0) {
+      writer.uint32(96).uint64(message.acceleratorPeakBytes);
     }
     return writer;
   },
@@ -904,6 +918,22 @@ export const WorkerInfo: MessageFns<WorkerInfo> = {
             message.maxSamples = reader.uint32();
             continue;
           }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.maxRssBytes = longToNumber(reader.uint64());
+            continue;
+          }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.acceleratorPeakBytes = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -965,6 +995,16 @@ export const WorkerInfo: MessageFns<WorkerInfo> = {
         : isSet(object.max_samples)
         ? globalThis.Number(object.max_samples)
         : 0,
+      maxRssBytes: isSet(object.maxRssBytes)
+        ? globalThis.Number(object.maxRssBytes)
+        : isSet(object.max_rss_bytes)
+        ? globalThis.Number(object.max_rss_bytes)
+        : 0,
+      acceleratorPeakBytes: isSet(object.acceleratorPeakBytes)
+        ? globalThis.Number(object.acceleratorPeakBytes)
+        : isSet(object.accelerator_peak_bytes)
+        ? globalThis.Number(object.accelerator_peak_bytes)
+        : 0,
     };
   },
 
@@ -1006,6 +1046,12 @@ export const WorkerInfo: MessageFns<WorkerInfo> = {
     if (message.maxSamples !== 0) {
       obj.maxSamples = Math.round(message.maxSamples);
     }
+    if (message.maxRssBytes !== 0) {
+      obj.maxRssBytes = Math.round(message.maxRssBytes);
+    }
+    if (message.acceleratorPeakBytes !== 0) {
+      obj.acceleratorPeakBytes = Math.round(message.acceleratorPeakBytes);
+    }
     return obj;
   },
 
@@ -1032,6 +1078,8 @@ export const WorkerInfo: MessageFns<WorkerInfo> = {
     message.pid = object.pid ?? 0;
     message.maxMessageBytes = object.maxMessageBytes ?? 0;
     message.maxSamples = object.maxSamples ?? 0;
+    message.maxRssBytes = object.maxRssBytes ?? 0;
+    message.acceleratorPeakBytes = object.acceleratorPeakBytes ?? 0;
     return message;
   },
 };

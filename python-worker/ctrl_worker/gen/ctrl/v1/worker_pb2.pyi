@@ -39,7 +39,7 @@ class GetInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class WorkerInfo(_message.Message):
-    __slots__ = ("worker_version", "protocol", "python_version", "packages", "device", "device_name", "supported_dtypes", "pid", "max_message_bytes", "max_samples")
+    __slots__ = ("worker_version", "protocol", "python_version", "packages", "device", "device_name", "supported_dtypes", "pid", "max_message_bytes", "max_samples", "max_rss_bytes", "accelerator_peak_bytes")
     class PackagesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -57,6 +57,8 @@ class WorkerInfo(_message.Message):
     PID_FIELD_NUMBER: _ClassVar[int]
     MAX_MESSAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
     MAX_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    MAX_RSS_BYTES_FIELD_NUMBER: _ClassVar[int]
+    ACCELERATOR_PEAK_BYTES_FIELD_NUMBER: _ClassVar[int]
     worker_version: str
     protocol: str
     python_version: str
@@ -67,7 +69,9 @@ class WorkerInfo(_message.Message):
     pid: int
     max_message_bytes: int
     max_samples: int
-    def __init__(self, worker_version: _Optional[str] = ..., protocol: _Optional[str] = ..., python_version: _Optional[str] = ..., packages: _Optional[_Mapping[str, str]] = ..., device: _Optional[str] = ..., device_name: _Optional[str] = ..., supported_dtypes: _Optional[_Iterable[_Union[DType, str]]] = ..., pid: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., max_samples: _Optional[int] = ...) -> None: ...
+    max_rss_bytes: int
+    accelerator_peak_bytes: int
+    def __init__(self, worker_version: _Optional[str] = ..., protocol: _Optional[str] = ..., python_version: _Optional[str] = ..., packages: _Optional[_Mapping[str, str]] = ..., device: _Optional[str] = ..., device_name: _Optional[str] = ..., supported_dtypes: _Optional[_Iterable[_Union[DType, str]]] = ..., pid: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., max_samples: _Optional[int] = ..., max_rss_bytes: _Optional[int] = ..., accelerator_peak_bytes: _Optional[int] = ...) -> None: ...
 
 class LoadBackboneRequest(_message.Message):
     __slots__ = ("source", "revision", "dtype", "autocast")
