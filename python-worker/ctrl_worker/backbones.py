@@ -41,6 +41,7 @@ class Backbone:
     text_to_image: TextToImageParts | None = None
     # Mixed precision for the UNet calls (None: run in the weights' dtype).
     autocast: torch.dtype | None = None
+    steps_offset: int = 0  # the scheduler's offset of DDIM timesteps (Stable Diffusion: 1)
     # Held while the UNet runs: a control switches adapters and labels on the shared module.
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
 
@@ -239,5 +240,6 @@ def load_backbone(
         device=device,
         text_to_image=parts,
         autocast=autocast,
+        steps_offset=int(config.steps_offset),
     )
 

@@ -103,6 +103,7 @@ class WorkerService(pb_grpc.WorkerServicer):
             image_shape=list(backbone.image_shape),
             text_to_image=backbone.text_to_image is not None,
             autocast=pb.DTYPE_UNSPECIFIED if autocast is None else dtype_enum(autocast),
+            steps_offset=backbone.steps_offset,
         )
 
     def _backbone(self, name: str, field: str) -> Backbone:

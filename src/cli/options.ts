@@ -20,3 +20,8 @@ export function number(min: number, max: number) {
     return parsed;
   };
 }
+
+/** Accumulates a repeatable flag's values. */
+export function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}

@@ -12,7 +12,7 @@ export interface StepwiseOptions extends Omit<SampleOptions, "onProgress"> {
 }
 
 export async function sampleStepwise(worker: Worker, options: StepwiseOptions): Promise<ImageBatch> {
-  const trajectory = await worker.startTrajectory(options.model, options.numSamples, options.seed, { labels: options.labels });
+  const trajectory = await worker.startTrajectory(options.model, options.numSamples, options.seed, { labels: options.labels, text: options.text });
   try {
     const { timesteps } = options;
     for (let i = 0; i < timesteps.length; i++) {

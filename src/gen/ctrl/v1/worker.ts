@@ -179,6 +179,8 @@ export interface Backbone {
   /** Whether the backbone takes prompts (TextCondition); false for unconditional pixel models. */
   textToImage: boolean;
   autocast: DType;
+  /** The scheduler's steps_offset (Stable Diffusion: 1), for DDIM schedules that match its own. */
+  stepsOffset: number;
 }
 
 export interface ListHandlesRequest {
@@ -1299,6 +1301,7 @@ function createBaseBackbone(): Backbone {
     imageShape: [],
     textToImage: false,
     autocast: 0,
+    stepsOffset: 0,
   };
 }
 
@@ -1344,6 +1347,9 @@ export const Backbone: MessageFns<Backbone> = {
     }
     if (message.autocast !== 0) {
       writer.uint32(88).int32(message.autocast);
+    }
+    if (message.stepsOffset !== 0) {
+      writer.uint32(96).uint32(message.stepsOffset);
     }
     return writer;
   },
@@ -1469,6 +1475,14 @@ export const Backbone: MessageFns<Backbone> = {
             message.autocast = reader.int32() as any;
             continue;
           }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.stepsOffset = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1522,6 +1536,11 @@ export const Backbone: MessageFns<Backbone> = {
         ? globalThis.Boolean(object.text_to_image)
         : false,
       autocast: isSet(object.autocast) ? dTypeFromJSON(object.autocast) : 0,
+      stepsOffset: isSet(object.stepsOffset)
+        ? globalThis.Number(object.stepsOffset)
+        : isSet(object.steps_offset)
+        ? globalThis.Number(object.steps_offset)
+        : 0,
     };
   },
 
@@ -1560,6 +1579,9 @@ export const Backbone: MessageFns<Backbone> = {
     if (message.autocast !== 0) {
       obj.autocast = dTypeToJSON(message.autocast);
     }
+    if (message.stepsOffset !== 0) {
+      obj.stepsOffset = Math.round(message.stepsOffset);
+    }
     return obj;
   },
 
@@ -1579,6 +1601,7 @@ export const Backbone: MessageFns<Backbone> = {
     message.imageShape = object.imageShape?.map((e) => e) || [];
     message.textToImage = object.textToImage ?? false;
     message.autocast = object.autocast ?? 0;
+    message.stepsOffset = object.stepsOffset ?? 0;
     return message;
   },
 };

@@ -86,7 +86,7 @@ class LoadBackboneRequest(_message.Message):
     def __init__(self, source: _Optional[str] = ..., revision: _Optional[str] = ..., dtype: _Optional[_Union[DType, str]] = ..., autocast: _Optional[_Union[DType, str]] = ...) -> None: ...
 
 class Backbone(_message.Message):
-    __slots__ = ("handle", "source", "model_class", "sample_shape", "num_train_timesteps", "prediction_type", "num_parameters", "dtype", "image_shape", "text_to_image", "autocast")
+    __slots__ = ("handle", "source", "model_class", "sample_shape", "num_train_timesteps", "prediction_type", "num_parameters", "dtype", "image_shape", "text_to_image", "autocast", "steps_offset")
     HANDLE_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     MODEL_CLASS_FIELD_NUMBER: _ClassVar[int]
@@ -98,6 +98,7 @@ class Backbone(_message.Message):
     IMAGE_SHAPE_FIELD_NUMBER: _ClassVar[int]
     TEXT_TO_IMAGE_FIELD_NUMBER: _ClassVar[int]
     AUTOCAST_FIELD_NUMBER: _ClassVar[int]
+    STEPS_OFFSET_FIELD_NUMBER: _ClassVar[int]
     handle: str
     source: str
     model_class: str
@@ -109,7 +110,8 @@ class Backbone(_message.Message):
     image_shape: _containers.RepeatedScalarFieldContainer[int]
     text_to_image: bool
     autocast: DType
-    def __init__(self, handle: _Optional[str] = ..., source: _Optional[str] = ..., model_class: _Optional[str] = ..., sample_shape: _Optional[_Iterable[int]] = ..., num_train_timesteps: _Optional[int] = ..., prediction_type: _Optional[str] = ..., num_parameters: _Optional[int] = ..., dtype: _Optional[_Union[DType, str]] = ..., image_shape: _Optional[_Iterable[int]] = ..., text_to_image: _Optional[bool] = ..., autocast: _Optional[_Union[DType, str]] = ...) -> None: ...
+    steps_offset: int
+    def __init__(self, handle: _Optional[str] = ..., source: _Optional[str] = ..., model_class: _Optional[str] = ..., sample_shape: _Optional[_Iterable[int]] = ..., num_train_timesteps: _Optional[int] = ..., prediction_type: _Optional[str] = ..., num_parameters: _Optional[int] = ..., dtype: _Optional[_Union[DType, str]] = ..., image_shape: _Optional[_Iterable[int]] = ..., text_to_image: _Optional[bool] = ..., autocast: _Optional[_Union[DType, str]] = ..., steps_offset: _Optional[int] = ...) -> None: ...
 
 class ListHandlesRequest(_message.Message):
     __slots__ = ()
