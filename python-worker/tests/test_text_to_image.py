@@ -139,6 +139,17 @@ def test_exported_lora_loads_into_a_diffusers_pipeline(sd, pipeline_dir, tmp_pat
     torch.testing.assert_close(theirs, ours, rtol=0, atol=1e-5)
     assert (theirs - plain).abs().max() > 1e-4  # the LoRA was really applied
 
+    # The label embedding as diffusers' class embedding (README): the same model as the control's.
+    from safetensors.torch import load_file
+
+    table = load_file(str(tmp_path / "control" / "label_embeddings.safetensors"))["y"]
+    pipe.unet.class_embedding = torch.nn.Embedding.from_pretrained(table, freeze=True)
+    y = torch.tensor([0, 2, 3])
+    with torch.no_grad():
+        theirs = pipe.unet(x, t, encoder_hidden_states=cond.prompt_embeds, class_labels=y).sample
+        ours = control.eps(x, 400, labels_of(control, (0, 2, 3)), cond.prompt_embeds)
+    torch.testing.assert_close(theirs, ours, rtol=0, atol=1e-5)
+
 
 def test_autocast_must_suit_the_device(pipeline_dir):
     with pytest.raises(RequestError, match="^autocast: ") as info:
