@@ -234,7 +234,10 @@ export interface SampleRequest {
   eta: number;
   /** Seeds the initial noise and every step's noise. At most 2^53 - 1. */
   seed: number;
-  /** Samples per network call; 0 means all at once. Changes the images by float rounding at most. */
+  /**
+   * Samples per network call (with guidance, their conditional and unconditional rows go in the
+   * same call); 0 means all at once. Changes the images by float rounding at most.
+   */
   batchSize: number;
   /** With a control: one entry per label field, num_samples values each. */
   labels: LabelValues[];
