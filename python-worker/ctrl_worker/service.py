@@ -150,7 +150,7 @@ class WorkerService(pb_grpc.WorkerServicer):
             model = StepModel(backbone, condition=condition)
         else:
             model = StepModel(backbone, control, control.parse_labels(request.labels, num_samples), condition)
-        return Trajectory(backbone, num_samples, seed, initial, predict=_predictor(model), compute_kl=compute_kl)
+        return Trajectory(backbone, num_samples, seed, initial, predict=model.predict, compute_kl=compute_kl)
 
     @rpc_method
     def Sample(self, request, context):
@@ -440,13 +440,6 @@ def _condition(backbone: Backbone, request, num_samples: int) -> TextCondition |
     text = request.text
     scale = text.guidance_scale if text.HasField("guidance_scale") else None
     return parse_condition(backbone, list(text.prompts), scale, num_samples, field="text")
-
-
-def _predictor(model: StepModel):
-    def predict(x: torch.Tensor, timestep: int, with_reference: bool, batch_size: int):
-        return model.predict(x, timestep, with_reference, batch_size)
-
-    return predict
 
 
 def _version(package: str) -> str:

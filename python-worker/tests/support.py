@@ -30,8 +30,7 @@ def sample(
     from ctrl_worker.sampler import Trajectory
 
     model = StepModel(backbone, control, labels, condition)
-    predict = lambda x, t, with_reference, batch_size: model.predict(x, t, with_reference, batch_size)  # noqa: E731
-    trajectory = Trajectory(backbone, num_samples, seed, predict=predict, compute_kl=compute_kl)
+    trajectory = Trajectory(backbone, num_samples, seed, predict=model.predict, compute_kl=compute_kl)
     for i, t in enumerate(timesteps):
         trajectory.step(t, timesteps[i + 1] if i + 1 < len(timesteps) else -1, eta)
     return trajectory
