@@ -4,7 +4,7 @@ PYTHON_ENV := python-worker/.venv/bin/python
 NODE_TEST := node --import tsx --test --test-reporter=spec
 TS_TESTS = $(shell find test -name '*.test.ts' | sort)
 
-.PHONY: setup setup-node setup-python test test-ts test-py typecheck gen lock run reproduce pretrain bench-bridge clean help
+.PHONY: setup setup-node setup-python test test-ts test-py typecheck gen lock run reproduce pretrain bench bench-bundle bench-bridge clean help
 
 help:
 	@echo "make setup         install npm packages (lock file) and the worker's Python environment"
@@ -13,6 +13,7 @@ help:
 	@echo "make reproduce     CTRL against the baselines (runs/reproduce/table.md, report.html); QUICK=1: < 20 min"
 	@echo "make pretrain      re-train the embedded default backbone (slow; it is committed)"
 	@echo "make gen           regenerate TypeScript and Python code from proto/"
+	@echo "make bench         CTRL training throughput and memory, 3 variants (GPU: SD 1.5 architecture; else CPU mode)"
 	@echo "make bench-bridge  round-trip and streaming figures of the TypeScript-Python bridge"
 	@echo "make lock          re-resolve python-worker/requirements.lock from requirements.in"
 
@@ -60,6 +61,18 @@ reproduce:
 # about 30-40 minutes on one CPU thread. The committed checkpoint makes this unnecessary.
 pretrain:
 	cd python-worker && .venv/bin/python -m ctrl_worker.pretrain --out ../models/default --overwrite
+
+# One JSON line; see BENCHMARKS.md. Extra flags: make bench ARGS="--iterations 5".
+bench:
+	node --import tsx scripts/bench.ts $(ARGS)
+
+# scripts/bench.ts as one ES module in .device/bench/ for the GPU machine, which has no node_modules
+# (see BENCHMARKS.md for the whole recipe).
+bench-bundle:
+	rm -rf .device/bench
+	npx esbuild scripts/bench.ts --bundle --platform=node --format=esm --splitting --outdir=.device/bench \
+	  --external:zeromq --out-extension:.js=.mjs \
+	  --banner:js="import { createRequire as __cr } from 'module'; const require = __cr(import.meta.url);"
 
 bench-bridge:
 	node --import tsx scripts/bench-bridge.ts

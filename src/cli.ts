@@ -6,11 +6,12 @@ import { imageGrid } from "./eval/grid.js";
 import { DType } from "./gen/ctrl/v1/worker.js";
 import { ddimTimesteps, ddpmTimesteps } from "./sampling/schedules.js";
 import { sampleStepwise } from "./sampling/stepwise.js";
-import { integer, number, readJsonObject } from "./cli/options.js";
+import { collect, integer, number, readJsonObject } from "./cli/options.js";
 import type { ConfigInput } from "./ctrl/config.js";
 import { runCtrl } from "./ctrl/pipeline.js";
+import { labelsFromFlags, resolveControlDirectory } from "./ctrl/controls.js";
 import { showProgress } from "./worker/progress.js";
-import { Worker } from "./worker/worker.js";
+import { type Labels, Worker } from "./worker/worker.js";
 
 const program = new Command()
   .name("ctrl")
@@ -55,6 +56,10 @@ workerOptions(program.command("info").description("print the worker's versions, 
 
 interface SampleFlags extends WorkerFlags {
   model: string;
+  control?: string;
+  label: string[];
+  prompt: string[];
+  guidanceScale?: number;
   n: number;
   out: string;
   steps: number;
@@ -70,8 +75,12 @@ interface SampleFlags extends WorkerFlags {
 workerOptions(
   program
     .command("sample")
-    .description("sample images from a backbone and write them as a PNG grid")
+    .description("sample images from a backbone, or from a trained control on it, and write them as a PNG grid")
     .requiredOption("--model <dir-or-id>", "diffusers model directory or Hugging Face id")
+    .option("--control <dir>", "a trained control: runs/<id> (its latest checkpoint) or a checkpoint folder")
+    .option("--label <K|field=K>", "the class to ask for (repeat for several fields; -1 = null label)", collect, [])
+    .option("--prompt <text>", "prompt for a text-to-image backbone (repeat: one per image, cycled)", collect, [])
+    .option("--guidance-scale <w>", "classifier-free guidance scale for prompts (default 7.5)", number(0, 100))
     .option("--n <count>", "number of images", integer(1, 4096), 8)
     .requiredOption("--out <file.png>", "where to write the grid")
     .option("--steps <count>", "DDIM steps (ignored with --sampler ddpm)", integer(1, 10_000), 50)
@@ -88,12 +97,25 @@ workerOptions(
     const stopProgress = worker.telemetry ? showProgress(worker.telemetry) : () => undefined;
     try {
       const backbone = await worker.loadBackbone(flags.model);
+      if (!backbone.textToImage && (flags.prompt.length || flags.guidanceScale !== undefined)) {
+        throw new Error(`--prompt: ${flags.model} is an unconditional ${backbone.modelClass}; it takes no prompts`);
+      }
+      if (flags.label.length && !flags.control) throw new Error("--label: give --control too (labels are a control's)");
       const timesteps =
         flags.sampler === "ddpm"
           ? ddpmTimesteps(backbone.numTrainTimesteps)
-          : ddimTimesteps({ numTrainTimesteps: backbone.numTrainTimesteps, steps: flags.steps });
+          : ddimTimesteps({ numTrainTimesteps: backbone.numTrainTimesteps, steps: flags.steps, offset: backbone.stepsOffset });
       const eta = flags.sampler === "ddpm" ? 1 : flags.eta;
-      const request = { model: backbone.handle, numSamples: flags.n, timesteps, eta, seed: flags.seed, batchSize: flags.batchSize };
+      let model = backbone.handle;
+      let labels: Labels | undefined;
+      if (flags.control) {
+        const control = await worker.loadControl(backbone.handle, resolveControlDirectory(flags.control));
+        model = control.handle;
+        labels = labelsFromFlags(flags.label, control.fields, flags.n);
+      }
+      const prompts = flags.prompt.length ? Array.from({ length: flags.n }, (_, i) => flags.prompt[i % flags.prompt.length]!) : [];
+      const text = backbone.textToImage ? { prompts, guidanceScale: flags.guidanceScale } : undefined;
+      const request = { model, numSamples: flags.n, timesteps, eta, seed: flags.seed, batchSize: flags.batchSize, labels, text };
       const images = flags.stepwise ? await sampleStepwise(worker, request) : await worker.sample(request);
       await writeFile(flags.out, await imageGrid(images, { columns: flags.columns, scale: flags.scale }));
       process.stderr.write(`wrote ${images.count} images (${images.width}x${images.height}) to ${flags.out}\n`);

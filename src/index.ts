@@ -9,6 +9,7 @@ export * from "./ctrl/config.js";
 export * from "./ctrl/pipeline.js";
 export * from "./ctrl/random.js";
 export * from "./ctrl/truncation.js";
+export * from "./ctrl/controls.js";
 export * from "./ctrl/oracle.js";
 export * from "./rewards/expression.js";
 export * from "./rewards/oracles.js";

@@ -21,6 +21,16 @@ export async function makeTinyBackbone(folder = path.join(tempDir(), "tiny"), sa
   return folder;
 }
 
+/** Writes a tiny random Stable-Diffusion-layout pipeline (UNet2DConditionModel, AutoencoderKL,
+ * CLIP text encoder and tokenizer): 8x8x4 latents, 16x16 images. */
+export async function makeTinyTextToImage(folder = path.join(tempDir(), "tiny-sd")): Promise<string> {
+  await execa(defaultPython(), ["-m", "ctrl_worker.testing", "tiny-text-to-image", folder], {
+    cwd: WORKER_DIR,
+    env: { PYTHONPATH: WORKER_DIR },
+  });
+  return folder;
+}
+
 /** Asserts that `promise` fails with a WorkerCallError of `codeName` whose message matches. */
 export async function rejectsWith(promise: Promise<unknown>, codeName: string, message: RegExp): Promise<WorkerCallError> {
   try {

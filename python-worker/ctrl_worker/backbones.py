@@ -1,5 +1,8 @@
 """Pre-trained diffusion backbones in diffusers format: from a local folder or a Hugging Face id.
 
+Two families: pixel-space UNet2DModel checkpoints (a pipeline folder or a bare UNet folder), and
+latent text-to-image pipelines of the Stable Diffusion family (UNet2DConditionModel + VAE + CLIP
+text encoder and tokenizer). Both are sampled with the same DDIM/DDPM step on the UNet's space.
 Only safetensors weights are read: pickled `.bin` checkpoints can run code when loaded.
 """
 
@@ -16,10 +19,11 @@ from pathlib import Path
 import torch
 
 from .errors import invalid, not_found, precondition
+from .latent import TextToImageParts, is_text_to_image, load_parts
 
 # "owner/name" or "name", as on the Hugging Face hub.
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
-_PIXEL_UNETS = {"UNet2DModel"}
+_PIXEL_UNET, _TEXT_UNET = "UNet2DModel", "UNet2DConditionModel"
 
 
 @dataclass
@@ -30,9 +34,14 @@ class Backbone:
     final_alpha_cumprod: float  # the clean end of the chain (timestep -1)
     prediction_type: str
     clip_range: float | None
-    sample_shape: tuple[int, int, int]
+    sample_shape: tuple[int, int, int]  # the UNet's space: pixels, or latents
     dtype: torch.dtype
     device: torch.device
+    # Latent text-to-image backbones only: VAE, text encoder, tokenizer.
+    text_to_image: TextToImageParts | None = None
+    # Mixed precision for the UNet calls (None: run in the weights' dtype).
+    autocast: torch.dtype | None = None
+    steps_offset: int = 0  # the scheduler's offset of DDIM timesteps (Stable Diffusion: 1)
     # Held while the UNet runs: a control switches adapters and labels on the shared module.
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
 
@@ -44,17 +53,42 @@ class Backbone:
     def model_class(self) -> str:
         return type(self.unet).__name__
 
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """[C, H, W] of the images the backbone's samples decode to."""
+        return self.sample_shape if self.text_to_image is None else self.text_to_image.image_shape
+
     def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.unet.parameters())
+        extra = 0 if self.text_to_image is None else self.text_to_image.num_parameters()
+        return sum(p.numel() for p in self.unet.parameters()) + extra
+
+    def to_images(self, x: torch.Tensor, batch_size: int = 0) -> torch.Tensor:
+        """Samples in the UNet's space -> images in model range [-1, 1] (VAE-decoded for latents)."""
+        parts = self.text_to_image
+        if parts is None:
+            return x
+        with self._autocast():
+            return in_batches(lambda rows: parts.decode(x[rows]), x.shape[0], batch_size)
+
+    def _autocast(self):
+        enabled = self.autocast is not None
+        return torch.autocast(self.device.type, dtype=self.autocast or torch.bfloat16, enabled=enabled)
 
     def alpha_cumprod(self, timestep: int) -> float:
         """Cumulative alpha at `timestep`; timestep -1 is the clean end of the chain."""
         return self.final_alpha_cumprod if timestep < 0 else float(self.alphas_cumprod[timestep])
 
-    def predict_eps(self, x_t: torch.Tensor, timestep: int) -> torch.Tensor:
-        """The network's output at x_t, converted to a noise prediction, in float32."""
+    def predict_eps(self, x_t: torch.Tensor, timestep: int, context: torch.Tensor | None = None) -> torch.Tensor:
+        """The network's output at x_t, converted to a noise prediction, in float32. `context` is
+        the text encoder's output, one row per sample, for a text-to-image backbone."""
         t = torch.full((x_t.shape[0],), timestep, device=self.device, dtype=torch.long)
-        out = self.unet(x_t.to(self.dtype), t).sample.float()
+        with self._autocast():
+            if self.text_to_image is None:
+                out = self.unet(x_t.to(self.dtype), t).sample.float()
+            else:
+                if context is None:
+                    raise ValueError("a text-to-image backbone needs the prompt embeddings")
+                out = self.unet(x_t.to(self.dtype), t, encoder_hidden_states=context.to(self.dtype)).sample.float()
         alpha = self.alpha_cumprod(timestep)
         if self.prediction_type == "epsilon":
             return out
@@ -63,8 +97,6 @@ class Backbone:
         # "sample": the network predicts x0 itself.
         return (x_t - alpha**0.5 * out) / (1 - alpha) ** 0.5
 
-    def predict_eps_batched(self, x_t: torch.Tensor, timestep: int, batch_size: int) -> torch.Tensor:
-        return in_batches(lambda rows: self.predict_eps(x_t[rows], timestep), x_t.shape[0], batch_size)
 
 
 def in_batches(run: Callable[[slice], torch.Tensor], n: int, batch_size: int) -> torch.Tensor:
@@ -122,9 +154,12 @@ def _read_json(path: Path, field: str) -> dict:
         raise invalid(field, f"{path} is not readable JSON: {error}") from error
 
 
-def _layout(root: Path) -> tuple[Path, Path]:
-    """(unet folder, scheduler config file) for a pipeline folder or a bare UNet folder."""
+def _layout(root: Path) -> tuple[Path, Path, dict | None]:
+    """(unet folder, scheduler config file, model_index or None) for a pipeline folder or a bare
+    UNet folder."""
+    model_index = None
     if (root / "model_index.json").is_file():
+        model_index = _read_json(root / "model_index.json", "source")
         unet_dir, scheduler = root / "unet", root / "scheduler" / "scheduler_config.json"
     else:
         unet_dir, scheduler = root, root / "scheduler_config.json"
@@ -132,7 +167,7 @@ def _layout(root: Path) -> tuple[Path, Path]:
         raise invalid("source", f"{root} holds no diffusers UNet (expected {unet_dir / 'config.json'})")
     if not scheduler.is_file():
         raise invalid("source", f"{root} holds no noise scheduler (expected {scheduler})")
-    return unet_dir, scheduler
+    return unet_dir, scheduler, model_index
 
 
 def supported_dtypes(device: torch.device) -> list[torch.dtype]:
@@ -141,24 +176,40 @@ def supported_dtypes(device: torch.device) -> list[torch.dtype]:
     return [torch.float32, torch.bfloat16]
 
 
-def load_backbone(source: str, revision: str, dtype: torch.dtype, device: torch.device) -> Backbone:
+def supported_autocast(device: torch.device) -> list[torch.dtype]:
+    return [torch.float16, torch.bfloat16] if device.type == "cuda" else [torch.bfloat16]
+
+
+def load_backbone(
+    source: str, revision: str, dtype: torch.dtype, device: torch.device, autocast: torch.dtype | None = None
+) -> Backbone:
     if dtype not in supported_dtypes(device):
         raise invalid("dtype", f"{dtype} is not supported on {device}; use one of {supported_dtypes(device)}")
+    if autocast is not None and autocast not in supported_autocast(device):
+        raise invalid("autocast", f"{autocast} autocast is not supported on {device}; use one of {supported_autocast(device)}")
     root = resolve_source(source, revision)
-    unet_dir, scheduler_file = _layout(root)
+    unet_dir, scheduler_file, model_index = _layout(root)
     unet_config = _read_json(unet_dir / "config.json", "source")
     model_class = unet_config.get("_class_name", "")
-    if model_class not in _PIXEL_UNETS:
-        raise precondition("source", f"model class {model_class!r} is not supported yet; supported: {sorted(_PIXEL_UNETS)}")
+    text_to_image = model_index is not None and is_text_to_image(root, model_index)
+    expected = _TEXT_UNET if text_to_image else _PIXEL_UNET
+    if model_class != expected:
+        kind = "a text-to-image pipeline (vae, text_encoder, tokenizer)" if text_to_image else "a pixel-space model"
+        raise precondition(
+            "source",
+            f"model class {model_class!r} is not supported as {kind}; supported: {_PIXEL_UNET} (pixel space) and "
+            f"{_TEXT_UNET} with vae, text_encoder and tokenizer (Stable Diffusion 1.x/2.x layout)",
+        )
     if not any(unet_dir.glob("*.safetensors")):
         raise precondition(
             "source", f"{unet_dir} has no .safetensors weights; pickled .bin checkpoints are refused (they can run code)"
         )
 
-    from diffusers import DDIMScheduler, UNet2DModel
+    import diffusers
+    from diffusers import DDIMScheduler
 
     try:
-        unet = UNet2DModel.from_pretrained(unet_dir, use_safetensors=True, torch_dtype=dtype)
+        unet = getattr(diffusers, model_class).from_pretrained(unet_dir, use_safetensors=True, torch_dtype=dtype)
     except Exception as error:  # corrupt or mismatched files raise many types (OSError, SafetensorError, ...)
         raise invalid("source", f"could not load the UNet weights in {unet_dir}: {type(error).__name__}: {error}") from error
 
@@ -173,6 +224,10 @@ def load_backbone(source: str, revision: str, dtype: torch.dtype, device: torch.
     unet.to(device).eval().requires_grad_(False)
     size = unet.config.sample_size
     height, width = (size, size) if isinstance(size, int) else tuple(size)
+    sample_shape = (int(unet.config.in_channels), int(height), int(width))
+    parts = load_parts(root, dtype, device, sample_shape) if text_to_image else None
+    if parts is not None and config.clip_sample:
+        raise precondition("source", "a latent backbone's scheduler must not clip samples (clip_sample is for pixels)")
     return Backbone(
         source=source,
         unet=unet,
@@ -180,8 +235,11 @@ def load_backbone(source: str, revision: str, dtype: torch.dtype, device: torch.
         final_alpha_cumprod=float(scheduler.final_alpha_cumprod),
         prediction_type=config.prediction_type,
         clip_range=float(config.clip_sample_range) if config.clip_sample else None,
-        sample_shape=(int(unet.config.in_channels), int(height), int(width)),
+        sample_shape=sample_shape,
         dtype=dtype,
         device=device,
+        text_to_image=parts,
+        autocast=autocast,
+        steps_offset=int(config.steps_offset),
     )
 

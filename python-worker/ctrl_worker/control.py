@@ -7,6 +7,9 @@ zero LoRA B), so a fresh control is exactly its backbone.
 
 There is no copy of the network: the adapters live inside the backbone's UNet and are OFF by
 default, so the UNet is the pre-trained reference unless a block runs inside `conditioned(labels)`.
+Inside `mixed(labels, adapter_rows)` one batch holds both: rows with adapter_rows False get their
+LoRA output multiplied by 0 and the null label (a zero embedding), which is the pre-trained model
+exactly; this lets a rollout run the fine-tuned and the reference branches in one UNet call.
 """
 
 from __future__ import annotations
@@ -19,9 +22,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .backbones import Backbone, in_batches
+from .backbones import Backbone
 from .errors import invalid, precondition
-from .sampler import Denoiser
 from .tensors import seeded
 from .validation import positive, unique
 
@@ -51,6 +53,14 @@ class Labels:
 
     def rows(self, rows: slice) -> Labels:
         return Labels({name: v[rows] for name, v in self.values.items()})
+
+    def null(self) -> Labels:
+        """The same fields, every sample with the null label (-1)."""
+        return Labels({name: torch.full_like(v, -1) for name, v in self.values.items()})
+
+    @staticmethod
+    def cat(parts: Sequence[Labels]) -> Labels:
+        return Labels({name: torch.cat([p.values[name] for p in parts]) for name in parts[0].values})
 
 
 def validate_fields(fields: Sequence[tuple[str, int]], field: str = "fields") -> list[LabelField]:
@@ -117,11 +127,12 @@ class Control:
         # Bumped whenever the parameters change in place: older rollouts can no longer back-propagate.
         self.version = 0
         self._labels: Labels | None = None
+        self._adapter_rows: torch.Tensor | None = None  # [n] 0/1 while inside `mixed`
 
         config = LoraConfig(
             r=lora.rank, lora_alpha=lora.alpha, target_modules=list(lora.target_modules), init_lora_weights=True
         )
-        self._hook: torch.utils.hooks.RemovableHandle | None = None
+        self._hooks: list[torch.utils.hooks.RemovableHandle] = []
         try:
             with seeded(seed, backbone.device):
                 inject_adapter_in_model(config, unet, adapter_name=ADAPTER)
@@ -131,7 +142,9 @@ class Control:
             ).to(backbone.device)
             for table in self.embeddings.values():
                 nn.init.zeros_(table.weight)  # zero: the control starts as the pre-trained model
-            self._hook = embedding.register_forward_hook(self._add_label_embeddings)
+            self._hooks.append(embedding.register_forward_hook(self._add_label_embeddings))
+            for layer in self._tuner_layers:
+                self._hooks.append(layer.lora_B[ADAPTER].register_forward_hook(self._mask_adapter_rows))
             self._set_adapters(False)
         except BaseException:
             self.close()  # never leave half a control in the shared UNet
@@ -173,11 +186,37 @@ class Control:
         labels = self._labels
         if labels is None:
             return None
+        rows = self._adapter_rows
         for f in self.fields:
             values = labels.values[f.name]
             indices = torch.where(values < 0, f.num_classes, values)
-            output = output + self.embeddings[f.name](indices).to(output.dtype)
+            added = self.embeddings[f.name](indices)
+            if rows is not None:  # pre-trained rows get nothing, whatever the null row holds
+                added = added * rows.view(-1, 1)
+            output = output + added.to(output.dtype)
         return output
+
+    def _mask_adapter_rows(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor | None:
+        mask = self._adapter_rows
+        if mask is None:
+            return None
+        if output.shape[0] != mask.shape[0]:
+            raise RuntimeError(f"a LoRA layer saw {output.shape[0]} rows inside a batch of {mask.shape[0]}")
+        return output * mask.view(-1, *([1] * (output.dim() - 1))).to(output.dtype)
+
+    @contextmanager
+    def mixed(self, labels: Labels, adapter_rows: torch.Tensor) -> Iterator[None]:
+        """One batch of fine-tuned rows (adapter_rows True, with their labels) and pre-trained rows
+        (adapter_rows False; their labels must be null)."""
+        self._set_adapters(True)
+        self._labels = labels
+        self._adapter_rows = adapter_rows.to(device=self.backbone.device, dtype=torch.float32)
+        try:
+            yield
+        finally:
+            self._labels = None
+            self._adapter_rows = None
+            self._set_adapters(False)
 
     @contextmanager
     def conditioned(self, labels: Labels) -> Iterator[None]:
@@ -197,20 +236,20 @@ class Control:
         self._set_adapters(False)
         yield
 
-    def eps(self, x: torch.Tensor, timestep: int, labels: Labels | None) -> torch.Tensor:
+    def eps(
+        self, x: torch.Tensor, timestep: int, labels: Labels | None, context: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """The augmented model's noise prediction with `labels`, or the reference's with None.
         Entering the context here keeps checkpoint recomputation in the backward pass faithful."""
         with self.conditioned(labels) if labels is not None else self.reference():
-            return self.backbone.predict_eps(x, timestep)
+            return self.backbone.predict_eps(x, timestep, context)
 
-    def denoiser(self, labels: Labels | None) -> Denoiser:
-        def run(x: torch.Tensor, timestep: int, batch_size: int) -> torch.Tensor:
-            def chunk(rows: slice) -> torch.Tensor:
-                return self.eps(x[rows], timestep, None if labels is None else labels.rows(rows))
-
-            return in_batches(chunk, x.shape[0], batch_size)
-
-        return run
+    def eps_mixed(
+        self, x: torch.Tensor, timestep: int, labels: Labels, adapter_rows: torch.Tensor, context: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Fine-tuned and pre-trained rows in one UNet call (see `mixed`)."""
+        with self.mixed(labels, adapter_rows):
+            return self.backbone.predict_eps(x, timestep, context)
 
     # -- labels --------------------------------------------------------------------------------------
 
@@ -245,9 +284,9 @@ class Control:
 
         unet = self.backbone.unet
         with self.backbone.lock:
-            if self._hook is not None:
-                self._hook.remove()
-                self._hook = None
+            for hook in self._hooks:
+                hook.remove()
+            self._hooks = []
             for name, module in list(unet.named_modules()):
                 if isinstance(module, BaseTunerLayer):
                     parent, _, child = name.rpartition(".")

@@ -21,6 +21,7 @@ from .control import Control, Labels
 from .datasets import Dataset
 from .errors import invalid
 from .forward_process import add_noise, alphas_at, draw_noise, row_timesteps
+from .noisy_classifier import require_pixel_backbone
 from .tensors import uint8_to_model_range
 from .validation import positive
 
@@ -43,6 +44,7 @@ def training_target(backbone: Backbone, x0: torch.Tensor, noise: torch.Tensor, t
 
 def check_rows(dataset: Dataset, backbone: Backbone, indices: list[int]) -> torch.Tensor:
     """The rows as an index tensor, after checking that the images are the backbone's samples' shape."""
+    require_pixel_backbone(backbone, "control")
     if dataset.image_shape != backbone.sample_shape:
         raise invalid(
             "dataset", f"its images are {list(dataset.image_shape)} but the backbone makes {list(backbone.sample_shape)}"

@@ -25,7 +25,7 @@ from .classifier import Classifier, frozen, log_prob
 from .control import Control, Labels
 from .errors import invalid
 from .gen.ctrl.v1 import worker_pb2 as pb
-from .noisy_classifier import require_noise_aware
+from .noisy_classifier import require_noise_aware, require_pixel_backbone
 
 # (handle, field) -> the object, raising NOT_FOUND / INVALID_ARGUMENT naming the field.
 ControlLookup = Callable[[str, str], Control]
@@ -54,30 +54,30 @@ GuidanceTerm = ClassifierFree | ClassifierGradient
 
 
 class GuidedDenoiser:
-    """A `Denoiser` (x_t, timestep, batch_size) -> guided eps, and the pre-trained reference for
-    the KL: the pre-trained prediction of the last call is kept, so the KL costs no extra UNet call."""
+    """A trajectory's `Predictor`: (x_t, timestep, with_reference, batch_size) -> (guided eps, the
+    pre-trained eps for the KL or None). The pre-trained prediction is usually the guidance's own
+    base, so the KL costs no extra UNet call."""
 
     def __init__(self, backbone: Backbone, terms: Sequence[GuidanceTerm]):
         self.backbone = backbone
         self.classifier_free = next((t for t in terms if isinstance(t, ClassifierFree)), None)
         self.gradients = [t for t in terms if isinstance(t, ClassifierGradient)]
-        self._last: tuple[torch.Tensor, int, torch.Tensor] | None = None  # (x_t, t, eps_pre) of the last call
 
     @property
     def control(self) -> Control | None:
         return self.classifier_free.control if self.classifier_free else None
 
-    def __call__(self, x: torch.Tensor, timestep: int, batch_size: int) -> torch.Tensor:
-        pre: list[torch.Tensor] = []
-        eps = in_batches(lambda rows: self._rows(x[rows], timestep, rows, pre), x.shape[0], batch_size)
-        self._last = (x, timestep, torch.cat(pre)) if pre else None
-        return eps
+    def __call__(self, x: torch.Tensor, timestep: int, with_reference: bool, batch_size: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        references: list[torch.Tensor] = []
 
-    def reference(self, x: torch.Tensor, timestep: int, batch_size: int) -> torch.Tensor:
-        """The pre-trained model's eps at x_t: the one the last call computed, when it was for x_t."""
-        if self._last is not None and self._last[0] is x and self._last[1] == timestep:
-            return self._last[2]
-        return in_batches(lambda rows: self._pretrained(x[rows], timestep), x.shape[0], batch_size)
+        def chunk(rows: slice) -> torch.Tensor:
+            eps, reference = self._rows(x[rows], timestep, rows, with_reference)
+            if reference is not None:
+                references.append(reference)
+            return eps
+
+        eps = in_batches(chunk, x.shape[0], batch_size)
+        return eps, torch.cat(references) if with_reference else None
 
     # -- one chunk of rows -----------------------------------------------------------------------
 
@@ -85,31 +85,33 @@ class GuidedDenoiser:
         control = self.control
         return control.eps(x, timestep, None) if control else self.backbone.predict_eps(x, timestep)
 
+    def _null_unconditional(self) -> bool:
+        return self.classifier_free is not None and self.classifier_free.null_unconditional
+
     def _unconditional(self, x: torch.Tensor, timestep: int, rows: slice) -> torch.Tensor:
         cfg = self.classifier_free
         if cfg is not None and cfg.null_unconditional:
-            null = Labels({name: torch.full_like(v[rows], -1) for name, v in cfg.labels.values.items()})
-            return cfg.control.eps(x, timestep, null)
+            return cfg.control.eps(x, timestep, cfg.labels.rows(rows).null())
         return self._pretrained(x, timestep)
 
-    def _rows(self, x: torch.Tensor, timestep: int, rows: slice, pre: list[torch.Tensor]) -> torch.Tensor:
+    def _rows(self, x: torch.Tensor, timestep: int, rows: slice, with_reference: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         through_unet = any(not g.on_noisy_sample for g in self.gradients)
         with torch.enable_grad():
-            x = x.detach().requires_grad_(through_unet or bool(self.gradients))
+            x = x.detach().requires_grad_(bool(self.gradients))
             eps_u = self._unconditional(x, timestep, rows) if through_unet else None
             gradient = self._classifier_gradient(x, timestep, rows, eps_u)
         with torch.no_grad():
-            if eps_u is None:
-                eps_u = self._unconditional(x.detach(), timestep, rows)
-            eps = eps_u.detach()
-            if not (self.classifier_free and self.classifier_free.null_unconditional):
-                pre.append(eps)
+            x = x.detach()
+            eps = (self._unconditional(x, timestep, rows) if eps_u is None else eps_u).detach()
+            reference = None
+            if with_reference:
+                reference = self._pretrained(x, timestep) if self._null_unconditional() else eps
             cfg = self.classifier_free
             if cfg is not None:
-                eps = eps + cfg.scale * (cfg.control.eps(x.detach(), timestep, cfg.labels.rows(rows)) - eps)
+                eps = eps + cfg.scale * (cfg.control.eps(x, timestep, cfg.labels.rows(rows)) - eps)
             if gradient is not None:
                 eps = eps - math.sqrt(1 - self.backbone.alpha_cumprod(timestep)) * gradient
-        return eps
+        return eps, reference
 
     def _classifier_gradient(
         self, x: torch.Tensor, timestep: int, rows: slice, eps_u: torch.Tensor | None
@@ -143,6 +145,7 @@ def parse_terms(
     messages: Sequence, backbone: Backbone, num_samples: int, controls: ControlLookup, classifiers: ClassifierLookup
 ) -> list[GuidanceTerm]:
     """GuidanceTerm messages -> terms, each checked against the backbone and the sample count."""
+    require_pixel_backbone(backbone, "backbone")
     terms: list[GuidanceTerm] = []
     for i, message in enumerate(messages):
         field = f"terms[{i}]"

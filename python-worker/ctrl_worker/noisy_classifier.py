@@ -12,7 +12,7 @@ import torch
 from .backbones import Backbone
 from .classifier import Classifier, Noising, dataset_batch, train_step
 from .datasets import Dataset
-from .errors import invalid
+from .errors import invalid, precondition
 from .forward_process import add_noise, draw_noise, row_timesteps
 
 
@@ -22,6 +22,15 @@ def require_noise_aware(classifier: Classifier, field: str) -> Classifier:
             field, f"is a {classifier.config.architecture} classifier; this needs one created with architecture noise-aware-convnet"
         )
     return classifier
+
+
+def require_pixel_backbone(backbone: Backbone, field: str) -> Backbone:
+    """The baselines work on pixel-space backbones: their classifiers and data see the samples themselves."""
+    if backbone.text_to_image is not None:
+        raise precondition(
+            field, f"{backbone.model_class} is a latent text-to-image backbone; the baselines need a pixel-space one (UNet2DModel)"
+        )
+    return backbone
 
 
 def noising(backbone: Backbone, timesteps: torch.Tensor) -> Noising:
@@ -46,6 +55,7 @@ def train_noisy_step(
 ) -> tuple[float, float]:
     """One step on noised rows; returns the batch's loss and accuracy."""
     require_noise_aware(classifier, "classifier")
+    require_pixel_backbone(backbone, "backbone")
     if classifier.config.input_shape != backbone.sample_shape:
         raise invalid(
             "backbone",

@@ -78,7 +78,7 @@ def _parse_term(message, field: str, rollout: Rollout, lookup: ClassifierLookup)
             raise invalid(f"{field}.constant.values", f"expected {rollout.num_samples} values (one per sample), got {values.numel()}")
         if not torch.isfinite(values).all():
             raise invalid(f"{field}.constant.values", "must all be finite")
-        return Term(weight, Constant(values.to(rollout.x0.device)))
+        return Term(weight, Constant(values.to(rollout.images.device)))
     if kind == "classifier_log_prob":
         return Term(weight, _classifier_term(message.classifier_log_prob, f"{field}.classifier_log_prob", rollout, lookup))
     raise invalid(field, "set one of classifier_log_prob, kl or constant")
@@ -86,7 +86,7 @@ def _parse_term(message, field: str, rollout: Rollout, lookup: ClassifierLookup)
 
 def _classifier_term(message, field: str, rollout: Rollout, lookup: ClassifierLookup) -> ClassifierLogProb:
     classifier = lookup(message.classifier, f"{field}.classifier")
-    sample_shape = tuple(rollout.x0.shape[1:])
+    sample_shape = tuple(rollout.images.shape[1:])
     if classifier.config.input_shape != sample_shape:
         raise invalid(
             f"{field}.classifier",
@@ -146,4 +146,4 @@ def _evaluate(source: Source, rollout: Rollout) -> torch.Tensor:
         return rollout.kl
     if isinstance(source, Constant):
         return source.values
-    return log_prob(source.classifier, rollout.x0.clamp(-1, 1), source.labels)
+    return log_prob(source.classifier, rollout.images.clamp(-1, 1), source.labels)

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 
 import torch
 
-from .backbones import Backbone
+from .backbones import Backbone, in_batches
 from .errors import invalid, precondition
 
-# (x_t, timestep, batch_size) -> predicted noise, float32.
-Denoiser = Callable[[torch.Tensor, int, int], torch.Tensor]
+# (x_t, timestep, with_reference, batch_size) -> (model's noise prediction, reference's or None), float32.
+Predictor = Callable[[torch.Tensor, int, bool, int], tuple[torch.Tensor, torch.Tensor | None]]
 
 
 @dataclass(frozen=True)
@@ -93,9 +93,9 @@ class Trajectory:
 
     All randomness comes from one CPU generator seeded once, drawn in a fixed order (x_T, then one
     noise tensor per stochastic step), so images do not depend on batch_size or on whether the
-    loop runs in the worker (Sample) or in the orchestrator (StepTrajectory). `denoiser` defaults
-    to the backbone itself; with a `reference`, each step also adds each sample's KL between the
-    two transitions (same x_t, same noise) to `kl`.
+    loop runs in the worker (Sample) or in the orchestrator (StepTrajectory). `predict` defaults
+    to the backbone itself; with `compute_kl`, each step also adds each sample's KL between the
+    model's and the reference's transitions (same x_t, same noise) to `kl`.
     """
 
     def __init__(
@@ -104,12 +104,12 @@ class Trajectory:
         num_samples: int,
         seed: int,
         initial_noise: torch.Tensor | None = None,
-        denoiser: Denoiser | None = None,
-        reference: Denoiser | None = None,
+        predict: Predictor | None = None,
+        compute_kl: bool = False,
     ):
         self.backbone = backbone
-        self.denoiser = denoiser or backbone.predict_eps_batched
-        self.reference = reference
+        self.predict = predict or _plain(backbone)
+        self.compute_kl = compute_kl
         self.generator = torch.Generator(device="cpu").manual_seed(seed)
         self.shape = (num_samples, *backbone.sample_shape)
         if initial_noise is None:
@@ -138,10 +138,9 @@ class Trajectory:
         eta = validate_eta(eta, "eta")
         started = time.perf_counter()
         with self.backbone.lock:  # a control's adapters and labels live in the shared UNet
-            eps = self.denoiser(self.x, timestep, batch_size)
-            eps_ref = None
-            if self.reference is not None and self.stochastic(timestep, prev_timestep, eta):
-                eps_ref = self.reference(self.x, timestep, batch_size)  # the KL is 0 at deterministic steps
+            # The KL is 0 at deterministic steps: no reference needed there.
+            with_reference = self.compute_kl and self.stochastic(timestep, prev_timestep, eta)
+            eps, eps_ref = self.predict(self.x, timestep, with_reference, batch_size)
         transition, _ = self.advance(timestep, prev_timestep, eta, eps, eps_ref)
         self.seconds += time.perf_counter() - started
         return transition
@@ -171,3 +170,14 @@ class Trajectory:
         self.finished = prev_timestep == -1
         return transition, kl
 
+
+
+def _plain(backbone: Backbone) -> Predictor:
+    """The backbone alone (an unconditional pixel model)."""
+
+    def predict(x: torch.Tensor, timestep: int, with_reference: bool, batch_size: int):
+        if with_reference:
+            raise ValueError("a plain backbone has no reference")
+        return in_batches(lambda rows: backbone.predict_eps(x[rows], timestep), x.shape[0], batch_size), None
+
+    return predict

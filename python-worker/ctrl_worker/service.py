@@ -14,7 +14,9 @@ from . import __version__
 from . import classifier as clf
 from . import guidance
 from .backbones import Backbone, load_backbone, supported_dtypes
+from .branches import StepModel
 from .checkpoints import load_optimizer_state, read_control, save_control
+from .conditioning import TextCondition, parse_condition
 from .control import Control, validate_fields, validate_lora
 from .datasets import Dataset, load_dataset
 from .denoising import check_rows, denoising_loss
@@ -27,7 +29,7 @@ from .optim import ControlOptimizer, create_optimizer, optimizer_step
 from .rewards import backward, parse_terms
 from .rollout import Rollout, check_grad_steps, rollout
 from .sampler import Trajectory, validate_eta, validate_timesteps
-from .telemetry import Telemetry
+from .telemetry import Telemetry, memory_snapshot
 from .tensors import dtype_enum, from_proto, image_chunks, images_to_uint8, to_proto, torch_dtype
 from .validation import validate_seed
 
@@ -54,6 +56,7 @@ class WorkerService(pb_grpc.WorkerServicer):
 
     @rpc_method
     def GetInfo(self, request, context):
+        memory = memory_snapshot()
         return pb.WorkerInfo(
             worker_version=__version__,
             protocol=PROTOCOL,
@@ -65,6 +68,8 @@ class WorkerService(pb_grpc.WorkerServicer):
             pid=os.getpid(),
             max_message_bytes=self.limits.max_message_bytes,
             max_samples=self.limits.max_samples,
+            max_rss_bytes=memory["max_rss_bytes"],
+            accelerator_peak_bytes=memory.get("cuda_peak_bytes", 0),
         )
 
     @rpc_method
@@ -85,7 +90,8 @@ class WorkerService(pb_grpc.WorkerServicer):
     @rpc_method
     def LoadBackbone(self, request, context):
         dtype = torch_dtype(request.dtype, "dtype", default=torch.float32)
-        backbone = load_backbone(request.source, request.revision, dtype, self.device)
+        autocast = None if request.autocast == pb.DTYPE_UNSPECIFIED else torch_dtype(request.autocast, "autocast")
+        backbone = load_backbone(request.source, request.revision, dtype, self.device, autocast)
         description = f"{backbone.model_class} from {request.source}, {backbone.num_parameters():,} parameters"
         handle = self.handles.add("backbone", backbone, description)
         return pb.Backbone(
@@ -97,6 +103,10 @@ class WorkerService(pb_grpc.WorkerServicer):
             prediction_type=backbone.prediction_type,
             num_parameters=backbone.num_parameters(),
             dtype=dtype_enum(dtype),
+            image_shape=list(backbone.image_shape),
+            text_to_image=backbone.text_to_image is not None,
+            autocast=pb.DTYPE_UNSPECIFIED if autocast is None else dtype_enum(autocast),
+            steps_offset=backbone.steps_offset,
         )
 
     def _backbone(self, name: str, field: str) -> Backbone:
@@ -132,17 +142,18 @@ class WorkerService(pb_grpc.WorkerServicer):
 
     def _trajectory(self, request, num_samples: int, seed: int, initial=None, compute_kl: bool = False) -> Trajectory:
         """A trajectory of the backbone, or of a control with the request's labels (and, with
-        compute_kl, the pre-trained reference beside it)."""
+        compute_kl, the pre-trained reference beside it), guided by the request's prompts."""
         backbone, control = self._model(request.model, "model")
+        condition = _condition(backbone, request, num_samples)
         if control is None:
             if request.labels:
                 raise invalid("labels", f"only a control takes labels; {request.model} is a backbone")
             if compute_kl:
                 raise invalid("compute_kl", f"needs a control in model; {request.model} is a backbone")
-            return Trajectory(backbone, num_samples, seed, initial)
-        labels = control.parse_labels(request.labels, num_samples)
-        reference = control.denoiser(None) if compute_kl else None
-        return Trajectory(backbone, num_samples, seed, initial, denoiser=control.denoiser(labels), reference=reference)
+            model = StepModel(backbone, condition=condition)
+        else:
+            model = StepModel(backbone, control, control.parse_labels(request.labels, num_samples), condition)
+        return Trajectory(backbone, num_samples, seed, initial, predict=model.predict, compute_kl=compute_kl)
 
     @rpc_method
     def Sample(self, request, context):
@@ -165,8 +176,14 @@ class WorkerService(pb_grpc.WorkerServicer):
             )
         if request.compute_kl:
             yield pb.SampleEvent(kl=pb.SampleKl(per_sample=trajectory.kl.tolist()))
-        for chunk in image_chunks(images_to_uint8(trajectory.x)):
+        for chunk in image_chunks(self._images(backbone, trajectory, request.batch_size)):
             yield pb.SampleEvent(images=chunk)
+
+    @staticmethod
+    def _images(backbone: Backbone, trajectory: Trajectory, batch_size: int = 0) -> torch.Tensor:
+        """The trajectory's current samples as uint8 images (VAE-decoded for latent backbones)."""
+        with backbone.lock, torch.no_grad():
+            return images_to_uint8(backbone.to_images(trajectory.x, batch_size))
 
     @rpc_method
     def StartTrajectory(self, request, context):
@@ -193,7 +210,7 @@ class WorkerService(pb_grpc.WorkerServicer):
     @rpc_method
     def ReadImages(self, request, context):
         trajectory = self.handles.get(request.trajectory, "trajectory", Trajectory, "trajectory")
-        yield from image_chunks(images_to_uint8(trajectory.x))
+        yield from image_chunks(self._images(trajectory.backbone, trajectory))
 
     # -- offline data ----------------------------------------------------------------------------
 
@@ -347,11 +364,19 @@ class WorkerService(pb_grpc.WorkerServicer):
         eta = validate_eta(request.eta, "eta")
         seed = validate_seed(request.seed, "seed")
         grad_steps = check_grad_steps(list(request.grad_steps), len(timesteps))
+        model = StepModel(
+            backbone,
+            control,
+            labels,
+            _condition(backbone, request, num_samples),
+            fused=not request.separate_unet_calls,
+            checkpointing=request.checkpointing,
+        )
 
         def progress(step: int, total: int) -> None:
             self.telemetry.progress("rollout", step, total)
 
-        result = rollout(control, labels, num_samples, timesteps, eta, seed, grad_steps, request.checkpointing, progress)
+        result = rollout(model, num_samples, timesteps, eta, seed, grad_steps, request.batch_size, progress)
         description = f"{num_samples} samples, {len(timesteps)} steps, {result.grad_steps_kept} with gradients"
         handle = self.handles.add("rollout", result, description, parent=request.control)
         return pb.RolloutResult(
@@ -360,6 +385,7 @@ class WorkerService(pb_grpc.WorkerServicer):
             kl_per_sample=result.kl.detach().cpu().tolist(),
             grad_steps_kept=result.grad_steps_kept,
             seconds=result.seconds,
+            unet_calls=result.unet_calls,
         )
 
     @rpc_method
@@ -443,8 +469,7 @@ class WorkerService(pb_grpc.WorkerServicer):
         seed = validate_seed(request.seed, "seed")
         terms = guidance.parse_terms(request.terms, backbone, num_samples, self._control, self._classifier)
         denoiser = guidance.GuidedDenoiser(backbone, terms)
-        reference = denoiser.reference if request.compute_kl else None
-        trajectory = Trajectory(backbone, num_samples, seed, denoiser=denoiser, reference=reference)
+        trajectory = Trajectory(backbone, num_samples, seed, predict=denoiser, compute_kl=request.compute_kl)
         # A trajectory guided by a control goes with it when the control is released.
         controls = [t.classifier_free.control for t in request.terms if t.WhichOneof("kind") == "classifier_free"]
         description = f"{num_samples} guided samples of {list(backbone.sample_shape)} ({len(terms)} guidance terms)"
@@ -454,9 +479,15 @@ class WorkerService(pb_grpc.WorkerServicer):
     @rpc_method
     def ReadTrajectoryKl(self, request, context):
         trajectory = self.handles.get(request.trajectory, "trajectory", Trajectory, "trajectory")
-        if trajectory.reference is None:
+        if not trajectory.compute_kl:
             raise precondition("trajectory", f"{request.trajectory} was not started with compute_kl")
         return pb.SampleKl(per_sample=trajectory.kl.tolist())
+
+
+def _condition(backbone: Backbone, request, num_samples: int) -> TextCondition | None:
+    text = request.text
+    scale = text.guidance_scale if text.HasField("guidance_scale") else None
+    return parse_condition(backbone, list(text.prompts), scale, num_samples, field="text")
 
 
 def _version(package: str) -> str:

@@ -1,10 +1,15 @@
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
 from ctrl_worker.backbones import load_backbone
 from ctrl_worker.testing import make_tiny_backbone
+
+# The hub is out of reach here: without this, diffusers' LoRA loader waits on network timeouts.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 @pytest.fixture(scope="session")

@@ -21,10 +21,16 @@ def perturb(control, scale: float = 0.02, seed: int = 1) -> None:
             p.add_(scale * torch.randn(p.shape, generator=generator))
 
 
-def sample(backbone, denoiser=None, reference=None, num_samples: int = 3, seed: int = 5, eta: float = 1.0, timesteps=TIMESTEPS):
+def sample(
+    backbone, control=None, labels=None, compute_kl=False, num_samples: int = 3, seed: int = 5, eta: float = 1.0,
+    timesteps=TIMESTEPS, condition=None,
+):
+    """A trajectory of the backbone (or of the control with labels) stepped to the end."""
+    from ctrl_worker.branches import StepModel
     from ctrl_worker.sampler import Trajectory
 
-    trajectory = Trajectory(backbone, num_samples, seed, denoiser=denoiser, reference=reference)
+    model = StepModel(backbone, control, labels, condition)
+    trajectory = Trajectory(backbone, num_samples, seed, predict=model.predict, compute_kl=compute_kl)
     for i, t in enumerate(timesteps):
         trajectory.step(t, timesteps[i + 1] if i + 1 < len(timesteps) else -1, eta)
     return trajectory
@@ -43,12 +49,17 @@ def classifier_term(classifier, field: str, weight: float = 1.0):
     return lambda rollout: Term(weight, ClassifierLogProb(classifier, rollout.labels.values[field]))
 
 
-def run_rollout(control, labels=None, grad_steps=(False, True, False, True), checkpointing=True, seed=3, eta=1.0):
+def run_rollout(
+    control, labels=None, grad_steps=(False, True, False, True), checkpointing=True, seed=3, eta=1.0, fused=True,
+    condition=None, batch_size=0,
+):
+    from ctrl_worker.branches import StepModel
     from ctrl_worker.rollout import rollout
 
     labels = labels or control.parse_labels(label_messages(a=[0, 1, 2], b=[1, 0, 1]), 3)
     n = next(iter(labels.values.values())).numel()
-    return rollout(control, labels, n, TIMESTEPS, eta, seed, list(grad_steps), checkpointing)
+    model = StepModel(control.backbone, control, labels, condition, fused=fused, checkpointing=checkpointing)
+    return rollout(model, n, TIMESTEPS, eta, seed, list(grad_steps), batch_size)
 
 
 def bright_dark_dataset(n=48, size=16, seed=0, extra_columns=None):

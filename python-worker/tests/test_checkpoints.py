@@ -28,7 +28,7 @@ def _labels(control):
 def test_round_trip_gives_the_same_samples(tmp_path, backbone, tiny_backbone_dir, make_control):
     control = make_control(fields={"a": 3, "b": 2})
     perturb(control)
-    expected = sample(backbone, control.denoiser(_labels(control))).x
+    expected = sample(backbone, control, _labels(control)).x
     files = save_control(control, None, str(tmp_path / "ckpt"), overwrite=False)
     assert files == [
         "control.json", "label_embeddings.safetensors", "pytorch_lora_weights.safetensors",
@@ -42,7 +42,7 @@ def test_round_trip_gives_the_same_samples(tmp_path, backbone, tiny_backbone_dir
 
     other = load_backbone(str(tiny_backbone_dir), "", torch.float32, CPU)  # the same weights, loaded again
     loaded = load_control(other, str(tmp_path / "ckpt"))
-    assert torch.equal(sample(other, loaded.denoiser(_labels(loaded))).x, expected)
+    assert torch.equal(sample(other, loaded, _labels(loaded)).x, expected)
 
 
 def test_fingerprint_ignores_the_adapters_and_the_folder(backbone, make_control, tiny_backbone_dir, tmp_path):

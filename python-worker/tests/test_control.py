@@ -1,6 +1,8 @@
 import grpc
 import pytest
 import torch
+
+from ctrl_worker.branches import StepModel
 from peft.tuners.tuners_utils import BaseTunerLayer
 
 from ctrl_worker.control import validate_fields, validate_lora
@@ -12,7 +14,7 @@ def test_a_fresh_control_samples_exactly_its_backbone(backbone, make_control):
     before = sample(backbone).x
     control = make_control()
     labels = control.parse_labels(label_messages(a=[0, 2, -1], b=[1, -1, 0]), 3)
-    conditioned = sample(backbone, control.denoiser(labels), control.denoiser(None))
+    conditioned = sample(backbone, control, labels, compute_kl=True)
     assert torch.equal(conditioned.x, before)
     assert conditioned.kl.tolist() == [0.0, 0.0, 0.0]
 
@@ -34,22 +36,25 @@ def test_trained_weights_change_the_samples_but_not_the_backbone(backbone, make_
     control = make_control()
     perturb(control)
     labels = control.parse_labels(label_messages(a=[0, 1, 2], b=[0, 1, 0]), 3)
-    conditioned = sample(backbone, control.denoiser(labels), control.denoiser(None))
+    conditioned = sample(backbone, control, labels, compute_kl=True)
     assert not torch.equal(conditioned.x, before)
     assert (conditioned.kl > 0).all()
     assert torch.equal(sample(backbone).x, before)  # adapters are off outside `conditioned`
     # The null label uses the last row, which is never trained: labels -1 differ from class 0.
     null = control.parse_labels(label_messages(a=[-1] * 3, b=[-1] * 3), 3)
-    assert not torch.equal(sample(backbone, control.denoiser(null)).x, conditioned.x)
+    assert not torch.equal(sample(backbone, control, null).x, conditioned.x)
 
 
 def test_batching_does_not_change_conditioned_samples(backbone, make_control):
     control = make_control()
     perturb(control)
     labels = control.parse_labels(label_messages(a=[0, 1, 2], b=[0, 1, 0]), 3)
-    whole = control.denoiser(labels)
+    model = StepModel(backbone, control, labels)
     x = torch.randn(3, 3, 16, 16)
-    torch.testing.assert_close(whole(x, 500, 2), whole(x, 500, 0), rtol=0, atol=1e-5)
+    batched, batched_ref = model.predict(x, 500, True, 2)
+    whole, whole_ref = model.predict(x, 500, True, 0)
+    torch.testing.assert_close(batched, whole, rtol=0, atol=1e-5)
+    torch.testing.assert_close(batched_ref, whole_ref, rtol=0, atol=1e-5)
 
 
 def test_close_takes_the_adapters_out(backbone, make_control):

@@ -7,7 +7,7 @@ from ctrl_worker.classifier import create_classifier, frozen, log_prob, validate
 from ctrl_worker.errors import RequestError
 from ctrl_worker.gen.ctrl.v1 import worker_pb2 as pb
 from ctrl_worker.guidance import ClassifierFree, ClassifierGradient, GuidedDenoiser, parse_terms
-from support import label_messages, lookup, perturb, sample, tiny_classifier
+from support import TIMESTEPS, label_messages, lookup, perturb, sample, tiny_classifier
 
 N = 3
 
@@ -31,8 +31,12 @@ def classifier_free(scale, control, null_unconditional=False):
 
 
 def guided(backbone, terms, seed=5, kl=False):
-    denoiser = GuidedDenoiser(backbone, terms)
-    return sample(backbone, denoiser=denoiser, reference=denoiser.reference if kl else None, num_samples=N, seed=seed)
+    from ctrl_worker.sampler import Trajectory
+
+    trajectory = Trajectory(backbone, N, seed, predict=GuidedDenoiser(backbone, terms), compute_kl=kl)
+    for i, t in enumerate(TIMESTEPS):
+        trajectory.step(t, TIMESTEPS[i + 1] if i + 1 < len(TIMESTEPS) else -1, 1.0)
+    return trajectory
 
 
 @pytest.mark.parametrize("kind", ["reconstruction", "noise_aware", "classifier_free", "all three"])
@@ -62,16 +66,17 @@ def test_a_positive_scale_moves_the_samples_and_has_a_kl(backbone, make_control,
     assert (trajectory.kl > 0).all()
 
 
-def test_the_kl_reuses_the_pretrained_prediction_of_the_same_step(backbone):
-    denoiser = GuidedDenoiser(backbone, [reconstruction(5.0)])
+@pytest.mark.parametrize("null_unconditional", [False, True])
+def test_the_reference_for_the_kl_is_the_pretrained_prediction(make_control, null_unconditional):
+    control = make_control()
+    perturb(control)
+    denoiser = GuidedDenoiser(control.backbone, [classifier_free(1.0, control, null_unconditional), reconstruction(5.0)])
     x = torch.randn(N, 3, 16, 16, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        denoiser(x, 600, 0)
-        cached = denoiser.reference(x, 600, 0)
-        fresh = denoiser.reference(x.clone(), 600, 2)  # another tensor: computed again, in batches
-        direct = backbone.predict_eps(x, 600)
-    torch.testing.assert_close(cached, direct)
-    torch.testing.assert_close(fresh, direct)
+        _, reference = denoiser(x, 600, True, 2)
+        assert denoiser(x, 600, False, 0)[1] is None
+        direct = control.backbone.predict_eps(x, 600)
+    torch.testing.assert_close(reference, direct)
 
 
 def test_reconstruction_guidance_follows_the_classifier_gradient_through_the_denoised_estimate(backbone):
@@ -80,7 +85,7 @@ def test_reconstruction_guidance_follows_the_classifier_gradient_through_the_den
     scale, t = 3.0, 600
     alpha = backbone.alpha_cumprod(t)
     x = torch.randn(N, 3, 16, 16, generator=torch.Generator().manual_seed(1))
-    eps = GuidedDenoiser(backbone, [reconstruction(scale, classifier)])(x, t, 0)
+    eps, _ = GuidedDenoiser(backbone, [reconstruction(scale, classifier)])(x, t, False, 0)
     x_var = x.clone().requires_grad_(True)
     eps_pre = backbone.predict_eps(x_var, t)
     x0_hat = (x_var - math.sqrt(1 - alpha) * eps_pre) / math.sqrt(alpha)
@@ -95,7 +100,7 @@ def test_classifier_guidance_uses_the_noise_aware_classifier_at_the_steps_timest
     classifier = noise_aware_classifier()
     scale, t = 2.0, 300
     x = torch.randn(N, 3, 16, 16, generator=torch.Generator().manual_seed(2))
-    eps = GuidedDenoiser(backbone, [noise_aware(scale, classifier)])(x, t, 0)
+    eps, _ = GuidedDenoiser(backbone, [noise_aware(scale, classifier)])(x, t, False, 0)
     x_var = x.clone().requires_grad_(True)
     with frozen(classifier):
         value = log_prob(classifier, x_var, torch.tensor([2, 0, 1]), torch.full((N,), t)).sum()
@@ -112,7 +117,7 @@ def test_classifier_free_guidance_extrapolates_from_the_unconditional_branch(mak
     term = classifier_free(2.5, control, null_unconditional)
     x = torch.randn(N, 3, 16, 16, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
-        eps = GuidedDenoiser(control.backbone, [term])(x, 500, 2)
+        eps, _ = GuidedDenoiser(control.backbone, [term])(x, 500, False, 2)
         conditional = control.eps(x, 500, term.labels)
         null = control.parse_labels(label_messages(a=[-1] * N, b=[-1] * N), N)
         unconditional = control.eps(x, 500, null if null_unconditional else None)

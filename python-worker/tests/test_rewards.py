@@ -31,7 +31,7 @@ def test_the_reward_is_the_weighted_sum_of_its_terms(make_control, classifiers):
     perturb(control)
     classifiers["classifier/2"].temperature = 1.7  # calibrated: the reward divides its logits by T
     rollout = run_rollout(control)
-    x0, kl = rollout.x0.detach().clamp(-1, 1), rollout.kl.detach()
+    x0, kl = rollout.images.detach().clamp(-1, 1), rollout.kl.detach()
     outcome = backward(rollout, parse_terms(_terms(), rollout, _lookup(classifiers)), loss_scale=1.0)
 
     c1, c2 = classifiers["classifier/1"], classifiers["classifier/2"]
@@ -51,7 +51,7 @@ def test_the_multi_control_reward_is_the_sum_of_the_two_classifiers_log_probabil
     perturb(control)
     classifiers["classifier/1"].temperature = 0.8
     rollout = run_rollout(control)
-    x0 = rollout.x0.detach().clamp(-1, 1)
+    x0 = rollout.images.detach().clamp(-1, 1)
     messages = [
         pb.RewardTerm(weight=1.0, classifier_log_prob=pb.ClassifierLogProbTerm(classifier="classifier/1", label_field="a")),
         pb.RewardTerm(weight=1.0, classifier_log_prob=pb.ClassifierLogProbTerm(classifier="classifier/2", label_field="b")),

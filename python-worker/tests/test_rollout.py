@@ -17,7 +17,7 @@ def test_a_fresh_control_has_zero_kl_and_samples_like_its_backbone(backbone, mak
     result = run_rollout(control)
     assert result.kl_per_step == [0.0] * len(TIMESTEPS)
     assert result.kl.tolist() == [0.0, 0.0, 0.0]
-    assert torch.equal(result.x0.detach(), plain)
+    assert torch.equal(result.images.detach(), plain)
     assert result.grad_steps_kept == 2
 
 

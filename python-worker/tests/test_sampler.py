@@ -4,7 +4,7 @@ from diffusers import DDIMScheduler
 
 from ctrl_worker.errors import RequestError
 from ctrl_worker.sampler import Trajectory, Transition, ddim_step, transition_kl
-from support import sample
+from support import TIMESTEPS, sample
 
 
 @pytest.mark.parametrize("eta", [0.0, 0.5, 1.0])
@@ -64,7 +64,14 @@ def test_transition_kl_is_the_closed_form_for_equal_isotropic_gaussians():
 
 
 def test_a_trajectory_against_itself_has_zero_kl_and_unchanged_images(tiny_backbone):
+    from ctrl_worker.sampler import Trajectory
+
     plain = sample(tiny_backbone)
-    with_kl = sample(tiny_backbone, reference=tiny_backbone.predict_eps_batched)
+    def self_reference(x, t, with_reference, batch_size):
+        return tiny_backbone.predict_eps(x, t), tiny_backbone.predict_eps(x, t)
+
+    with_kl = Trajectory(tiny_backbone, 3, 5, predict=self_reference, compute_kl=True)
+    for i, t in enumerate(TIMESTEPS):
+        with_kl.step(t, TIMESTEPS[i + 1] if i + 1 < len(TIMESTEPS) else -1, 1.0)
     assert torch.equal(plain.x, with_kl.x)
     assert with_kl.kl.tolist() == [0.0, 0.0, 0.0]

@@ -33,3 +33,8 @@ export async function readJsonObject(flag: string, file: string): Promise<Record
   if (typeof value !== "object" || value === null || Array.isArray(value)) throw new Error(`${flag}: ${file} must hold a JSON object`);
   return value as Record<string, unknown>;
 }
+
+/** Accumulates a repeatable flag's values. */
+export function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}

@@ -50,8 +50,29 @@ export const configSchema = z
   .object({
     task: z.string().regex(/^[a-z0-9][a-z0-9-]*$/, "lowercase letters, digits and dashes").default("compressibility"),
     seed: seed.default(0),
-    /** A diffusers folder or a Hugging Face id. */
+    /** A diffusers folder or a Hugging Face id: a pixel UNet2DModel or a Stable Diffusion 1.x/2.x pipeline. */
     backbone: z.string().min(1).default("models/default"),
+    /** Weights' dtype and mixed precision of the network calls (a GPU: bfloat16 + autocast bfloat16). */
+    precision: z
+      .object({
+        dtype: z.enum(["float32", "bfloat16", "float16"]).default("float32"),
+        autocast: z.enum(["none", "bfloat16", "float16"]).default("none"),
+      })
+      .strict()
+      .default({ dtype: "float32", autocast: "none" }),
+    /**
+     * The condition c of a text-to-image backbone: each training sample draws one of `prompts`;
+     * evaluation cycles through `evaluationPrompts` (default: `prompts`). Leave out for pixel backbones.
+     */
+    text: z
+      .object({
+        prompts: z.array(z.string().max(2000)).min(1),
+        evaluationPrompts: z.array(z.string().max(2000)).min(1).optional(),
+        /** Classifier-free guidance scale, in training rollouts and evaluation (the official code: 7.5). */
+        guidanceScale: z.number().min(0).max(100).default(7.5),
+      })
+      .strict()
+      .optional(),
     device: z.string().regex(/^(auto|cpu|cuda(:\d+)?)$/, "auto, cpu, cuda or cuda:N").default("auto"),
     /** torch CPU threads in the worker; 0 leaves torch's default (one per core). */
     threads: nonNegativeInt.max(256).default(0),
@@ -63,11 +84,11 @@ export const configSchema = z
       .object({
         steps: positiveInt.max(1000).default(10),
         eta: probability.default(1),
-        /** Added to every DDIM timestep (Stable Diffusion uses 1). */
-        offset: nonNegativeInt.default(0),
+        /** Added to every DDIM timestep; default: the backbone scheduler's steps_offset (Stable Diffusion: 1). */
+        offset: nonNegativeInt.optional(),
       })
       .strict()
-      .default({ steps: 10, eta: 1, offset: 0 }),
+      .default({ steps: 10, eta: 1 }),
     classifier: z
       .object({
         architecture: z.literal("convnet").default("convnet"),
@@ -112,6 +133,8 @@ export const configSchema = z
         truncation: truncationSchema.default({ kind: "random" }),
         /** Recompute activations in the backward pass: saves memory on a GPU, costs time on a CPU. */
         checkpointing: z.boolean().default(false),
+        /** Samples per UNet call in a rollout (all their branches in one call); 0 = the whole batch. */
+        unetBatchSize: nonNegativeInt.default(0),
         /** Training label distribution over classes; default uniform. */
         labelWeights: z.array(z.number().min(0)).optional(),
         checkpointEvery: positiveInt.default(4),
@@ -120,7 +143,7 @@ export const configSchema = z
       .default({
         epochs: 16, stepsPerEpoch: 4, batchSize: 16, gradAccumulation: 2, alpha: 0.01, loraLearningRate: 1e-3,
         embeddingLearningRate: 3e-2, weightDecay: 0.1, maxGradNorm: 5, truncation: { kind: "random" }, checkpointing: false,
-        checkpointEvery: 4,
+        unetBatchSize: 0, checkpointEvery: 4,
       }),
     evaluation: z
       .object({

@@ -8,6 +8,7 @@
 import type { ExperimentConfig } from "./config.js";
 import { Random, deriveSeed } from "./random.js";
 import type { Run } from "./runs.js";
+import { trainingText } from "./text.js";
 import { gradientMask } from "./truncation.js";
 import { type RewardPart, rewardTerms } from "../rewards/expression.js";
 import { ProgressBar } from "../worker/progress.js";
@@ -80,6 +81,8 @@ export async function finetune(
           seed: deriveSeed(config.seed, "rollout", step, micro),
           gradSteps: gradientMask(settings.truncation, target.timesteps.length, random),
           checkpointing: settings.checkpointing,
+          batchSize: settings.unetBatchSize,
+          text: trainingText(config, random, settings.batchSize),
         });
         const result = await worker.backward({ rollout: rollout.handle, terms, lossScale: 1 / settings.gradAccumulation });
         loss += result.loss / settings.gradAccumulation;

@@ -6,14 +6,14 @@
  */
 import { existsSync } from "node:fs";
 import path from "node:path";
-import type { Dataset } from "../gen/ctrl/v1/worker.js";
+import { type Dataset, DType } from "../gen/ctrl/v1/worker.js";
 import { klPenalty, logProb, describeReward } from "../rewards/expression.js";
 import { ddimTimesteps } from "../sampling/schedules.js";
 import { showProgress } from "../worker/progress.js";
 import { type SampleOptions, Worker } from "../worker/worker.js";
 import { addControl, createOptimizer } from "./augment.js";
 import { type ClassifierReport, trainClassifier } from "./classifier.js";
-import { type ConfigInput, type ExperimentConfig, parseConfig } from "./config.js";
+import { ConfigError, type ConfigInput, type ExperimentConfig, parseConfig } from "./config.js";
 import { buildDefaultDataset } from "./datasets.js";
 import { type Judge, equalSplit, judgeSamples, meanOrNull } from "./evaluate.js";
 import { finetune } from "./finetune.js";
@@ -21,6 +21,7 @@ import { ORACLES } from "./oracle.js";
 import { deriveSeed } from "./random.js";
 import { type MethodResult, writeLabelGrids, writeRunReport } from "./reporting.js";
 import { Run } from "./runs.js";
+import { evaluationText } from "./text.js";
 
 export interface RunOptions {
   /** Continue runs/<id> from its last checkpoint. */
@@ -73,8 +74,17 @@ export async function runCtrl(input: ConfigInput = {}, options: RunOptions = {})
 
 async function pipeline(worker: Worker, config: ExperimentConfig, resumed: Run | undefined) {
   const started = performance.now();
-  const backbone = await worker.loadBackbone(config.backbone);
-  const timesteps = ddimTimesteps({ numTrainTimesteps: backbone.numTrainTimesteps, steps: config.sampler.steps, offset: config.sampler.offset });
+  const backbone = await worker.loadBackbone(config.backbone, precisionOptions(config.precision));
+  if (config.text && !backbone.textToImage) {
+    throw new ConfigError([`text: ${config.backbone} is an unconditional ${backbone.modelClass}; prompts need a text-to-image backbone`]);
+  }
+  if (config.dataset.kind === "default" && config.dataset.images === "synthetic" && backbone.imageShape.join("x") !== SYNTHETIC_SHAPE) {
+    throw new ConfigError([
+      `dataset.images: the synthetic images are 32x32 RGB but ${config.backbone} makes [${backbone.imageShape.join(", ")}] images; use "samples" or a folder dataset`,
+    ]);
+  }
+  const offset = config.sampler.offset ?? backbone.stepsOffset;
+  const timesteps = ddimTimesteps({ numTrainTimesteps: backbone.numTrainTimesteps, steps: config.sampler.steps, offset });
   const sampleRequest: SampleRequestFor = (model, numSamples, seed) => ({
     model,
     numSamples,
@@ -82,6 +92,7 @@ async function pipeline(worker: Worker, config: ExperimentConfig, resumed: Run |
     eta: config.sampler.eta,
     seed,
     batchSize: config.evaluation.batchSize,
+    text: evaluationText(config, numSamples),
   });
 
   // A user's dataset is checked before anything is written; the default one is made in the run.
@@ -89,9 +100,9 @@ async function pipeline(worker: Worker, config: ExperimentConfig, resumed: Run |
   if (config.dataset.kind === "folder") {
     userDataset = await worker.loadDataset(config.dataset.path, { labelsFile: config.dataset.labelsFile, labelColumns: [config.dataset.labelColumn] });
   }
-  if (userDataset && userDataset.imageShape.join("x") !== backbone.sampleShape.join("x")) {
+  if (userDataset && userDataset.imageShape.join("x") !== backbone.imageShape.join("x")) {
     throw new Error(
-      `dataset.path: images are [${userDataset.imageShape.join(", ")}] (channels, height, width) but the backbone makes [${backbone.sampleShape.join(", ")}]`,
+      `dataset.path: images are [${userDataset.imageShape.join(", ")}] (channels, height, width) but the backbone makes [${backbone.imageShape.join(", ")}]`,
     );
   }
   const run = resumed ?? Run.create(config.runsDir, config.task, config.seed);
@@ -277,6 +288,14 @@ async function evaluateReference(
     sampleSeconds,
     grids: await writeLabelGrids(run, "pretrained", images, targets, labelName),
   };
+}
+
+// The project's synthetic offline images (ctrl_worker/synthetic.py), [channels, height, width].
+const SYNTHETIC_SHAPE = "3x32x32";
+const DTYPES = { float32: DType.DTYPE_FLOAT32, bfloat16: DType.DTYPE_BFLOAT16, float16: DType.DTYPE_FLOAT16 } as const;
+
+function precisionOptions(precision: ExperimentConfig["precision"]): { dtype: DType; autocast?: DType } {
+  return { dtype: DTYPES[precision.dtype], autocast: precision.autocast === "none" ? undefined : DTYPES[precision.autocast] };
 }
 
 function log(message: string): void {

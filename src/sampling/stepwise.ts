@@ -15,7 +15,7 @@ export interface StepwiseOptions extends Omit<SampleOptions, "onProgress"> {
 export type StepLoop = Pick<StepwiseOptions, "timesteps" | "eta" | "batchSize" | "onStep">;
 
 export async function sampleStepwise(worker: Worker, options: StepwiseOptions): Promise<ImageBatch> {
-  const trajectory = await worker.startTrajectory(options.model, options.numSamples, options.seed, { labels: options.labels });
+  const trajectory = await worker.startTrajectory(options.model, options.numSamples, options.seed, { labels: options.labels, text: options.text });
   return finishTrajectory(worker, trajectory.handle, options, () => worker.readImages(trajectory.handle));
 }
 

@@ -35,6 +35,7 @@ import {
   RolloutRequest,
   type RolloutResult,
   SaveRequest,
+  TextCondition as TextConditionMessage,
   type SaveResponse,
   type HandleInfo,
   type ImageChunk,
@@ -53,7 +54,7 @@ import {
 import { type HealthCheckResponse, HealthCheckResponse_ServingStatus, HealthClient } from "../gen/grpc/health/v1/health.js";
 import { WorkerCallError, WorkerClosedError, WorkerCrashedError } from "./errors.js";
 import { type ExitInfo, type SpawnOptions, type SpawnedWorker, spawnWorker } from "./spawn.js";
-import { TelemetrySubscriber } from "./telemetry.js";
+import type { TelemetrySubscriber } from "./telemetry.js";
 import { type ImageBatch, imagesFromChunks, rows } from "./tensors.js";
 
 export interface WorkerOptions extends SpawnOptions {
@@ -63,6 +64,14 @@ export interface WorkerOptions extends SpawnOptions {
 
 /** Class labels per label field of a control, one value per sample (-1: the null label). */
 export type Labels = Record<string, number[]>;
+
+/** The condition c of a text-to-image backbone (leave out for pixel-space backbones). */
+export interface TextCondition {
+  /** One prompt for every sample or one per sample; none means the empty prompt. */
+  prompts?: string[];
+  /** Classifier-free guidance scale w; default 7.5; 1 runs the conditional branch alone. */
+  guidanceScale?: number;
+}
 
 export interface SampleOptions {
   /** A backbone handle, or a control handle (then give `labels`). */
@@ -76,6 +85,7 @@ export interface SampleOptions {
   labels?: Labels;
   /** With a control: also return each sample's KL to the pre-trained model. */
   computeKl?: boolean;
+  text?: TextCondition;
   onProgress?: (progress: SampleProgress) => void;
 }
 
@@ -122,7 +132,8 @@ export class Worker {
   }
 
   static async start(options: WorkerOptions = {}): Promise<Worker> {
-    const telemetry = options.telemetry === false ? undefined : await TelemetrySubscriber.bind();
+    // Loaded on demand: a program that turns telemetry off never loads ZeroMQ's native addon.
+    const telemetry = options.telemetry === false ? undefined : await (await import("./telemetry.js")).TelemetrySubscriber.bind();
     let spawned: SpawnedWorker;
     try {
       spawned = await spawnWorker({ ...options, telemetryAddress: options.telemetryAddress ?? telemetry?.address });
@@ -169,8 +180,9 @@ export class Worker {
     return HealthCheckResponse_ServingStatus[response.status] ?? String(response.status);
   }
 
-  loadBackbone(source: string, options: { revision?: string; dtype?: DType } = {}): Promise<Backbone> {
-    const request = { source, revision: options.revision ?? "", dtype: options.dtype ?? 0 };
+  /** `autocast`: mixed precision for the network calls (bf16, or fp16 on a GPU). */
+  loadBackbone(source: string, options: { revision?: string; dtype?: DType; autocast?: DType } = {}): Promise<Backbone> {
+    const request = { source, revision: options.revision ?? "", dtype: options.dtype ?? 0, autocast: options.autocast ?? 0 };
     return this.unary<Backbone>("LoadBackbone", (done) => this.client.loadBackbone(request, done));
   }
 
@@ -195,6 +207,7 @@ export class Worker {
       batchSize: options.batchSize ?? 0,
       labels: labelValues(options.labels),
       computeKl: options.computeKl ?? false,
+      text: textCondition(options.text),
     };
     await this.serverStream("Sample", () => this.client.sample(request), (event) => {
       if (event.event?.$case === "progress") options.onProgress?.(event.event.value);
@@ -204,8 +217,13 @@ export class Worker {
     return { ...imagesFromChunks(chunks), kl };
   }
 
-  startTrajectory(model: string, numSamples: number, seed: number, options: { initialNoise?: Tensor; labels?: Labels } = {}): Promise<Trajectory> {
-    const request = { model, numSamples, seed, initialNoise: options.initialNoise, labels: labelValues(options.labels) };
+  startTrajectory(
+    model: string,
+    numSamples: number,
+    seed: number,
+    options: { initialNoise?: Tensor; labels?: Labels; text?: TextCondition } = {},
+  ): Promise<Trajectory> {
+    const request = { model, numSamples, seed, initialNoise: options.initialNoise, labels: labelValues(options.labels), text: textCondition(options.text) };
     return this.unary<Trajectory>("StartTrajectory", (done) => this.client.startTrajectory(request, done));
   }
 
@@ -429,6 +447,10 @@ function bearerToken(token: string): Interceptor {
 }
 
 /** Resolves with the promise's value, or undefined after `ms` (calling `onTimeout` first). */
+function textCondition(text: TextCondition | undefined): TextConditionMessage | undefined {
+  return text === undefined ? undefined : TextConditionMessage.fromPartial(text);
+}
+
 async function withTimeout<T>(promise: Promise<T>, ms: number, onTimeout?: () => void): Promise<T | undefined> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<undefined>((resolve) => {

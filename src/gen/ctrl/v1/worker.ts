@@ -168,6 +168,12 @@ export interface WorkerInfo {
   maxMessageBytes: number;
   /** Largest number of samples one trajectory may hold. */
   maxSamples: number;
+  /**
+   * The worker process's peak resident memory so far, and on a GPU the peak memory torch has
+   * allocated on it (torch.cuda.max_memory_allocated; 0 on the CPU).
+   */
+  maxRssBytes: number;
+  acceleratorPeakBytes: number;
 }
 
 export interface WorkerInfo_PackagesEntry {
@@ -177,14 +183,21 @@ export interface WorkerInfo_PackagesEntry {
 
 export interface LoadBackboneRequest {
   /**
-   * A local directory in diffusers format (model_index.json with unet/ and scheduler/, or a bare
-   * UNet directory with config.json) or a Hugging Face model id such as "google/ddpm-cifar10-32".
+   * A local directory in diffusers format or a Hugging Face model id: a pixel-space UNet2DModel
+   * (model_index.json with unet/ and scheduler/, or a bare UNet directory with config.json), e.g.
+   * "google/ddpm-cifar10-32", or a latent text-to-image pipeline of the Stable Diffusion 1.x/2.x
+   * layout (unet/ UNet2DConditionModel, vae/, text_encoder/, tokenizer/, scheduler/).
    */
   source: string;
   /** Hugging Face revision (branch, tag or commit); empty for the default. */
   revision: string;
   /** Weights' data type; DTYPE_UNSPECIFIED means float32. */
   dtype: DType;
+  /**
+   * Mixed precision for the network calls (torch.autocast): DTYPE_BFLOAT16, or DTYPE_FLOAT16 on a
+   * GPU; DTYPE_UNSPECIFIED runs in the weights' dtype.
+   */
+  autocast: DType;
 }
 
 export interface Backbone {
@@ -199,6 +212,16 @@ export interface Backbone {
   predictionType: string;
   numParameters: number;
   dtype: DType;
+  /**
+   * Shape of one decoded image [channels, height, width]: sample_shape for a pixel-space model,
+   * the VAE's output for a latent one.
+   */
+  imageShape: number[];
+  /** Whether the backbone takes prompts (TextCondition); false for unconditional pixel models. */
+  textToImage: boolean;
+  autocast: DType;
+  /** The scheduler's steps_offset (Stable Diffusion: 1), for DDIM schedules that match its own. */
+  stepsOffset: number;
 }
 
 export interface ListHandlesRequest {
@@ -231,6 +254,17 @@ export interface LabelValues {
   values: number[];
 }
 
+/** The condition c of a text-to-image backbone; leave unset for pixel-space backbones. */
+export interface TextCondition {
+  /** One prompt for every sample, or one per sample; none means the empty prompt. */
+  prompts: string[];
+  /**
+   * Classifier-free guidance: eps = eps("") + w * (eps(prompt) - eps("")); unset means 7.5 (the
+   * official code's and StableDiffusionPipeline's value); 1 runs the conditional branch alone.
+   */
+  guidanceScale?: number | undefined;
+}
+
 export interface SampleRequest {
   /** A backbone handle, or a control handle to sample the augmented model with `labels`. */
   model: string;
@@ -241,12 +275,16 @@ export interface SampleRequest {
   eta: number;
   /** Seeds the initial noise and every step's noise. At most 2^53 - 1. */
   seed: number;
-  /** Samples per network call; 0 means all at once. Changes the images by float rounding at most. */
+  /**
+   * Samples per network call (with guidance, their conditional and unconditional rows go in the
+   * same call); 0 means all at once. Changes the images by float rounding at most.
+   */
   batchSize: number;
   /** With a control: one entry per label field, num_samples values each. */
   labels: LabelValues[];
   /** With a control: also compute each sample's KL to the pre-trained model along its trajectory. */
   computeKl: boolean;
+  text: TextCondition | undefined;
 }
 
 /** Per-sample KL(fine-tuned || pre-trained) summed over the trajectory's stochastic steps. */
@@ -285,6 +323,7 @@ export interface StartTrajectoryRequest {
   /** Optional initial noise x_T, float32, shape [num_samples, *sample_shape]. */
   initialNoise: Tensor | undefined;
   labels: LabelValues[];
+  text: TextCondition | undefined;
 }
 
 export interface Trajectory {
@@ -476,8 +515,21 @@ export interface RolloutRequest {
   seed: number;
   /** One flag per timestep: keep the network's gradient at that step (truncated back-propagation). */
   gradSteps: boolean[];
-  /** Recompute activations in the backward pass instead of storing them. */
+  /**
+   * Recompute activations in the backward pass instead of storing them (every UNet call, and
+   * the VAE decoder of a latent backbone).
+   */
   checkpointing: boolean;
+  text:
+    | TextCondition
+    | undefined;
+  /**
+   * Samples per UNet call, all their branches (model and reference, conditional and
+   * unconditional) together; 0 means all at once.
+   */
+  batchSize: number;
+  /** One UNet call per branch (as the official code does) instead of one call for all branches. */
+  separateUnetCalls: boolean;
 }
 
 export interface RolloutResult {
@@ -488,6 +540,8 @@ export interface RolloutResult {
   klPerSample: number[];
   gradStepsKept: number;
   seconds: number;
+  /** UNet calls made. */
+  unetCalls: number;
 }
 
 export interface ClassifierLogProbTerm {
@@ -844,6 +898,8 @@ function createBaseWorkerInfo(): WorkerInfo {
     pid: 0,
     maxMessageBytes: 0,
     maxSamples: 0,
+    maxRssBytes: 0,
+    acceleratorPeakBytes: 0,
   };
 }
 
@@ -882,6 +938,12 @@ export const WorkerInfo: MessageFns<WorkerInfo> = {
     }
     if (message.maxSamples !== 0) {
       writer.uint32(80).uint32(message.maxSamples);
+    }
+    if (message.maxRssBytes !== 0) {
+      writer.uint32(88).uint64(message.maxRssBytes);
+    }
+    if (message.acceleratorPeakBytes !== 0) {
+      writer.uint32(96).uint64(message.acceleratorPeakBytes);
     }
     return writer;
   },
@@ -992,6 +1054,22 @@ export const WorkerInfo: MessageFns<WorkerInfo> = {
             message.maxSamples = reader.uint32();
             continue;
           }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.maxRssBytes = longToNumber(reader.uint64());
+            continue;
+          }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.acceleratorPeakBytes = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1053,6 +1131,16 @@ export const WorkerInfo: MessageFns<WorkerInfo> = {
         : isSet(object.max_samples)
         ? globalThis.Number(object.max_samples)
         : 0,
+      maxRssBytes: isSet(object.maxRssBytes)
+        ? globalThis.Number(object.maxRssBytes)
+        : isSet(object.max_rss_bytes)
+        ? globalThis.Number(object.max_rss_bytes)
+        : 0,
+      acceleratorPeakBytes: isSet(object.acceleratorPeakBytes)
+        ? globalThis.Number(object.acceleratorPeakBytes)
+        : isSet(object.accelerator_peak_bytes)
+        ? globalThis.Number(object.accelerator_peak_bytes)
+        : 0,
     };
   },
 
@@ -1094,6 +1182,12 @@ export const WorkerInfo: MessageFns<WorkerInfo> = {
     if (message.maxSamples !== 0) {
       obj.maxSamples = Math.round(message.maxSamples);
     }
+    if (message.maxRssBytes !== 0) {
+      obj.maxRssBytes = Math.round(message.maxRssBytes);
+    }
+    if (message.acceleratorPeakBytes !== 0) {
+      obj.acceleratorPeakBytes = Math.round(message.acceleratorPeakBytes);
+    }
     return obj;
   },
 
@@ -1120,6 +1214,8 @@ export const WorkerInfo: MessageFns<WorkerInfo> = {
     message.pid = object.pid ?? 0;
     message.maxMessageBytes = object.maxMessageBytes ?? 0;
     message.maxSamples = object.maxSamples ?? 0;
+    message.maxRssBytes = object.maxRssBytes ?? 0;
+    message.acceleratorPeakBytes = object.acceleratorPeakBytes ?? 0;
     return message;
   },
 };
@@ -1210,7 +1306,7 @@ export const WorkerInfo_PackagesEntry: MessageFns<WorkerInfo_PackagesEntry> = {
 };
 
 function createBaseLoadBackboneRequest(): LoadBackboneRequest {
-  return { source: "", revision: "", dtype: 0 };
+  return { source: "", revision: "", dtype: 0, autocast: 0 };
 }
 
 export const LoadBackboneRequest: MessageFns<LoadBackboneRequest> = {
@@ -1223,6 +1319,9 @@ export const LoadBackboneRequest: MessageFns<LoadBackboneRequest> = {
     }
     if (message.dtype !== 0) {
       writer.uint32(24).int32(message.dtype);
+    }
+    if (message.autocast !== 0) {
+      writer.uint32(32).int32(message.autocast);
     }
     return writer;
   },
@@ -1264,6 +1363,14 @@ export const LoadBackboneRequest: MessageFns<LoadBackboneRequest> = {
             message.dtype = reader.int32() as any;
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.autocast = reader.int32() as any;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1281,6 +1388,7 @@ export const LoadBackboneRequest: MessageFns<LoadBackboneRequest> = {
       source: isSet(object.source) ? globalThis.String(object.source) : "",
       revision: isSet(object.revision) ? globalThis.String(object.revision) : "",
       dtype: isSet(object.dtype) ? dTypeFromJSON(object.dtype) : 0,
+      autocast: isSet(object.autocast) ? dTypeFromJSON(object.autocast) : 0,
     };
   },
 
@@ -1295,6 +1403,9 @@ export const LoadBackboneRequest: MessageFns<LoadBackboneRequest> = {
     if (message.dtype !== 0) {
       obj.dtype = dTypeToJSON(message.dtype);
     }
+    if (message.autocast !== 0) {
+      obj.autocast = dTypeToJSON(message.autocast);
+    }
     return obj;
   },
 
@@ -1306,6 +1417,7 @@ export const LoadBackboneRequest: MessageFns<LoadBackboneRequest> = {
     message.source = object.source ?? "";
     message.revision = object.revision ?? "";
     message.dtype = object.dtype ?? 0;
+    message.autocast = object.autocast ?? 0;
     return message;
   },
 };
@@ -1320,6 +1432,10 @@ function createBaseBackbone(): Backbone {
     predictionType: "",
     numParameters: 0,
     dtype: 0,
+    imageShape: [],
+    textToImage: false,
+    autocast: 0,
+    stepsOffset: 0,
   };
 }
 
@@ -1352,6 +1468,22 @@ export const Backbone: MessageFns<Backbone> = {
     }
     if (message.dtype !== 0) {
       writer.uint32(64).int32(message.dtype);
+    }
+    if (message.imageShape.length !== 0) {
+      writer.uint32(74).fork();
+      for (const v of message.imageShape) {
+        writer.int64(v);
+      }
+      writer.join();
+    }
+    if (message.textToImage !== false) {
+      writer.uint32(80).bool(message.textToImage);
+    }
+    if (message.autocast !== 0) {
+      writer.uint32(88).int32(message.autocast);
+    }
+    if (message.stepsOffset !== 0) {
+      writer.uint32(96).uint32(message.stepsOffset);
     }
     return writer;
   },
@@ -1443,6 +1575,48 @@ export const Backbone: MessageFns<Backbone> = {
             message.dtype = reader.int32() as any;
             continue;
           }
+          case 9: {
+            if (tag === 72) {
+              message.imageShape.push(longToNumber(reader.int64()));
+
+              continue;
+            }
+
+            if (tag === 74) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.imageShape.push(longToNumber(reader.int64()));
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.textToImage = reader.bool();
+            continue;
+          }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.autocast = reader.int32() as any;
+            continue;
+          }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.stepsOffset = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1485,6 +1659,22 @@ export const Backbone: MessageFns<Backbone> = {
         ? globalThis.Number(object.num_parameters)
         : 0,
       dtype: isSet(object.dtype) ? dTypeFromJSON(object.dtype) : 0,
+      imageShape: globalThis.Array.isArray(object?.imageShape)
+        ? object.imageShape.map((e: any) => globalThis.Number(e))
+        : globalThis.Array.isArray(object?.image_shape)
+        ? object.image_shape.map((e: any) => globalThis.Number(e))
+        : [],
+      textToImage: isSet(object.textToImage)
+        ? globalThis.Boolean(object.textToImage)
+        : isSet(object.text_to_image)
+        ? globalThis.Boolean(object.text_to_image)
+        : false,
+      autocast: isSet(object.autocast) ? dTypeFromJSON(object.autocast) : 0,
+      stepsOffset: isSet(object.stepsOffset)
+        ? globalThis.Number(object.stepsOffset)
+        : isSet(object.steps_offset)
+        ? globalThis.Number(object.steps_offset)
+        : 0,
     };
   },
 
@@ -1514,6 +1704,18 @@ export const Backbone: MessageFns<Backbone> = {
     if (message.dtype !== 0) {
       obj.dtype = dTypeToJSON(message.dtype);
     }
+    if (message.imageShape?.length) {
+      obj.imageShape = message.imageShape.map((e) => Math.round(e));
+    }
+    if (message.textToImage !== false) {
+      obj.textToImage = message.textToImage;
+    }
+    if (message.autocast !== 0) {
+      obj.autocast = dTypeToJSON(message.autocast);
+    }
+    if (message.stepsOffset !== 0) {
+      obj.stepsOffset = Math.round(message.stepsOffset);
+    }
     return obj;
   },
 
@@ -1530,6 +1732,10 @@ export const Backbone: MessageFns<Backbone> = {
     message.predictionType = object.predictionType ?? "";
     message.numParameters = object.numParameters ?? 0;
     message.dtype = object.dtype ?? 0;
+    message.imageShape = object.imageShape?.map((e) => e) || [];
+    message.textToImage = object.textToImage ?? false;
+    message.autocast = object.autocast ?? 0;
+    message.stepsOffset = object.stepsOffset ?? 0;
     return message;
   },
 };
@@ -1991,8 +2197,107 @@ export const LabelValues: MessageFns<LabelValues> = {
   },
 };
 
+function createBaseTextCondition(): TextCondition {
+  return { prompts: [], guidanceScale: undefined };
+}
+
+export const TextCondition: MessageFns<TextCondition> = {
+  encode(message: TextCondition, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.prompts) {
+      writer.uint32(10).string(v!);
+    }
+    if (message.guidanceScale !== undefined) {
+      writer.uint32(21).float(message.guidanceScale);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TextCondition {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTextCondition();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.prompts.push(reader.string());
+            continue;
+          }
+          case 2: {
+            if (tag !== 21) {
+              break;
+            }
+
+            message.guidanceScale = reader.float();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TextCondition {
+    return {
+      prompts: globalThis.Array.isArray(object?.prompts) ? object.prompts.map((e: any) => globalThis.String(e)) : [],
+      guidanceScale: isSet(object.guidanceScale)
+        ? globalThis.Number(object.guidanceScale)
+        : isSet(object.guidance_scale)
+        ? globalThis.Number(object.guidance_scale)
+        : undefined,
+    };
+  },
+
+  toJSON(message: TextCondition): unknown {
+    const obj: any = {};
+    if (message.prompts?.length) {
+      obj.prompts = message.prompts;
+    }
+    if (message.guidanceScale !== undefined) {
+      obj.guidanceScale = floatToJson(message.guidanceScale);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TextCondition>, I>>(base?: I): TextCondition {
+    return TextCondition.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TextCondition>, I>>(object: I): TextCondition {
+    const message = createBaseTextCondition();
+    message.prompts = object.prompts?.map((e) => e) || [];
+    message.guidanceScale = object.guidanceScale ?? undefined;
+    return message;
+  },
+};
+
 function createBaseSampleRequest(): SampleRequest {
-  return { model: "", numSamples: 0, timesteps: [], eta: 0, seed: 0, batchSize: 0, labels: [], computeKl: false };
+  return {
+    model: "",
+    numSamples: 0,
+    timesteps: [],
+    eta: 0,
+    seed: 0,
+    batchSize: 0,
+    labels: [],
+    computeKl: false,
+    text: undefined,
+  };
 }
 
 export const SampleRequest: MessageFns<SampleRequest> = {
@@ -2024,6 +2329,9 @@ export const SampleRequest: MessageFns<SampleRequest> = {
     }
     if (message.computeKl !== false) {
       writer.uint32(64).bool(message.computeKl);
+    }
+    if (message.text !== undefined) {
+      TextCondition.encode(message.text, writer.uint32(74).fork()).join();
     }
     return writer;
   },
@@ -2115,6 +2423,14 @@ export const SampleRequest: MessageFns<SampleRequest> = {
             message.computeKl = reader.bool();
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.text = TextCondition.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2153,6 +2469,7 @@ export const SampleRequest: MessageFns<SampleRequest> = {
         : isSet(object.compute_kl)
         ? globalThis.Boolean(object.compute_kl)
         : false,
+      text: isSet(object.text) ? TextCondition.fromJSON(object.text) : undefined,
     };
   },
 
@@ -2182,6 +2499,9 @@ export const SampleRequest: MessageFns<SampleRequest> = {
     if (message.computeKl !== false) {
       obj.computeKl = message.computeKl;
     }
+    if (message.text !== undefined) {
+      obj.text = TextCondition.toJSON(message.text);
+    }
     return obj;
   },
 
@@ -2198,6 +2518,9 @@ export const SampleRequest: MessageFns<SampleRequest> = {
     message.batchSize = object.batchSize ?? 0;
     message.labels = object.labels?.map((e) => LabelValues.fromPartial(e)) || [];
     message.computeKl = object.computeKl ?? false;
+    message.text = (object.text !== undefined && object.text !== null)
+      ? TextCondition.fromPartial(object.text)
+      : undefined;
     return message;
   },
 };
@@ -2628,7 +2951,7 @@ export const SampleEvent: MessageFns<SampleEvent> = {
 };
 
 function createBaseStartTrajectoryRequest(): StartTrajectoryRequest {
-  return { model: "", numSamples: 0, seed: 0, initialNoise: undefined, labels: [] };
+  return { model: "", numSamples: 0, seed: 0, initialNoise: undefined, labels: [], text: undefined };
 }
 
 export const StartTrajectoryRequest: MessageFns<StartTrajectoryRequest> = {
@@ -2647,6 +2970,9 @@ export const StartTrajectoryRequest: MessageFns<StartTrajectoryRequest> = {
     }
     for (const v of message.labels) {
       LabelValues.encode(v!, writer.uint32(42).fork()).join();
+    }
+    if (message.text !== undefined) {
+      TextCondition.encode(message.text, writer.uint32(50).fork()).join();
     }
     return writer;
   },
@@ -2704,6 +3030,14 @@ export const StartTrajectoryRequest: MessageFns<StartTrajectoryRequest> = {
             message.labels.push(LabelValues.decode(reader, reader.uint32()));
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.text = TextCondition.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2733,6 +3067,7 @@ export const StartTrajectoryRequest: MessageFns<StartTrajectoryRequest> = {
       labels: globalThis.Array.isArray(object?.labels)
         ? object.labels.map((e: any) => LabelValues.fromJSON(e))
         : [],
+      text: isSet(object.text) ? TextCondition.fromJSON(object.text) : undefined,
     };
   },
 
@@ -2753,6 +3088,9 @@ export const StartTrajectoryRequest: MessageFns<StartTrajectoryRequest> = {
     if (message.labels?.length) {
       obj.labels = message.labels.map((e) => LabelValues.toJSON(e));
     }
+    if (message.text !== undefined) {
+      obj.text = TextCondition.toJSON(message.text);
+    }
     return obj;
   },
 
@@ -2768,6 +3106,9 @@ export const StartTrajectoryRequest: MessageFns<StartTrajectoryRequest> = {
       ? Tensor.fromPartial(object.initialNoise)
       : undefined;
     message.labels = object.labels?.map((e) => LabelValues.fromPartial(e)) || [];
+    message.text = (object.text !== undefined && object.text !== null)
+      ? TextCondition.fromPartial(object.text)
+      : undefined;
     return message;
   },
 };
@@ -5348,6 +5689,9 @@ function createBaseRolloutRequest(): RolloutRequest {
     seed: 0,
     gradSteps: [],
     checkpointing: false,
+    text: undefined,
+    batchSize: 0,
+    separateUnetCalls: false,
   };
 }
 
@@ -5384,6 +5728,15 @@ export const RolloutRequest: MessageFns<RolloutRequest> = {
     }
     if (message.checkpointing !== false) {
       writer.uint32(64).bool(message.checkpointing);
+    }
+    if (message.text !== undefined) {
+      TextCondition.encode(message.text, writer.uint32(74).fork()).join();
+    }
+    if (message.batchSize !== 0) {
+      writer.uint32(80).uint32(message.batchSize);
+    }
+    if (message.separateUnetCalls !== false) {
+      writer.uint32(88).bool(message.separateUnetCalls);
     }
     return writer;
   },
@@ -5485,6 +5838,30 @@ export const RolloutRequest: MessageFns<RolloutRequest> = {
             message.checkpointing = reader.bool();
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.text = TextCondition.decode(reader, reader.uint32());
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.batchSize = reader.uint32();
+            continue;
+          }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.separateUnetCalls = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -5517,6 +5894,17 @@ export const RolloutRequest: MessageFns<RolloutRequest> = {
         ? object.grad_steps.map((e: any) => globalThis.Boolean(e))
         : [],
       checkpointing: isSet(object.checkpointing) ? globalThis.Boolean(object.checkpointing) : false,
+      text: isSet(object.text) ? TextCondition.fromJSON(object.text) : undefined,
+      batchSize: isSet(object.batchSize)
+        ? globalThis.Number(object.batchSize)
+        : isSet(object.batch_size)
+        ? globalThis.Number(object.batch_size)
+        : 0,
+      separateUnetCalls: isSet(object.separateUnetCalls)
+        ? globalThis.Boolean(object.separateUnetCalls)
+        : isSet(object.separate_unet_calls)
+        ? globalThis.Boolean(object.separate_unet_calls)
+        : false,
     };
   },
 
@@ -5546,6 +5934,15 @@ export const RolloutRequest: MessageFns<RolloutRequest> = {
     if (message.checkpointing !== false) {
       obj.checkpointing = message.checkpointing;
     }
+    if (message.text !== undefined) {
+      obj.text = TextCondition.toJSON(message.text);
+    }
+    if (message.batchSize !== 0) {
+      obj.batchSize = Math.round(message.batchSize);
+    }
+    if (message.separateUnetCalls !== false) {
+      obj.separateUnetCalls = message.separateUnetCalls;
+    }
     return obj;
   },
 
@@ -5562,12 +5959,17 @@ export const RolloutRequest: MessageFns<RolloutRequest> = {
     message.seed = object.seed ?? 0;
     message.gradSteps = object.gradSteps?.map((e) => e) || [];
     message.checkpointing = object.checkpointing ?? false;
+    message.text = (object.text !== undefined && object.text !== null)
+      ? TextCondition.fromPartial(object.text)
+      : undefined;
+    message.batchSize = object.batchSize ?? 0;
+    message.separateUnetCalls = object.separateUnetCalls ?? false;
     return message;
   },
 };
 
 function createBaseRolloutResult(): RolloutResult {
-  return { handle: "", klPerStep: [], klPerSample: [], gradStepsKept: 0, seconds: 0 };
+  return { handle: "", klPerStep: [], klPerSample: [], gradStepsKept: 0, seconds: 0, unetCalls: 0 };
 }
 
 export const RolloutResult: MessageFns<RolloutResult> = {
@@ -5594,6 +5996,9 @@ export const RolloutResult: MessageFns<RolloutResult> = {
     }
     if (message.seconds !== 0) {
       writer.uint32(41).double(message.seconds);
+    }
+    if (message.unetCalls !== 0) {
+      writer.uint32(48).uint32(message.unetCalls);
     }
     return writer;
   },
@@ -5671,6 +6076,14 @@ export const RolloutResult: MessageFns<RolloutResult> = {
             message.seconds = reader.double();
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.unetCalls = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -5702,6 +6115,11 @@ export const RolloutResult: MessageFns<RolloutResult> = {
         ? globalThis.Number(object.grad_steps_kept)
         : 0,
       seconds: isSet(object.seconds) ? globalThis.Number(object.seconds) : 0,
+      unetCalls: isSet(object.unetCalls)
+        ? globalThis.Number(object.unetCalls)
+        : isSet(object.unet_calls)
+        ? globalThis.Number(object.unet_calls)
+        : 0,
     };
   },
 
@@ -5722,6 +6140,9 @@ export const RolloutResult: MessageFns<RolloutResult> = {
     if (message.seconds !== 0) {
       obj.seconds = floatToJson(message.seconds);
     }
+    if (message.unetCalls !== 0) {
+      obj.unetCalls = Math.round(message.unetCalls);
+    }
     return obj;
   },
 
@@ -5735,6 +6156,7 @@ export const RolloutResult: MessageFns<RolloutResult> = {
     message.klPerSample = object.klPerSample?.map((e) => e) || [];
     message.gradStepsKept = object.gradStepsKept ?? 0;
     message.seconds = object.seconds ?? 0;
+    message.unetCalls = object.unetCalls ?? 0;
     return message;
   },
 };

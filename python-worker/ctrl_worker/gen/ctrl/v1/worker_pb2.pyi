@@ -46,7 +46,7 @@ class GetInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class WorkerInfo(_message.Message):
-    __slots__ = ("worker_version", "protocol", "python_version", "packages", "device", "device_name", "supported_dtypes", "pid", "max_message_bytes", "max_samples")
+    __slots__ = ("worker_version", "protocol", "python_version", "packages", "device", "device_name", "supported_dtypes", "pid", "max_message_bytes", "max_samples", "max_rss_bytes", "accelerator_peak_bytes")
     class PackagesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -64,6 +64,8 @@ class WorkerInfo(_message.Message):
     PID_FIELD_NUMBER: _ClassVar[int]
     MAX_MESSAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
     MAX_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    MAX_RSS_BYTES_FIELD_NUMBER: _ClassVar[int]
+    ACCELERATOR_PEAK_BYTES_FIELD_NUMBER: _ClassVar[int]
     worker_version: str
     protocol: str
     python_version: str
@@ -74,20 +76,24 @@ class WorkerInfo(_message.Message):
     pid: int
     max_message_bytes: int
     max_samples: int
-    def __init__(self, worker_version: _Optional[str] = ..., protocol: _Optional[str] = ..., python_version: _Optional[str] = ..., packages: _Optional[_Mapping[str, str]] = ..., device: _Optional[str] = ..., device_name: _Optional[str] = ..., supported_dtypes: _Optional[_Iterable[_Union[DType, str]]] = ..., pid: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., max_samples: _Optional[int] = ...) -> None: ...
+    max_rss_bytes: int
+    accelerator_peak_bytes: int
+    def __init__(self, worker_version: _Optional[str] = ..., protocol: _Optional[str] = ..., python_version: _Optional[str] = ..., packages: _Optional[_Mapping[str, str]] = ..., device: _Optional[str] = ..., device_name: _Optional[str] = ..., supported_dtypes: _Optional[_Iterable[_Union[DType, str]]] = ..., pid: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., max_samples: _Optional[int] = ..., max_rss_bytes: _Optional[int] = ..., accelerator_peak_bytes: _Optional[int] = ...) -> None: ...
 
 class LoadBackboneRequest(_message.Message):
-    __slots__ = ("source", "revision", "dtype")
+    __slots__ = ("source", "revision", "dtype", "autocast")
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     REVISION_FIELD_NUMBER: _ClassVar[int]
     DTYPE_FIELD_NUMBER: _ClassVar[int]
+    AUTOCAST_FIELD_NUMBER: _ClassVar[int]
     source: str
     revision: str
     dtype: DType
-    def __init__(self, source: _Optional[str] = ..., revision: _Optional[str] = ..., dtype: _Optional[_Union[DType, str]] = ...) -> None: ...
+    autocast: DType
+    def __init__(self, source: _Optional[str] = ..., revision: _Optional[str] = ..., dtype: _Optional[_Union[DType, str]] = ..., autocast: _Optional[_Union[DType, str]] = ...) -> None: ...
 
 class Backbone(_message.Message):
-    __slots__ = ("handle", "source", "model_class", "sample_shape", "num_train_timesteps", "prediction_type", "num_parameters", "dtype")
+    __slots__ = ("handle", "source", "model_class", "sample_shape", "num_train_timesteps", "prediction_type", "num_parameters", "dtype", "image_shape", "text_to_image", "autocast", "steps_offset")
     HANDLE_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     MODEL_CLASS_FIELD_NUMBER: _ClassVar[int]
@@ -96,6 +102,10 @@ class Backbone(_message.Message):
     PREDICTION_TYPE_FIELD_NUMBER: _ClassVar[int]
     NUM_PARAMETERS_FIELD_NUMBER: _ClassVar[int]
     DTYPE_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_SHAPE_FIELD_NUMBER: _ClassVar[int]
+    TEXT_TO_IMAGE_FIELD_NUMBER: _ClassVar[int]
+    AUTOCAST_FIELD_NUMBER: _ClassVar[int]
+    STEPS_OFFSET_FIELD_NUMBER: _ClassVar[int]
     handle: str
     source: str
     model_class: str
@@ -104,7 +114,11 @@ class Backbone(_message.Message):
     prediction_type: str
     num_parameters: int
     dtype: DType
-    def __init__(self, handle: _Optional[str] = ..., source: _Optional[str] = ..., model_class: _Optional[str] = ..., sample_shape: _Optional[_Iterable[int]] = ..., num_train_timesteps: _Optional[int] = ..., prediction_type: _Optional[str] = ..., num_parameters: _Optional[int] = ..., dtype: _Optional[_Union[DType, str]] = ...) -> None: ...
+    image_shape: _containers.RepeatedScalarFieldContainer[int]
+    text_to_image: bool
+    autocast: DType
+    steps_offset: int
+    def __init__(self, handle: _Optional[str] = ..., source: _Optional[str] = ..., model_class: _Optional[str] = ..., sample_shape: _Optional[_Iterable[int]] = ..., num_train_timesteps: _Optional[int] = ..., prediction_type: _Optional[str] = ..., num_parameters: _Optional[int] = ..., dtype: _Optional[_Union[DType, str]] = ..., image_shape: _Optional[_Iterable[int]] = ..., text_to_image: _Optional[bool] = ..., autocast: _Optional[_Union[DType, str]] = ..., steps_offset: _Optional[int] = ...) -> None: ...
 
 class ListHandlesRequest(_message.Message):
     __slots__ = ()
@@ -146,8 +160,16 @@ class LabelValues(_message.Message):
     values: _containers.RepeatedScalarFieldContainer[int]
     def __init__(self, field: _Optional[str] = ..., values: _Optional[_Iterable[int]] = ...) -> None: ...
 
+class TextCondition(_message.Message):
+    __slots__ = ("prompts", "guidance_scale")
+    PROMPTS_FIELD_NUMBER: _ClassVar[int]
+    GUIDANCE_SCALE_FIELD_NUMBER: _ClassVar[int]
+    prompts: _containers.RepeatedScalarFieldContainer[str]
+    guidance_scale: float
+    def __init__(self, prompts: _Optional[_Iterable[str]] = ..., guidance_scale: _Optional[float] = ...) -> None: ...
+
 class SampleRequest(_message.Message):
-    __slots__ = ("model", "num_samples", "timesteps", "eta", "seed", "batch_size", "labels", "compute_kl")
+    __slots__ = ("model", "num_samples", "timesteps", "eta", "seed", "batch_size", "labels", "compute_kl", "text")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     NUM_SAMPLES_FIELD_NUMBER: _ClassVar[int]
     TIMESTEPS_FIELD_NUMBER: _ClassVar[int]
@@ -156,6 +178,7 @@ class SampleRequest(_message.Message):
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     COMPUTE_KL_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
     model: str
     num_samples: int
     timesteps: _containers.RepeatedScalarFieldContainer[int]
@@ -164,7 +187,8 @@ class SampleRequest(_message.Message):
     batch_size: int
     labels: _containers.RepeatedCompositeFieldContainer[LabelValues]
     compute_kl: bool
-    def __init__(self, model: _Optional[str] = ..., num_samples: _Optional[int] = ..., timesteps: _Optional[_Iterable[int]] = ..., eta: _Optional[float] = ..., seed: _Optional[int] = ..., batch_size: _Optional[int] = ..., labels: _Optional[_Iterable[_Union[LabelValues, _Mapping]]] = ..., compute_kl: _Optional[bool] = ...) -> None: ...
+    text: TextCondition
+    def __init__(self, model: _Optional[str] = ..., num_samples: _Optional[int] = ..., timesteps: _Optional[_Iterable[int]] = ..., eta: _Optional[float] = ..., seed: _Optional[int] = ..., batch_size: _Optional[int] = ..., labels: _Optional[_Iterable[_Union[LabelValues, _Mapping]]] = ..., compute_kl: _Optional[bool] = ..., text: _Optional[_Union[TextCondition, _Mapping]] = ...) -> None: ...
 
 class SampleKl(_message.Message):
     __slots__ = ("per_sample",)
@@ -203,18 +227,20 @@ class SampleEvent(_message.Message):
     def __init__(self, progress: _Optional[_Union[SampleProgress, _Mapping]] = ..., images: _Optional[_Union[ImageChunk, _Mapping]] = ..., kl: _Optional[_Union[SampleKl, _Mapping]] = ...) -> None: ...
 
 class StartTrajectoryRequest(_message.Message):
-    __slots__ = ("model", "num_samples", "seed", "initial_noise", "labels")
+    __slots__ = ("model", "num_samples", "seed", "initial_noise", "labels", "text")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     NUM_SAMPLES_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     INITIAL_NOISE_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
     model: str
     num_samples: int
     seed: int
     initial_noise: Tensor
     labels: _containers.RepeatedCompositeFieldContainer[LabelValues]
-    def __init__(self, model: _Optional[str] = ..., num_samples: _Optional[int] = ..., seed: _Optional[int] = ..., initial_noise: _Optional[_Union[Tensor, _Mapping]] = ..., labels: _Optional[_Iterable[_Union[LabelValues, _Mapping]]] = ...) -> None: ...
+    text: TextCondition
+    def __init__(self, model: _Optional[str] = ..., num_samples: _Optional[int] = ..., seed: _Optional[int] = ..., initial_noise: _Optional[_Union[Tensor, _Mapping]] = ..., labels: _Optional[_Iterable[_Union[LabelValues, _Mapping]]] = ..., text: _Optional[_Union[TextCondition, _Mapping]] = ...) -> None: ...
 
 class Trajectory(_message.Message):
     __slots__ = ("handle", "shape")
@@ -455,7 +481,7 @@ class Optimizer(_message.Message):
     def __init__(self, handle: _Optional[str] = ..., steps: _Optional[int] = ...) -> None: ...
 
 class RolloutRequest(_message.Message):
-    __slots__ = ("control", "num_samples", "labels", "timesteps", "eta", "seed", "grad_steps", "checkpointing")
+    __slots__ = ("control", "num_samples", "labels", "timesteps", "eta", "seed", "grad_steps", "checkpointing", "text", "batch_size", "separate_unet_calls")
     CONTROL_FIELD_NUMBER: _ClassVar[int]
     NUM_SAMPLES_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
@@ -464,6 +490,9 @@ class RolloutRequest(_message.Message):
     SEED_FIELD_NUMBER: _ClassVar[int]
     GRAD_STEPS_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINTING_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    SEPARATE_UNET_CALLS_FIELD_NUMBER: _ClassVar[int]
     control: str
     num_samples: int
     labels: _containers.RepeatedCompositeFieldContainer[LabelValues]
@@ -472,21 +501,26 @@ class RolloutRequest(_message.Message):
     seed: int
     grad_steps: _containers.RepeatedScalarFieldContainer[bool]
     checkpointing: bool
-    def __init__(self, control: _Optional[str] = ..., num_samples: _Optional[int] = ..., labels: _Optional[_Iterable[_Union[LabelValues, _Mapping]]] = ..., timesteps: _Optional[_Iterable[int]] = ..., eta: _Optional[float] = ..., seed: _Optional[int] = ..., grad_steps: _Optional[_Iterable[bool]] = ..., checkpointing: _Optional[bool] = ...) -> None: ...
+    text: TextCondition
+    batch_size: int
+    separate_unet_calls: bool
+    def __init__(self, control: _Optional[str] = ..., num_samples: _Optional[int] = ..., labels: _Optional[_Iterable[_Union[LabelValues, _Mapping]]] = ..., timesteps: _Optional[_Iterable[int]] = ..., eta: _Optional[float] = ..., seed: _Optional[int] = ..., grad_steps: _Optional[_Iterable[bool]] = ..., checkpointing: _Optional[bool] = ..., text: _Optional[_Union[TextCondition, _Mapping]] = ..., batch_size: _Optional[int] = ..., separate_unet_calls: _Optional[bool] = ...) -> None: ...
 
 class RolloutResult(_message.Message):
-    __slots__ = ("handle", "kl_per_step", "kl_per_sample", "grad_steps_kept", "seconds")
+    __slots__ = ("handle", "kl_per_step", "kl_per_sample", "grad_steps_kept", "seconds", "unet_calls")
     HANDLE_FIELD_NUMBER: _ClassVar[int]
     KL_PER_STEP_FIELD_NUMBER: _ClassVar[int]
     KL_PER_SAMPLE_FIELD_NUMBER: _ClassVar[int]
     GRAD_STEPS_KEPT_FIELD_NUMBER: _ClassVar[int]
     SECONDS_FIELD_NUMBER: _ClassVar[int]
+    UNET_CALLS_FIELD_NUMBER: _ClassVar[int]
     handle: str
     kl_per_step: _containers.RepeatedScalarFieldContainer[float]
     kl_per_sample: _containers.RepeatedScalarFieldContainer[float]
     grad_steps_kept: int
     seconds: float
-    def __init__(self, handle: _Optional[str] = ..., kl_per_step: _Optional[_Iterable[float]] = ..., kl_per_sample: _Optional[_Iterable[float]] = ..., grad_steps_kept: _Optional[int] = ..., seconds: _Optional[float] = ...) -> None: ...
+    unet_calls: int
+    def __init__(self, handle: _Optional[str] = ..., kl_per_step: _Optional[_Iterable[float]] = ..., kl_per_sample: _Optional[_Iterable[float]] = ..., grad_steps_kept: _Optional[int] = ..., seconds: _Optional[float] = ..., unet_calls: _Optional[int] = ...) -> None: ...
 
 class ClassifierLogProbTerm(_message.Message):
     __slots__ = ("classifier", "label_field")
