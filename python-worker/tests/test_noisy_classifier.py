@@ -62,3 +62,14 @@ def test_a_noise_aware_classifier_saves_and_loads(tmp_path):
     x, t = torch.randn(2, 3, 16, 16), torch.tensor([5, 700])
     with torch.no_grad():
         torch.testing.assert_close(loaded.model(x, t), classifier.model(x, t))
+
+
+def test_the_baselines_refuse_a_latent_text_to_image_backbone(backbone):
+    from dataclasses import replace
+
+    from ctrl_worker.noisy_classifier import require_pixel_backbone
+
+    assert require_pixel_backbone(backbone, "backbone") is backbone
+    with pytest.raises(RequestError) as error:
+        require_pixel_backbone(replace(backbone, text_to_image=object()), "backbone")
+    assert error.value.field == "backbone" and "pixel-space" in str(error.value)

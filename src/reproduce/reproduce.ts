@@ -136,7 +136,7 @@ interface TrainedClassifier {
 
 /** Every clean classifier the experiments use, trained in one worker and saved; with held-out features for judging. */
 async function trainClassifiers(settings: SessionSettings, experiment: ExperimentConfig, data: OfflineData, config: ReproduceConfig, outDir: string) {
-  const sizes = new Set([config.data.singleSize, ...(config.methods.efficiency.includes("ctrl") ? config.data.efficiencySizes : [])]);
+  const sizes = new Set([config.data.singleSize, ...(config.methods.efficiency.length ? config.data.efficiencySizes : [])]);
   const wanted: [string, Subset, ColumnName][] = [
     ...[...sizes].map((size): [string, Subset, ColumnName] => [`compressibility-${size}`, data.single(size), "compressibility"]),
     ...(config.methods.multi.length
