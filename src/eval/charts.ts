@@ -213,6 +213,8 @@ export interface LineChartOptions {
   height?: number;
   /** Log-scaled y axis; values <= 0 are left out. */
   logY?: boolean;
+  /** Log-scaled x axis (e.g. dataset sizes); values <= 0 are left out. */
+  logX?: boolean;
 }
 
 /** Runs of consecutive drawable points: a missing value breaks the line instead of bridging it. */
@@ -242,8 +244,8 @@ function seriesMarks(runs: [number, number][][], x: Axis, y: Axis, style: Series
 }
 
 export function lineChart(options: LineChartOptions): string {
-  const { title, xLabel, yLabel, series, width = 640, height = 360, logY = false } = options;
-  const drawable = ([a, b]: [number, number]) => Number.isFinite(a) && Number.isFinite(b) && (!logY || b > 0);
+  const { title, xLabel, yLabel, series, width = 640, height = 360, logY = false, logX = false } = options;
+  const drawable = ([a, b]: [number, number]) => Number.isFinite(a) && Number.isFinite(b) && (!logY || b > 0) && (!logX || a > 0);
   const runs = series.map((s) => segments(s.points, drawable));
   const points = runs.flat(2);
   const titleLines = wrapTitle(title, width - 24);
@@ -253,7 +255,7 @@ export function lineChart(options: LineChartOptions): string {
   plot.height = height - plot.top - 48 - legendHeight;
   const [xMin, xMax] = points.length ? extent(points.map((p) => p[0])) : [0, 1];
   const [yMin, yMax] = points.length ? extent(points.map((p) => p[1])) : [0, 1];
-  const x = linearAxis(niceTicks(xMin, xMax), plot.left, plot.left + plot.width);
+  const x = logX && points.length ? logAxis(logTicks(xMin, xMax), plot.left, plot.left + plot.width) : linearAxis(niceTicks(xMin, xMax), plot.left, plot.left + plot.width);
   const yTicks = logY && points.length ? logTicks(yMin, yMax) : niceTicks(yMin, yMax);
   const y = (logY && points.length ? logAxis : linearAxis)(yTicks, plot.top + plot.height, plot.top);
   const bottom = plot.top + plot.height;

@@ -24,6 +24,7 @@ export interface Curve {
   title: string;
   xLabel: string;
   yLabel: string;
+  logX?: boolean;
   series: { name: string; points: [number, number][] }[];
 }
 

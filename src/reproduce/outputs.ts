@@ -17,6 +17,8 @@ export interface RunFacts {
   seconds: number;
   preset: string;
   classifiers: ClassifierSummary[];
+  /** Each label column's class thresholds (quantiles of the pool's oracle values). */
+  thresholds: Record<string, number[]>;
 }
 
 export const EFFICIENCY_PLOT = "sample-efficiency.png";
@@ -42,7 +44,8 @@ export function efficiencyCurve(rows: TableRow[]): Curve {
   }
   return {
     title: "Sample efficiency: 4-class compressibility accuracy against offline labelled images",
-    xLabel: "labelled offline images",
+    xLabel: "labelled offline images (log scale)",
+    logX: true,
     yLabel: "accuracy (JPEG-size oracle)",
     series,
   };
@@ -84,7 +87,7 @@ function notes(config: ReproduceConfig, facts: RunFacts): string[] {
 
 export async function writeOutputs(outDir: string, config: ReproduceConfig, rows: TableRow[], facts: RunFacts): Promise<void> {
   const machine = { cpus: os.cpus().length, cpu: os.cpus()[0]?.model ?? "unknown", platform: `${os.platform()} ${os.release()}`, node: process.version };
-  writeFileSync(path.join(outDir, "table.json"), `${JSON.stringify({ preset: facts.preset, seconds: facts.seconds, machine, config, classifiers: facts.classifiers, rows }, null, 2)}\n`);
+  writeFileSync(path.join(outDir, "table.json"), `${JSON.stringify({ preset: facts.preset, seconds: facts.seconds, machine, config, classifiers: facts.classifiers, thresholds: facts.thresholds, rows }, null, 2)}\n`);
   const intro = [`# ctrl: CTRL against the baselines (preset ${facts.preset})`, "", ...notes(config, facts).map((n) => `${n}\n`)];
   writeFileSync(path.join(outDir, "table.md"), `${markdownReport(rows, intro)}\n`);
   const curve = efficiencyCurve(rows);

@@ -98,7 +98,12 @@ export async function runReproduce(config: ReproduceConfig, options: ReproduceOp
   }
 
   const seconds = (performance.now() - started) / 1000;
-  await writeOutputs(outDir, config, rows, { seconds, preset: options.preset ?? "custom", classifiers: [...trained.values()].map((t) => t.summary) });
+  await writeOutputs(outDir, config, rows, {
+    seconds,
+    preset: options.preset ?? "custom",
+    classifiers: [...trained.values()].map((t) => t.summary),
+    thresholds: Object.fromEntries(Object.values(data.columns).map((c) => [c.name, c.thresholds])),
+  });
   log(`done in ${(seconds / 60).toFixed(1)} min: ${path.join(outDir, "table.md")}`);
   return { outDir, rows, seconds };
 }

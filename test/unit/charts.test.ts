@@ -141,3 +141,11 @@ test("bad heatmaps are refused", () => {
   assert.throws(() => confusionHeatmap({ title: "t", labels: ["a", "b"], matrix: [[1, 2]] }), /1 rows for 2 labels/);
   assert.throws(() => confusionHeatmap({ title: "t", labels: ["a"], matrix: [[-1]] }), /negative or not finite/);
 });
+
+test("a log x axis spaces dataset sizes by their ratios and leaves out non-positive ones", () => {
+  const svg = lineChart({ title: "sizes", xLabel: "n", yLabel: "acc", logX: true, series: [{ name: "s", points: [[0, 0.1], [100, 0.2], [1000, 0.3], [10000, 0.4]] }] });
+  const xs = [...svg.matchAll(/<circle cx="([\d.]+)"/g)].map((m) => Number(m[1]));
+  assert.equal(xs.length, 3);
+  assert.ok(Math.abs(xs[1]! - xs[0]! - (xs[2]! - xs[1]!)) < 0.01, `equal gaps per decade: ${xs}`);
+  assert.match(svg, />1000</);
+});
