@@ -9,7 +9,7 @@ import { sampleStepwise } from "./sampling/stepwise.js";
 import { collect, integer, number, readJsonObject } from "./cli/options.js";
 import type { ConfigInput } from "./ctrl/config.js";
 import { runCtrl } from "./ctrl/pipeline.js";
-import { labelsFromFlags, resolveControlDirectory } from "./ctrl/controls.js";
+import { labelsFromFlags, readSamplerRecord, resolveControlDirectory } from "./ctrl/controls.js";
 import { showProgress } from "./worker/progress.js";
 import { type Labels, Worker } from "./worker/worker.js";
 
@@ -62,8 +62,8 @@ interface SampleFlags extends WorkerFlags {
   guidanceScale?: number;
   n: number;
   out: string;
-  steps: number;
-  eta: number;
+  steps?: number;
+  eta?: number;
   seed: number;
   batchSize: number;
   sampler: "ddim" | "ddpm";
@@ -80,11 +80,11 @@ workerOptions(
     .option("--control <dir>", "a trained control: runs/<id> (its latest checkpoint) or a checkpoint folder")
     .option("--label <K|field=K>", "the class to ask for (repeat for several fields; -1 = null label)", collect, [])
     .option("--prompt <text>", "prompt for a text-to-image backbone (repeat: one per image, cycled)", collect, [])
-    .option("--guidance-scale <w>", "classifier-free guidance scale for prompts (default 7.5)", number(0, 100))
+    .option("--guidance-scale <w>", "classifier-free guidance scale for prompts (default: the control's, else 7.5)", number(0, 100))
     .option("--n <count>", "number of images", integer(1, 4096), 8)
     .requiredOption("--out <file.png>", "where to write the grid")
-    .option("--steps <count>", "DDIM steps (ignored with --sampler ddpm)", integer(1, 10_000), 50)
-    .option("--eta <eta>", "0 = deterministic DDIM, 1 = ancestral", number(0, 1), 1)
+    .option("--steps <count>", "DDIM steps (ignored with --sampler ddpm; default: the control's, else 50)", integer(1, 10_000))
+    .option("--eta <eta>", "0 = deterministic DDIM, 1 = ancestral (default: the control's, else 1)", number(0, 1))
     .option("--seed <seed>", "random seed", integer(0), 0)
     .option("--batch-size <count>", "images per network call (0 = all)", integer(0, 4096), 0)
     .addOption(new Option("--sampler <name>", "ddim (strided) or ddpm (every training step, eta 1)").choices(["ddim", "ddpm"]).default("ddim"))
@@ -101,20 +101,25 @@ workerOptions(
         throw new Error(`--prompt: ${flags.model} is an unconditional ${backbone.modelClass}; it takes no prompts`);
       }
       if (flags.label.length && !flags.control) throw new Error("--label: give --control too (labels are a control's)");
+      const checkpoint = flags.control ? resolveControlDirectory(flags.control) : undefined;
+      // A control is sampled as it was trained unless a flag says otherwise.
+      const trained = checkpoint ? readSamplerRecord(checkpoint) : undefined;
+      const steps = flags.steps ?? trained?.steps ?? 50;
       const timesteps =
         flags.sampler === "ddpm"
           ? ddpmTimesteps(backbone.numTrainTimesteps)
-          : ddimTimesteps({ numTrainTimesteps: backbone.numTrainTimesteps, steps: flags.steps, offset: backbone.stepsOffset });
-      const eta = flags.sampler === "ddpm" ? 1 : flags.eta;
+          : ddimTimesteps({ numTrainTimesteps: backbone.numTrainTimesteps, steps, offset: trained?.offset ?? backbone.stepsOffset });
+      const eta = flags.sampler === "ddpm" ? 1 : (flags.eta ?? trained?.eta ?? 1);
+      if (trained) process.stderr.write(`sampler: ${timesteps.length} steps, eta ${eta} (the control was trained with ${trained.steps} steps, eta ${trained.eta})\n`);
       let model = backbone.handle;
       let labels: Labels | undefined;
-      if (flags.control) {
-        const control = await worker.loadControl(backbone.handle, resolveControlDirectory(flags.control));
+      if (checkpoint) {
+        const control = await worker.loadControl(backbone.handle, checkpoint);
         model = control.handle;
         labels = labelsFromFlags(flags.label, control.fields, flags.n);
       }
       const prompts = flags.prompt.length ? Array.from({ length: flags.n }, (_, i) => flags.prompt[i % flags.prompt.length]!) : [];
-      const text = backbone.textToImage ? { prompts, guidanceScale: flags.guidanceScale } : undefined;
+      const text = backbone.textToImage ? { prompts, guidanceScale: flags.guidanceScale ?? trained?.guidanceScale } : undefined;
       const request = { model, numSamples: flags.n, timesteps, eta, seed: flags.seed, batchSize: flags.batchSize, labels, text };
       const images = flags.stepwise ? await sampleStepwise(worker, request) : await worker.sample(request);
       await writeFile(flags.out, await imageGrid(images, { columns: flags.columns, scale: flags.scale }));

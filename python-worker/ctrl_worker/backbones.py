@@ -8,6 +8,7 @@ Only safetensors weights are read: pickled `.bin` checkpoints can run code when 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -42,6 +43,7 @@ class Backbone:
     # Mixed precision for the UNet calls (None: run in the weights' dtype).
     autocast: torch.dtype | None = None
     steps_offset: int = 0  # the scheduler's offset of DDIM timesteps (Stable Diffusion: 1)
+    content_hash: str = ""  # sha256 of the files that define the model (see content_hash)
     # Held while the UNet runs: a control switches adapters and labels on the shared module.
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
 
@@ -147,6 +149,27 @@ def _download(repo_id: str, revision: str) -> Path:
     return Path(folder)
 
 
+# The files a diffusers model folder is made of (what `_download` fetches): configs, weights, vocabularies.
+_MODEL_FILE_SUFFIXES = (".json", ".safetensors", ".txt")
+
+
+def content_hash(root: Path) -> str:
+    """sha256 over the model's files (relative path, size, bytes) in path order, symlinks followed
+    (a Hugging Face snapshot links into its blob store); hidden files and folders are skipped."""
+    digest = hashlib.sha256()
+    files = sorted(
+        p for p in root.rglob("*")
+        if p.suffix in _MODEL_FILE_SUFFIXES and p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    )
+    for path in files:
+        relative = path.relative_to(root).as_posix()
+        digest.update(f"{relative}\0{path.stat().st_size}\0".encode())
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
 def _read_json(path: Path, field: str) -> dict:
     try:
         return json.loads(path.read_text())
@@ -241,5 +264,6 @@ def load_backbone(
         text_to_image=parts,
         autocast=autocast,
         steps_offset=int(config.steps_offset),
+        content_hash=content_hash(root),
     )
 

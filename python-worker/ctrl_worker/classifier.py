@@ -5,7 +5,15 @@ strides 1/2/2, BatchNorm, ReLU), global average pooling and a linear head. Its i
 [-1, 1], the range of the diffusion model's samples, so the CTRL reward can feed it model samples
 differentiably; uint8 images are mapped there first.
 
-"noise-aware-convnet" is the same network with a timestep input, for classifier guidance: an MLP on
+"detail-convnet" (the default in ctrl's configs) puts an input stem in front of that network: it
+sees each image and the image's fine detail (the image minus its 3x3 box blur), each band
+standardised by its own BatchNorm. Fine detail (grain, edges: what a JPEG's size, sharpness or
+noise depend on) is one or two orders of magnitude weaker than the colours it sits on; measured on
+the embedded model's samples, the plain network stays at chance on 4-class JPEG size for 10 epochs
+(0.31 held-out) and the stem reaches 0.81. Global attributes (brightness, colour) still reach the
+network through the image band.
+
+"noise-aware-convnet" is the plain network with a timestep input, for classifier guidance: an MLP on
 sinusoidal features of t adds a bias per channel to each block's output. It is trained on noised
 images x_t (see noisy_classifier.py); without a timestep it sees t = 0, a clean image.
 """
@@ -29,7 +37,8 @@ from .storage import check_tensors, checkpoint_folder, json_field, read_json, re
 from .tensors import seeded, uint8_to_model_range
 from .validation import non_negative, positive
 
-ARCHITECTURES = ("convnet", "noise-aware-convnet")
+ARCHITECTURES = ("convnet", "detail-convnet", "noise-aware-convnet")
+DETAIL = "detail-convnet"
 NOISE_AWARE = "noise-aware-convnet"
 _TIME_FEATURES = 64
 DEFAULT_WIDTH = 32
@@ -76,10 +85,26 @@ class TimestepBias(nn.Module):
         return tuple(b[:, :, None, None] for b in self.mlp(features).split(self.channels, dim=1))
 
 
-class ConvNet(nn.Module):
-    def __init__(self, in_channels: int, num_classes: int, width: int, time_conditioned: bool = False):
+class DetailStem(nn.Module):
+    """[x, x - blur3(x)], each band standardised (BatchNorm without affine parameters): 2C channels."""
+
+    def __init__(self, channels: int):
         super().__init__()
-        self.layer1 = ResidualBlock(in_channels, width, stride=1)
+        self.image_norm = nn.BatchNorm2d(channels, affine=False)
+        self.detail_norm = nn.BatchNorm2d(channels, affine=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        blur = F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+        return torch.cat([self.image_norm(x), self.detail_norm(x - blur)], dim=1)
+
+
+class ConvNet(nn.Module):
+    def __init__(
+        self, in_channels: int, num_classes: int, width: int, time_conditioned: bool = False, detail: bool = False
+    ):
+        super().__init__()
+        self.stem = DetailStem(in_channels) if detail else nn.Identity()
+        self.layer1 = ResidualBlock(2 * in_channels if detail else in_channels, width, stride=1)
         self.layer2 = ResidualBlock(width, 2 * width, stride=2)
         self.layer3 = ResidualBlock(2 * width, 4 * width, stride=2)
         self.fc = nn.Linear(4 * width, num_classes)
@@ -88,6 +113,7 @@ class ConvNet(nn.Module):
     def features(self, x: torch.Tensor, timesteps: torch.Tensor | None = None) -> torch.Tensor:
         """The pooled penultimate-layer vector, [n, 4 * width]. A noise-aware network takes the
         timestep of each row (none: t = 0); a plain one takes none."""
+        x = self.stem(x)
         if self.time_bias is None:
             if timesteps is not None:
                 raise ValueError("this classifier has no timestep input")
@@ -162,7 +188,9 @@ def validate_config(
 
 def create_classifier(config: ClassifierConfig, seed: int, device: torch.device) -> Classifier:
     with seeded(seed, torch.device("cpu")):  # the same seed gives the same weights on any device
-        model = ConvNet(config.input_shape[0], config.num_classes, config.width, config.architecture == NOISE_AWARE)
+        model = ConvNet(
+            config.input_shape[0], config.num_classes, config.width, config.architecture == NOISE_AWARE, config.architecture == DETAIL
+        )
     model.to(device).eval()
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     return Classifier(config=config, model=model, optimizer=optimizer, device=device)
@@ -211,6 +239,11 @@ def check_images(images: torch.Tensor, classifier: Classifier, field_name: str) 
 Noising = Callable[[torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
 
 
+def check_learning_rate(learning_rate: float, field: str = "learning_rate") -> float | None:
+    """A step's learning rate: None (0: keep the current one) or a positive finite number."""
+    return None if learning_rate == 0 else positive(learning_rate, field)
+
+
 def train_step(
     classifier: Classifier,
     images: torch.Tensor,
@@ -218,9 +251,11 @@ def train_step(
     augment: bool,
     seed: int,
     noising: Noising | None = None,
+    learning_rate: float | None = None,
 ) -> tuple[float, float]:
-    """One AdamW step on cross-entropy; returns the batch's loss and accuracy. With `noising` (a
-    noise-aware classifier), the rows are noised after the flips and the network sees their timesteps."""
+    """One AdamW step on cross-entropy (at `learning_rate`, if given, from now on); returns the
+    batch's loss and accuracy. With `noising` (a noise-aware classifier), the rows are noised after
+    the flips and the network sees their timesteps."""
     x = uint8_to_model_range(images).to(classifier.device)
     generator = torch.Generator().manual_seed(seed)
     if augment:
@@ -231,6 +266,9 @@ def train_step(
         x, timesteps = noising(x, generator)
     labels = labels.to(classifier.device)
     with classifier.lock:
+        if learning_rate is not None:
+            for group in classifier.optimizer.param_groups:
+                group["lr"] = learning_rate
         classifier.model.train()
         try:
             logits = classifier.model(x, timesteps)
@@ -256,32 +294,57 @@ def score(classifier: Classifier, images: torch.Tensor, with_features: bool) -> 
     return torch.cat(logits), torch.cat(features) if with_features else None
 
 
+# Temperatures searched for the calibration; a fit at either end means the logits carry (almost)
+# no information (T large) or separate the held-out rows perfectly (T small).
+TEMPERATURE_RANGE = (1e-2, 1e2)
+
+
+def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """The T minimising the cross-entropy of softmax(logits / T), found exactly.
+
+    The NLL is convex in beta = 1 / T (a log-sum-exp of functions linear in beta, minus one of
+    them), so its derivative mean(E_softmax[z] - z_y) increases with beta and has one root:
+    bisection in log beta finds it to float precision. The official code's LBFGS (lr 0.01, 50
+    iterations from T = 1) moves log T by at most about 0.5 and stopped at T = 1.23 on a run whose
+    optimum was 1.91."""
+    z = logits.double()
+    y = labels.long()
+    true_logit = z.gather(1, y[:, None]).squeeze(1)
+
+    def slope(log_beta: float) -> float:
+        p = torch.softmax(z * math.exp(log_beta), dim=1)
+        return float(((p * z).sum(1) - true_logit).mean())
+
+    low, high = -math.log(TEMPERATURE_RANGE[1]), -math.log(TEMPERATURE_RANGE[0])
+    if slope(low) >= 0:
+        return TEMPERATURE_RANGE[1]
+    if slope(high) <= 0:
+        return TEMPERATURE_RANGE[0]
+    for _ in range(60):
+        middle = (low + high) / 2
+        if slope(middle) < 0:
+            low = middle
+        else:
+            high = middle
+    return math.exp(-(low + high) / 2)
+
+
 def calibrate(classifier: Classifier, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, float, float]:
-    """Temperature scaling as the official code: one scalar T fitted by LBFGS (lr 0.01, 50
-    iterations) on the cross-entropy of logits / T, starting from T = 1. T = exp(log T) stays
-    positive. Returns (T, NLL at the previous temperature, NLL at T)."""
+    """Temperature scaling: one scalar T minimising the held-out cross-entropy of logits / T (the
+    official code's objective, solved exactly: see fit_temperature). Returns (T, NLL at the
+    previous temperature, NLL at T)."""
     logits, _ = score(classifier, images, with_features=False)
     labels = labels.long()
 
-    def nll(temperature: torch.Tensor | float) -> torch.Tensor:
-        return F.cross_entropy(logits / temperature, labels)
+    def nll(temperature: float) -> float:
+        return float(F.cross_entropy(logits / temperature, labels))
 
-    before = float(nll(classifier.temperature))
-    log_t = torch.zeros(1, requires_grad=True)
-    optimizer = torch.optim.LBFGS([log_t], lr=0.01, max_iter=50)
-
-    def closure() -> torch.Tensor:
-        optimizer.zero_grad()
-        loss = nll(log_t.exp())
-        loss.backward()
-        return loss
-
-    optimizer.step(closure)
-    temperature = float(log_t.detach().exp())
+    before = nll(classifier.temperature)
+    temperature = fit_temperature(logits, labels)
     if not math.isfinite(temperature) or temperature <= 0:
         raise precondition("classifier", f"calibration diverged (T = {temperature}); check the logits")
     classifier.temperature = temperature
-    return temperature, before, float(nll(temperature))
+    return temperature, before, nll(temperature)
 
 
 def log_prob(

@@ -52,8 +52,9 @@ def train_noisy_step(
     timesteps: list[int],
     augment: bool,
     seed: int,
+    learning_rate: float | None = None,
 ) -> tuple[float, float]:
-    """One step on noised rows; returns the batch's loss and accuracy."""
+    """One step on noised rows (at `learning_rate`, if given); returns the batch's loss and accuracy."""
     require_noise_aware(classifier, "classifier")
     require_pixel_backbone(backbone, "backbone")
     if classifier.config.input_shape != backbone.sample_shape:
@@ -66,4 +67,4 @@ def train_noisy_step(
     images, labels = dataset_batch(classifier, dataset, label_column, indices)
     assert labels is not None
     t = row_timesteps(timesteps, len(indices), backbone.num_train_timesteps)
-    return train_step(classifier, images, labels, augment, seed, noising(backbone, t))
+    return train_step(classifier, images, labels, augment, seed, noising(backbone, t), learning_rate)

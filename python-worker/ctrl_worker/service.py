@@ -107,6 +107,7 @@ class WorkerService(pb_grpc.WorkerServicer):
             text_to_image=backbone.text_to_image is not None,
             autocast=pb.DTYPE_UNSPECIFIED if autocast is None else dtype_enum(autocast),
             steps_offset=backbone.steps_offset,
+            content_hash=backbone.content_hash,
         )
 
     def _backbone(self, name: str, field: str) -> Backbone:
@@ -276,7 +277,10 @@ class WorkerService(pb_grpc.WorkerServicer):
     @rpc_method
     def TrainClassifierStep(self, request, context):
         classifier, images, labels = self._labelled_rows(request, "TrainClassifierStep")
-        loss, accuracy = clf.train_step(classifier, images, labels, request.augment, validate_seed(request.seed, "seed"))
+        learning_rate = clf.check_learning_rate(request.learning_rate)
+        loss, accuracy = clf.train_step(
+            classifier, images, labels, request.augment, validate_seed(request.seed, "seed"), learning_rate=learning_rate
+        )
         return pb.ClassifierStepResponse(loss=loss, accuracy=accuracy)
 
     @rpc_method
@@ -284,6 +288,8 @@ class WorkerService(pb_grpc.WorkerServicer):
         classifier = self._classifier(request.classifier, "classifier")
         if request.augment:
             raise invalid("augment", "only TrainClassifierStep augments its batch")
+        if request.learning_rate:
+            raise invalid("learning_rate", "only TrainClassifierStep takes a learning rate")
         labels = None
         if request.HasField("images"):
             if request.dataset or request.label_column or request.indices:
@@ -304,6 +310,8 @@ class WorkerService(pb_grpc.WorkerServicer):
     def CalibrateClassifier(self, request, context):
         if request.augment:
             raise invalid("augment", "only TrainClassifierStep augments its batch")
+        if request.learning_rate:
+            raise invalid("learning_rate", "only TrainClassifierStep takes a learning rate")
         classifier, images, labels = self._labelled_rows(request, "CalibrateClassifier")
         temperature, before, after = clf.calibrate(classifier, images, labels)
         return pb.Calibration(temperature=temperature, nll_before=before, nll_after=after)
@@ -457,8 +465,10 @@ class WorkerService(pb_grpc.WorkerServicer):
         backbone = self._backbone(request.backbone, "backbone")
         dataset = self._dataset(request.dataset, "dataset")
         seed = validate_seed(request.seed, "seed")
+        learning_rate = clf.check_learning_rate(request.learning_rate)
         loss, accuracy = train_noisy_step(
-            classifier, backbone, dataset, request.label_column, list(request.indices), list(request.timesteps), request.augment, seed
+            classifier, backbone, dataset, request.label_column, list(request.indices), list(request.timesteps), request.augment, seed,
+            learning_rate,
         )
         return pb.ClassifierStepResponse(loss=loss, accuracy=accuracy)
 

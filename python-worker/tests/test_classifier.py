@@ -59,6 +59,48 @@ def test_calibration_cools_an_over_confident_classifier():
     assert F.cross_entropy(logits / temperature, noisy[held_out]) <= held_out_before
 
 
+@pytest.mark.parametrize("true_temperature", [0.5, 1.91, 4.0])
+def test_the_temperature_fit_recovers_a_known_temperature(true_temperature):
+    # Labels drawn from softmax(z); the logits handed to the fit are z * T, so the NLL's minimum
+    # is at T up to sampling noise (about 1% with 40 000 rows).
+    generator = torch.Generator().manual_seed(0)
+    z = torch.randn(40_000, 4, generator=generator, dtype=torch.float64) * 3
+    labels = torch.multinomial(torch.softmax(z, 1), 1, generator=generator).squeeze(1)
+    fitted = clf.fit_temperature((z * true_temperature).float(), labels)
+    assert fitted == pytest.approx(true_temperature, rel=0.02)
+
+
+def test_the_temperature_fit_is_the_minimum_of_the_nll():
+    generator = torch.Generator().manual_seed(1)
+    logits = torch.randn(500, 5, generator=generator) * 4
+    labels = torch.multinomial(torch.softmax(logits / 2, 1), 1, generator=generator).squeeze(1)  # optimum near T = 2
+    fitted = clf.fit_temperature(logits, labels)
+    assert clf.TEMPERATURE_RANGE[0] < fitted < clf.TEMPERATURE_RANGE[1]
+    nll = lambda t: float(F.cross_entropy(logits.double() / t, labels))  # noqa: E731
+    # Bisection to float precision: moving T by 0.1% either way does not lower the NLL.
+    assert nll(fitted) <= min(nll(fitted * 1.001), nll(fitted / 1.001)) + 1e-12
+
+
+def test_the_temperature_fit_stays_in_range_for_degenerate_logits():
+    labels = torch.tensor([0, 1, 0, 1])
+    perfect = torch.tensor([[5.0, -5.0], [-5.0, 5.0], [5.0, -5.0], [-5.0, 5.0]])
+    assert clf.fit_temperature(perfect, labels) == clf.TEMPERATURE_RANGE[0]
+    assert clf.fit_temperature(-perfect, labels) == clf.TEMPERATURE_RANGE[1]
+
+
+def test_the_detail_stem_feeds_the_network_the_image_and_its_fine_detail():
+    classifier = clf.create_classifier(clf.validate_config([3, 8, 8], 2, "detail-convnet", 4, 1e-3, 0.0), 0, torch.device("cpu"))
+    assert classifier.model.layer1.conv1.in_channels == 6
+    flat = torch.full((2, 3, 8, 8), 0.3)
+    stem = classifier.model.stem
+    # A flat image has no detail: its detail band is zero (up to the blur's float rounding) and
+    # stays so through the band's normalisation (eval mode: running mean 0, variance 1 at first).
+    out = stem.eval()(flat)
+    assert out.shape == (2, 6, 8, 8)
+    torch.testing.assert_close(out[:, 3:], torch.zeros(2, 3, 8, 8), atol=1e-6, rtol=0)
+    torch.testing.assert_close(out[:, :3], flat / (1 + 1e-5) ** 0.5)
+
+
 def test_batches_are_checked_against_the_classifier():
     classifier = tiny_classifier(2)
     dataset = _dataset()
@@ -91,7 +133,7 @@ def test_given_images_are_checked():
     [
         (([3, 16], 2, "convnet", 0, 1e-3, 0.0), r"^input_shape: must be \[channels, height, width\]"),
         (([3, 16, 16], 1, "convnet", 0, 1e-3, 0.0), r"^num_classes: must be at least 2"),
-        (([3, 16, 16], 2, "mlp", 0, 1e-3, 0.0), r"^architecture: must be one of \['convnet', 'noise-aware-convnet'\], got 'mlp'"),
+        (([3, 16, 16], 2, "mlp", 0, 1e-3, 0.0), r"^architecture: must be one of \['convnet', 'detail-convnet', 'noise-aware-convnet'\], got 'mlp'"),
         (([3, 16, 16], 2, "convnet", 0, 0.0, 0.0), r"^learning_rate: must be positive"),
         (([3, 16, 16], 2, "convnet", 0, 1e-3, -1.0), r"^weight_decay: must be non-negative"),
     ],

@@ -76,6 +76,7 @@ export async function trainClassifier(
         indices,
         augment: settings.augment,
         seed: deriveSeed(config.seed, `${phase}-batch`, epoch, b),
+        learningRate: learningRateAt(settings, epoch * batchesPerEpoch + b, settings.epochs * batchesPerEpoch),
       };
       let step;
       if (noise) {
@@ -118,6 +119,12 @@ export async function trainClassifier(
   };
   run.logMetrics({ phase: noise ? `${phase}-held-out` : "calibration", ...withoutRows(report) });
   return report;
+}
+
+/** The learning rate of batch `step` of `total`: constant, or a cosine from the peak down to 0. */
+export function learningRateAt(settings: Pick<ExperimentConfig["classifier"], "learningRate" | "schedule">, step: number, total: number): number {
+  if (settings.schedule === "constant") return settings.learningRate;
+  return settings.learningRate * 0.5 * (1 + Math.cos((Math.PI * step) / total));
 }
 
 /** Held-out accuracy, expected calibration error and NLL at the classifier's current temperature. */

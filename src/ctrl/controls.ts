@@ -2,9 +2,59 @@
  * Trained controls on disk, for sampling: where a control's checkpoint is, and which labels a
  * user asked for on the command line.
  */
-import { existsSync, readFileSync, readdirSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync, renameSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import type { Labels } from "../worker/worker.js";
+
+/**
+ * How a control was trained to be sampled: its checkpoint keeps it in sampler.json, and
+ * `ctrl sample --control` uses it unless told otherwise (a control trained with 10 DDIM steps is
+ * a different sampler at 50).
+ */
+export interface SamplerRecord {
+  steps: number;
+  eta: number;
+  /** Added to every DDIM timestep (the scheduler's steps_offset unless the config set one). */
+  offset: number;
+  /** Classifier-free guidance scale of the prompts (text-to-image backbones only). */
+  guidanceScale?: number;
+}
+
+export const SAMPLER_FILE = "sampler.json";
+
+export function writeSamplerRecord(checkpoint: string, record: SamplerRecord): void {
+  const file = path.join(checkpoint, SAMPLER_FILE);
+  writeFileSync(`${file}.tmp-${process.pid}`, `${JSON.stringify(record, null, 2)}\n`);
+  renameSync(`${file}.tmp-${process.pid}`, file);
+}
+
+/** The checkpoint's sampler.json, checked field by field; undefined when there is none (older checkpoints). */
+export function readSamplerRecord(checkpoint: string): SamplerRecord | undefined {
+  const file = path.join(checkpoint, SAMPLER_FILE);
+  if (!existsSync(file)) return undefined;
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(file, "utf8"));
+  } catch (error) {
+    throw new Error(`${file}: not readable JSON (${(error as Error).message})`);
+  }
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw new Error(`${file}: expected a JSON object`);
+  const record = raw as Record<string, unknown>;
+  const check = (name: string, ok: (v: unknown) => boolean, expected: string) => {
+    if (!ok(record[name])) throw new Error(`${file}: '${name}' must be ${expected}, got ${JSON.stringify(record[name])}`);
+  };
+  const isInt = (min: number) => (v: unknown) => typeof v === "number" && Number.isInteger(v) && v >= min && v <= 10_000;
+  check("steps", isInt(1), "an integer in [1, 10000]");
+  check("eta", (v) => typeof v === "number" && v >= 0 && v <= 1, "a number in [0, 1]");
+  check("offset", isInt(0), "an integer in [0, 10000]");
+  if (record.guidanceScale !== undefined) check("guidanceScale", (v) => typeof v === "number" && v >= 0 && v <= 100, "a number in [0, 100]");
+  return {
+    steps: record.steps as number,
+    eta: record.eta as number,
+    offset: record.offset as number,
+    ...(record.guidanceScale !== undefined ? { guidanceScale: record.guidanceScale as number } : {}),
+  };
+}
 
 /**
  * The checkpoint folder of `directory`: itself when it holds control.json, else the latest

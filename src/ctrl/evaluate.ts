@@ -5,7 +5,7 @@
  * space of the offline classifier (FID's recipe with a feature network trained on this domain;
  * Inception weights are not available offline and do not fit 32x32 synthetic images).
  */
-import { accuracy, confusionMatrix, frechetDistance, macroF1, mean } from "../eval/metrics.js";
+import { accuracy, confusionMatrix, frechetDistance, macroF1, mean, meanPairwiseDistance } from "../eval/metrics.js";
 import { type ImageBatch, uint8Tensor } from "../worker/tensors.js";
 import type { Worker } from "../worker/worker.js";
 import { argmax } from "./classifier.js";
@@ -28,8 +28,17 @@ export interface Evaluation {
   confusion: number[][];
   accuracy: number;
   macroF1: number;
-  classifierAgreement: number;
+  /** How often the reward classifier's argmax is the asked-for label: what the optimiser sees. */
+  classifierAccuracy: number;
+  /** How often the classifier's argmax is the oracle's class (null without an oracle): a low value beside a high classifierAccuracy means the samples fool the classifier. */
+  classifierOracleAgreement: number | null;
   frechetDistance: number;
+  /**
+   * Diversity per class: mean pairwise distance of the samples' classifier features, grouping
+   * them by the asked-for label (`byTarget`) and by the judged class (`byJudged`). CTRL's
+   * byTarget beside the pre-trained model's byJudged tells whether a control collapses.
+   */
+  diversity: { byTarget: number[]; byJudged: number[] };
 }
 
 /** n targets, classes 0..K-1 in equal shares (the first n mod K classes get one more). */
@@ -49,6 +58,7 @@ export async function judgeSamples(worker: Worker, images: ImageBatch, targets: 
     oracleValues = result.values;
     judgedBy = `oracle: ${judge.oracle.oracle.name} (${judge.oracle.oracle.unit})`;
   }
+  const features = toRows(scores.features!);
   return {
     targets,
     judged,
@@ -57,9 +67,16 @@ export async function judgeSamples(worker: Worker, images: ImageBatch, targets: 
     confusion: confusionMatrix(targets, judged, judge.numClasses),
     accuracy: accuracy(targets, judged),
     macroF1: macroF1(targets, judged, judge.numClasses),
-    classifierAgreement: accuracy(targets, classifierLabels),
-    frechetDistance: frechetDistance(toRows(scores.features!), toRows(judge.realFeatures)),
+    classifierAccuracy: accuracy(targets, classifierLabels),
+    classifierOracleAgreement: judge.oracle ? accuracy(judged, classifierLabels) : null,
+    frechetDistance: frechetDistance(features, toRows(judge.realFeatures)),
+    diversity: { byTarget: diversityPerClass(features, targets, judge.numClasses), byJudged: diversityPerClass(features, judged, judge.numClasses) },
   };
+}
+
+/** Mean pairwise feature distance of the samples in each class of `groups` (NaN for a class with fewer than two). */
+export function diversityPerClass(features: number[][], groups: readonly number[], numClasses: number): number[] {
+  return Array.from({ length: numClasses }, (_, c) => meanPairwiseDistance(features.filter((_, i) => groups[i] === c)));
 }
 
 function toRows(features: Float32Array[]): number[][] {

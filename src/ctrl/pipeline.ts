@@ -6,15 +6,18 @@
  */
 import { existsSync } from "node:fs";
 import path from "node:path";
-import { type Dataset, DType } from "../gen/ctrl/v1/worker.js";
+import { type Backbone, type Dataset, DType } from "../gen/ctrl/v1/worker.js";
 import { klPenalty, logProb, describeReward } from "../rewards/expression.js";
 import { ddimTimesteps } from "../sampling/schedules.js";
 import { showProgress } from "../worker/progress.js";
+import type { ImageBatch } from "../worker/tensors.js";
 import { type SampleOptions, Worker } from "../worker/worker.js";
 import { addControl, createOptimizer } from "./augment.js";
 import { type ClassifierReport, trainClassifier } from "./classifier.js";
 import { ConfigError, type ConfigInput, type ExperimentConfig, parseConfig } from "./config.js";
+import { writeSamplerRecord } from "./controls.js";
 import { buildDefaultDataset } from "./datasets.js";
+import { SampleCache } from "./sampleCache.js";
 import { type Judge, equalSplit, judgeSamples, meanOrNull } from "./evaluate.js";
 import { finetune } from "./finetune.js";
 import { ORACLES } from "./oracle.js";
@@ -117,7 +120,7 @@ async function pipeline(worker: Worker, config: ExperimentConfig, resumed: Run |
     dataset = userDataset ?? (await worker.loadDataset(state.datasetFolder, { labelColumns: [state.labelColumn] }));
     classifierHandle = (await worker.loadClassifier(run.path("classifier"))).handle;
   } else {
-    ({ state, dataset, classifierHandle } = await prepare(worker, config, run, backbone.handle, userDataset, sampleRequest));
+    ({ state, dataset, classifierHandle } = await prepare(worker, config, run, backbone, userDataset, sampleRequest));
     run.writeJson("state.json", state);
   }
 
@@ -170,6 +173,7 @@ async function pipeline(worker: Worker, config: ExperimentConfig, resumed: Run |
       const checkpoint = path.join("checkpoints", `epoch-${String(epoch).padStart(4, "0")}`);
       // A resumed run redoes epochs after its last recorded checkpoint: replace what they left.
       await worker.saveControl(control.handle, run.path(checkpoint), { optimizer: optimizer.handle, overwrite: true });
+      writeSamplerRecord(run.path(checkpoint), { steps: config.sampler.steps, eta: config.sampler.eta, offset, ...(config.text ? { guidanceScale: config.text.guidanceScale } : {}) });
       state = { ...state, completedEpochs: epoch, checkpoint, finetuneSeconds: secondsBefore + (performance.now() - finetuneStarted) / 1000 };
       run.writeJson("state.json", state);
     },
@@ -209,7 +213,7 @@ async function prepare(
   worker: Worker,
   config: ExperimentConfig,
   run: Run,
-  backbone: string,
+  backbone: Backbone,
   userDataset: Dataset | undefined,
   sampleRequest: SampleRequestFor,
 ) {
@@ -222,13 +226,13 @@ async function prepare(
     let reference;
     if (config.dataset.thresholdsFrom === "reference") {
       log(`sampling ${config.dataset.referenceSamples} pre-trained images to set the ${oracle.name} thresholds`);
-      reference = await worker.sample(sampleRequest(backbone, config.dataset.referenceSamples, deriveSeed(config.seed, "reference")));
+      reference = await worker.sample(sampleRequest(backbone.handle, config.dataset.referenceSamples, deriveSeed(config.seed, "reference")));
     }
     const seed = deriveSeed(config.seed, "dataset");
     log(`making ${config.dataset.numImages} offline images (${config.dataset.images}), labelled by ${oracle.name}`);
     const images =
       config.dataset.images === "samples"
-        ? await worker.sample(sampleRequest(backbone, config.dataset.numImages, seed))
+        ? await offlineSamples(worker, config, backbone, sampleRequest(backbone.handle, config.dataset.numImages, seed))
         : await worker.syntheticImages(config.dataset.numImages, seed);
     datasetFolder = run.path("dataset");
     const built = await buildDefaultDataset(worker, { folder: datasetFolder, images, oracle, numClasses: config.dataset.numClasses, reference });
@@ -264,6 +268,26 @@ async function prepare(
     finetuneSeconds: 0,
   };
   return { state, dataset, classifierHandle: handle };
+}
+
+/** The pre-trained model's samples for the offline dataset, from the sample cache when allowed. */
+async function offlineSamples(worker: Worker, config: ExperimentConfig, backbone: Backbone, request: SampleOptions): Promise<ImageBatch> {
+  if (config.dataset.kind !== "default" || !config.dataset.cache) return worker.sample(request);
+  const cache = new SampleCache();
+  const key = {
+    backboneHash: backbone.contentHash,
+    dtype: config.precision.dtype,
+    autocast: config.precision.autocast,
+    device: (await worker.info()).device,
+    timesteps: request.timesteps,
+    eta: request.eta,
+    seed: request.seed,
+    numSamples: request.numSamples,
+    ...(request.text ? { prompts: request.text.prompts, guidanceScale: request.text.guidanceScale } : {}),
+  };
+  const { images, cached } = await cache.get(key, () => worker.sample(request));
+  log(cached ? `offline samples read from the cache (${cache.entryDir(key)})` : `offline samples cached in ${cache.entryDir(key)}`);
+  return images;
 }
 
 /** The pre-trained model, sampled and judged exactly like CTRL: the reference row. */

@@ -47,7 +47,10 @@ export function summaryRows(config: ExperimentConfig, results: MethodResult[], l
     evaluation_seed: config.evaluation.seed,
     oracle_mean_per_label: result.evaluation.oracleValues ? perLabelMeans(result.evaluation).map(([, m]) => m) : null,
     judged_by: result.evaluation.judgedBy,
-    classifier_agreement: result.evaluation.classifierAgreement,
+    classifier_accuracy: result.evaluation.classifierAccuracy,
+    classifier_oracle_agreement: result.evaluation.classifierOracleAgreement,
+    diversity_per_label: result.evaluation.diversity.byTarget,
+    diversity_per_judged_class: result.evaluation.diversity.byJudged,
     train_seconds: result.trainSeconds,
     sample_seconds: result.sampleSeconds,
   }));

@@ -192,3 +192,22 @@ export function frechetDistance(featuresA: number[][], featuresB: number[][]): n
   const distance = meanTerm + trace(covA) + trace(covB) - 2 * traceSqrt(matMul(matMul(rootA, covB), rootA));
   return Math.max(0, distance); // identical sets give 0 up to rounding, never below it
 }
+
+/**
+ * Mean Euclidean distance over all pairs of rows: the spread of a set of samples in a feature
+ * space (a collapsed set of near-identical samples scores near 0). NaN for fewer than two rows.
+ */
+export function meanPairwiseDistance(rows: readonly (readonly number[] | Float32Array)[]): number {
+  if (rows.length < 2) return Number.NaN;
+  let total = 0;
+  for (let i = 0; i < rows.length; i++) {
+    const a = rows[i]!;
+    for (let j = i + 1; j < rows.length; j++) {
+      const b = rows[j]!;
+      let squared = 0;
+      for (let k = 0; k < a.length; k++) squared += (a[k]! - b[k]!) ** 2;
+      total += Math.sqrt(squared);
+    }
+  }
+  return total / ((rows.length * (rows.length - 1)) / 2);
+}

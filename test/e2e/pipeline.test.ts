@@ -14,6 +14,7 @@ let backbone: string;
 
 before(async () => {
   backbone = await makeTinyBackbone(undefined, 32);
+  process.env.CTRL_CACHE_DIR = tempDir("ctrl-cache-"); // the offline samples' cache, private to this test
 });
 
 function tinyConfig(runsDir: string): ConfigInput {

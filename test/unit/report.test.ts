@@ -28,7 +28,7 @@ function sample(overrides: Partial<ReportData> = {}): ReportData {
     runId: "run-42",
     createdAt: "2025-01-01T12:00:00.000Z",
     config: { task: "compressibility", finetune: { steps: 100, lr: 0.0003 } },
-    summary: [row("pre-trained", 0.25, { macro_f1: 0.1 }), row("ctrl", 0.8125, { macro_f1: 0.79, classifier_agreement: 0.9 }), row("best-of-n", 0.7)],
+    summary: [row("pre-trained", 0.25, { macro_f1: 0.1 }), row("ctrl", 0.8125, { macro_f1: 0.79, classifier_accuracy: 0.9 }), row("best-of-n", 0.7)],
     curves: [{ title: "loss", xLabel: "step", yLabel: "loss", series: [{ name: "loss", points: [[0, 1], [1, 0.5]] }] }],
     confusions: [{ title: "ctrl", labels: ["0", "1"], matrix: [[3, 1], [0, 4]] }],
     grids: [{ title: "ctrl, asked for class 3", file: "grids/ctrl 3.png" }],
@@ -55,7 +55,7 @@ test("the summary table has one row per method, formatted, with the best accurac
   assert.equal(count(html, /<strong>/g), 1);
   assert.ok(html.includes("<strong>0.813</strong>"));
   assert.ok(html.includes(">FD (lower is better)</th>"), "the quality column is headed by its metric");
-  assert.ok(html.includes(">classifier agreement</th>"), "extra keys become columns");
+  assert.ok(html.includes(">classifier accuracy</th>"), "extra keys become columns");
 });
 
 test("columns with one value in every row are said once under the table", () => {

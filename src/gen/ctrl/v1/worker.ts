@@ -222,6 +222,11 @@ export interface Backbone {
   autocast: DType;
   /** The scheduler's steps_offset (Stable Diffusion: 1), for DDIM schedules that match its own. */
   stepsOffset: number;
+  /**
+   * sha256 (hex) of the files that define the model (configs, weights, tokenizer), by relative path
+   * and content: the same bytes give the same hash wherever they live, so caches can key on it.
+   */
+  contentHash: string;
 }
 
 export interface ListHandlesRequest {
@@ -427,6 +432,11 @@ export interface ClassifierBatchRequest {
     | undefined;
   /** ClassifierLogits only: also return the penultimate-layer features. */
   returnFeatures: boolean;
+  /**
+   * TrainClassifierStep only: this step's learning rate (the orchestrator owns the schedule);
+   * 0 keeps the current one (at first the one given to CreateClassifier).
+   */
+  learningRate: number;
 }
 
 export interface ClassifierStepResponse {
@@ -673,6 +683,8 @@ export interface NoisyClassifierStepRequest {
   seed: number;
   /** Random horizontal flips. */
   augment: boolean;
+  /** This step's learning rate; 0 keeps the current one. */
+  learningRate: number;
 }
 
 /**
@@ -1436,6 +1448,7 @@ function createBaseBackbone(): Backbone {
     textToImage: false,
     autocast: 0,
     stepsOffset: 0,
+    contentHash: "",
   };
 }
 
@@ -1484,6 +1497,9 @@ export const Backbone: MessageFns<Backbone> = {
     }
     if (message.stepsOffset !== 0) {
       writer.uint32(96).uint32(message.stepsOffset);
+    }
+    if (message.contentHash !== "") {
+      writer.uint32(106).string(message.contentHash);
     }
     return writer;
   },
@@ -1617,6 +1633,14 @@ export const Backbone: MessageFns<Backbone> = {
             message.stepsOffset = reader.uint32();
             continue;
           }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.contentHash = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1675,6 +1699,11 @@ export const Backbone: MessageFns<Backbone> = {
         : isSet(object.steps_offset)
         ? globalThis.Number(object.steps_offset)
         : 0,
+      contentHash: isSet(object.contentHash)
+        ? globalThis.String(object.contentHash)
+        : isSet(object.content_hash)
+        ? globalThis.String(object.content_hash)
+        : "",
     };
   },
 
@@ -1716,6 +1745,9 @@ export const Backbone: MessageFns<Backbone> = {
     if (message.stepsOffset !== 0) {
       obj.stepsOffset = Math.round(message.stepsOffset);
     }
+    if (message.contentHash !== "") {
+      obj.contentHash = message.contentHash;
+    }
     return obj;
   },
 
@@ -1736,6 +1768,7 @@ export const Backbone: MessageFns<Backbone> = {
     message.textToImage = object.textToImage ?? false;
     message.autocast = object.autocast ?? 0;
     message.stepsOffset = object.stepsOffset ?? 0;
+    message.contentHash = object.contentHash ?? "";
     return message;
   },
 };
@@ -4321,6 +4354,7 @@ function createBaseClassifierBatchRequest(): ClassifierBatchRequest {
     seed: 0,
     images: undefined,
     returnFeatures: false,
+    learningRate: 0,
   };
 }
 
@@ -4353,6 +4387,9 @@ export const ClassifierBatchRequest: MessageFns<ClassifierBatchRequest> = {
     }
     if (message.returnFeatures !== false) {
       writer.uint32(64).bool(message.returnFeatures);
+    }
+    if (message.learningRate !== 0) {
+      writer.uint32(77).float(message.learningRate);
     }
     return writer;
   },
@@ -4444,6 +4481,14 @@ export const ClassifierBatchRequest: MessageFns<ClassifierBatchRequest> = {
             message.returnFeatures = reader.bool();
             continue;
           }
+          case 9: {
+            if (tag !== 77) {
+              break;
+            }
+
+            message.learningRate = reader.float();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4474,6 +4519,11 @@ export const ClassifierBatchRequest: MessageFns<ClassifierBatchRequest> = {
         : isSet(object.return_features)
         ? globalThis.Boolean(object.return_features)
         : false,
+      learningRate: isSet(object.learningRate)
+        ? globalThis.Number(object.learningRate)
+        : isSet(object.learning_rate)
+        ? globalThis.Number(object.learning_rate)
+        : 0,
     };
   },
 
@@ -4503,6 +4553,9 @@ export const ClassifierBatchRequest: MessageFns<ClassifierBatchRequest> = {
     if (message.returnFeatures !== false) {
       obj.returnFeatures = message.returnFeatures;
     }
+    if (message.learningRate !== 0) {
+      obj.learningRate = floatToJson(message.learningRate);
+    }
     return obj;
   },
 
@@ -4521,6 +4574,7 @@ export const ClassifierBatchRequest: MessageFns<ClassifierBatchRequest> = {
       ? Tensor.fromPartial(object.images)
       : undefined;
     message.returnFeatures = object.returnFeatures ?? false;
+    message.learningRate = object.learningRate ?? 0;
     return message;
   },
 };
@@ -7644,6 +7698,7 @@ function createBaseNoisyClassifierStepRequest(): NoisyClassifierStepRequest {
     timesteps: [],
     seed: 0,
     augment: false,
+    learningRate: 0,
   };
 }
 
@@ -7680,6 +7735,9 @@ export const NoisyClassifierStepRequest: MessageFns<NoisyClassifierStepRequest> 
     }
     if (message.augment !== false) {
       writer.uint32(64).bool(message.augment);
+    }
+    if (message.learningRate !== 0) {
+      writer.uint32(77).float(message.learningRate);
     }
     return writer;
   },
@@ -7781,6 +7839,14 @@ export const NoisyClassifierStepRequest: MessageFns<NoisyClassifierStepRequest> 
             message.augment = reader.bool();
             continue;
           }
+          case 9: {
+            if (tag !== 77) {
+              break;
+            }
+
+            message.learningRate = reader.float();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -7809,6 +7875,11 @@ export const NoisyClassifierStepRequest: MessageFns<NoisyClassifierStepRequest> 
         : [],
       seed: isSet(object.seed) ? globalThis.Number(object.seed) : 0,
       augment: isSet(object.augment) ? globalThis.Boolean(object.augment) : false,
+      learningRate: isSet(object.learningRate)
+        ? globalThis.Number(object.learningRate)
+        : isSet(object.learning_rate)
+        ? globalThis.Number(object.learning_rate)
+        : 0,
     };
   },
 
@@ -7838,6 +7909,9 @@ export const NoisyClassifierStepRequest: MessageFns<NoisyClassifierStepRequest> 
     if (message.augment !== false) {
       obj.augment = message.augment;
     }
+    if (message.learningRate !== 0) {
+      obj.learningRate = floatToJson(message.learningRate);
+    }
     return obj;
   },
 
@@ -7854,6 +7928,7 @@ export const NoisyClassifierStepRequest: MessageFns<NoisyClassifierStepRequest> 
     message.timesteps = object.timesteps?.map((e) => e) || [];
     message.seed = object.seed ?? 0;
     message.augment = object.augment ?? false;
+    message.learningRate = object.learningRate ?? 0;
     return message;
   },
 };

@@ -93,7 +93,7 @@ class LoadBackboneRequest(_message.Message):
     def __init__(self, source: _Optional[str] = ..., revision: _Optional[str] = ..., dtype: _Optional[_Union[DType, str]] = ..., autocast: _Optional[_Union[DType, str]] = ...) -> None: ...
 
 class Backbone(_message.Message):
-    __slots__ = ("handle", "source", "model_class", "sample_shape", "num_train_timesteps", "prediction_type", "num_parameters", "dtype", "image_shape", "text_to_image", "autocast", "steps_offset")
+    __slots__ = ("handle", "source", "model_class", "sample_shape", "num_train_timesteps", "prediction_type", "num_parameters", "dtype", "image_shape", "text_to_image", "autocast", "steps_offset", "content_hash")
     HANDLE_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     MODEL_CLASS_FIELD_NUMBER: _ClassVar[int]
@@ -106,6 +106,7 @@ class Backbone(_message.Message):
     TEXT_TO_IMAGE_FIELD_NUMBER: _ClassVar[int]
     AUTOCAST_FIELD_NUMBER: _ClassVar[int]
     STEPS_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_HASH_FIELD_NUMBER: _ClassVar[int]
     handle: str
     source: str
     model_class: str
@@ -118,7 +119,8 @@ class Backbone(_message.Message):
     text_to_image: bool
     autocast: DType
     steps_offset: int
-    def __init__(self, handle: _Optional[str] = ..., source: _Optional[str] = ..., model_class: _Optional[str] = ..., sample_shape: _Optional[_Iterable[int]] = ..., num_train_timesteps: _Optional[int] = ..., prediction_type: _Optional[str] = ..., num_parameters: _Optional[int] = ..., dtype: _Optional[_Union[DType, str]] = ..., image_shape: _Optional[_Iterable[int]] = ..., text_to_image: _Optional[bool] = ..., autocast: _Optional[_Union[DType, str]] = ..., steps_offset: _Optional[int] = ...) -> None: ...
+    content_hash: str
+    def __init__(self, handle: _Optional[str] = ..., source: _Optional[str] = ..., model_class: _Optional[str] = ..., sample_shape: _Optional[_Iterable[int]] = ..., num_train_timesteps: _Optional[int] = ..., prediction_type: _Optional[str] = ..., num_parameters: _Optional[int] = ..., dtype: _Optional[_Union[DType, str]] = ..., image_shape: _Optional[_Iterable[int]] = ..., text_to_image: _Optional[bool] = ..., autocast: _Optional[_Union[DType, str]] = ..., steps_offset: _Optional[int] = ..., content_hash: _Optional[str] = ...) -> None: ...
 
 class ListHandlesRequest(_message.Message):
     __slots__ = ()
@@ -351,7 +353,7 @@ class Classifier(_message.Message):
     def __init__(self, handle: _Optional[str] = ..., num_parameters: _Optional[int] = ..., num_classes: _Optional[int] = ..., temperature: _Optional[float] = ...) -> None: ...
 
 class ClassifierBatchRequest(_message.Message):
-    __slots__ = ("classifier", "dataset", "label_column", "indices", "augment", "seed", "images", "return_features")
+    __slots__ = ("classifier", "dataset", "label_column", "indices", "augment", "seed", "images", "return_features", "learning_rate")
     CLASSIFIER_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
     LABEL_COLUMN_FIELD_NUMBER: _ClassVar[int]
@@ -360,6 +362,7 @@ class ClassifierBatchRequest(_message.Message):
     SEED_FIELD_NUMBER: _ClassVar[int]
     IMAGES_FIELD_NUMBER: _ClassVar[int]
     RETURN_FEATURES_FIELD_NUMBER: _ClassVar[int]
+    LEARNING_RATE_FIELD_NUMBER: _ClassVar[int]
     classifier: str
     dataset: str
     label_column: str
@@ -368,7 +371,8 @@ class ClassifierBatchRequest(_message.Message):
     seed: int
     images: Tensor
     return_features: bool
-    def __init__(self, classifier: _Optional[str] = ..., dataset: _Optional[str] = ..., label_column: _Optional[str] = ..., indices: _Optional[_Iterable[int]] = ..., augment: _Optional[bool] = ..., seed: _Optional[int] = ..., images: _Optional[_Union[Tensor, _Mapping]] = ..., return_features: _Optional[bool] = ...) -> None: ...
+    learning_rate: float
+    def __init__(self, classifier: _Optional[str] = ..., dataset: _Optional[str] = ..., label_column: _Optional[str] = ..., indices: _Optional[_Iterable[int]] = ..., augment: _Optional[bool] = ..., seed: _Optional[int] = ..., images: _Optional[_Union[Tensor, _Mapping]] = ..., return_features: _Optional[bool] = ..., learning_rate: _Optional[float] = ...) -> None: ...
 
 class ClassifierStepResponse(_message.Message):
     __slots__ = ("loss", "accuracy")
@@ -655,7 +659,7 @@ class DenoisingLossResponse(_message.Message):
     def __init__(self, loss: _Optional[float] = ..., seconds: _Optional[float] = ...) -> None: ...
 
 class NoisyClassifierStepRequest(_message.Message):
-    __slots__ = ("classifier", "backbone", "dataset", "label_column", "indices", "timesteps", "seed", "augment")
+    __slots__ = ("classifier", "backbone", "dataset", "label_column", "indices", "timesteps", "seed", "augment", "learning_rate")
     CLASSIFIER_FIELD_NUMBER: _ClassVar[int]
     BACKBONE_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
@@ -664,6 +668,7 @@ class NoisyClassifierStepRequest(_message.Message):
     TIMESTEPS_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     AUGMENT_FIELD_NUMBER: _ClassVar[int]
+    LEARNING_RATE_FIELD_NUMBER: _ClassVar[int]
     classifier: str
     backbone: str
     dataset: str
@@ -672,7 +677,8 @@ class NoisyClassifierStepRequest(_message.Message):
     timesteps: _containers.RepeatedScalarFieldContainer[int]
     seed: int
     augment: bool
-    def __init__(self, classifier: _Optional[str] = ..., backbone: _Optional[str] = ..., dataset: _Optional[str] = ..., label_column: _Optional[str] = ..., indices: _Optional[_Iterable[int]] = ..., timesteps: _Optional[_Iterable[int]] = ..., seed: _Optional[int] = ..., augment: _Optional[bool] = ...) -> None: ...
+    learning_rate: float
+    def __init__(self, classifier: _Optional[str] = ..., backbone: _Optional[str] = ..., dataset: _Optional[str] = ..., label_column: _Optional[str] = ..., indices: _Optional[_Iterable[int]] = ..., timesteps: _Optional[_Iterable[int]] = ..., seed: _Optional[int] = ..., augment: _Optional[bool] = ..., learning_rate: _Optional[float] = ...) -> None: ...
 
 class GuidanceTerm(_message.Message):
     __slots__ = ("scale", "classifier_free", "reconstruction", "noise_aware_classifier")
