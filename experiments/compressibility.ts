@@ -24,7 +24,7 @@ const { run, results } = await runCtrl({
     stepsPerEpoch: 4,
     batchSize: 16,
     gradAccumulation: 2,
-    alpha: 0.01, // reward = log p(y|x0) - alpha * KL (KL summed over pixels and steps)
+    klWeight: 0.1, // reward = log p(y|x0) - klWeight * KL / D: the KL per dimension, as the official code weighs it
     loraLearningRate: 1e-3,
     embeddingLearningRate: 3e-2,
     truncation: { kind: "random" }, // the official randomised truncated back-propagation

@@ -138,7 +138,7 @@ interface TrainFlags extends WorkerFlags {
   backbone?: string;
   seed?: number;
   epochs?: number;
-  alpha?: number;
+  klWeight?: number;
   steps?: number;
   runsDir?: string;
   resume?: string;
@@ -156,7 +156,7 @@ function trainCommand(name: string, description: string) {
       .option("--backbone <dir-or-id>", "diffusers model folder or Hugging Face id (default: models/default)")
       .option("--seed <seed>", "random seed", integer(0))
       .option("--epochs <count>", "fine-tuning epochs", integer(1, 100_000))
-      .option("--alpha <alpha>", "KL weight on the summed KL", number(0, 1e6))
+      .option("--kl-weight <weight>", "alpha per dimension: the KL's weight, the KL averaged over a sample's dimensions (official: 0.1)", number(0, 1e6))
       .option("--steps <count>", "sampler steps", integer(1, 1000))
       .option("--runs-dir <dir>", "where runs/<id>/ folders go (default: runs)")
       .option("--resume <run-dir>", "continue runs/<id> from its last checkpoint (other flags are ignored)"),
@@ -191,7 +191,7 @@ async function configFromFlags(flags: TrainFlags): Promise<ConfigInput> {
     config[name] = { ...(config[name] as Record<string, unknown> | undefined), ...patch };
   };
   if (flags.epochs !== undefined) section("finetune", { epochs: flags.epochs });
-  if (flags.alpha !== undefined) section("finetune", { alpha: flags.alpha });
+  if (flags.klWeight !== undefined) section("finetune", { klWeight: flags.klWeight });
   if (flags.steps !== undefined) section("sampler", { steps: flags.steps });
   if (flags.device !== "auto") config.device = flags.device;
   return config;

@@ -141,8 +141,12 @@ export const configSchema = z
         batchSize: positiveInt.max(4096).default(16),
         /** Rollouts whose gradients add up before each optimiser step. */
         gradAccumulation: positiveInt.default(2),
-        /** KL weight on the KL summed over dimensions and steps (see README: the official code's scale). */
-        alpha: z.number().min(0).default(0.01),
+        /**
+         * alpha, the KL weight, per dimension: reward = log p(y | x0) - klWeight * KL / D, with KL
+         * summed over the sampler's steps and the sample's D dimensions. The official code weighs
+         * its per-dimension KL by 0.1 relative to log p (README: "the KL and its weight").
+         */
+        klWeight: z.number().min(0).max(1e6).default(0.1),
         loraLearningRate: positive.default(1e-3),
         embeddingLearningRate: positive.default(3e-2),
         weightDecay: z.number().min(0).default(0.1),
@@ -158,7 +162,7 @@ export const configSchema = z
       })
       .strict()
       .default({
-        epochs: 16, stepsPerEpoch: 4, batchSize: 16, gradAccumulation: 2, alpha: 0.01, loraLearningRate: 1e-3,
+        epochs: 16, stepsPerEpoch: 4, batchSize: 16, gradAccumulation: 2, klWeight: 0.1, loraLearningRate: 1e-3,
         embeddingLearningRate: 3e-2, weightDecay: 0.1, maxGradNorm: 5, truncation: { kind: "random" }, checkpointing: false,
         unetBatchSize: 0, checkpointEvery: 4,
       }),

@@ -7,7 +7,7 @@
 import { existsSync } from "node:fs";
 import path from "node:path";
 import { type Backbone, type Dataset, DType } from "../gen/ctrl/v1/worker.js";
-import { klPenalty, logProb, describeReward } from "../rewards/expression.js";
+import { ctrlReward, describeReward } from "../rewards/expression.js";
 import { ddimTimesteps } from "../sampling/schedules.js";
 import { showProgress } from "../worker/progress.js";
 import type { ImageBatch } from "../worker/tensors.js";
@@ -152,7 +152,8 @@ async function pipeline(worker: Worker, config: ExperimentConfig, resumed: Run |
     : await addControl(worker, backbone.handle, fields, config.control, deriveSeed(config.seed, "lora-init"));
   const optimizer = await createOptimizer(worker, control.handle, config.finetune);
   if (state.checkpoint) await worker.loadOptimizerState(optimizer.handle, run.path(state.checkpoint));
-  const reward = [logProb(classifierHandle, state.labelColumn), klPenalty(config.finetune.alpha)];
+  const dimensions = backbone.sampleShape.reduce((a, b) => a * b, 1);
+  const reward = ctrlReward([{ classifier: classifierHandle, field: state.labelColumn }], config.finetune.klWeight, dimensions);
   log(`fine-tuning: reward = ${describeReward(reward)}; ${control.numLoraParameters} LoRA + ${control.numEmbeddingParameters} embedding parameters`);
   const finetuneStarted = performance.now();
   const secondsBefore = state.finetuneSeconds;

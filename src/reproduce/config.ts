@@ -64,10 +64,10 @@ export const reproduceSchema = z
         batchSize: positiveInt,
         gradAccumulation: positiveInt,
         /**
-         * KL weights alpha (on the KL summed over pixels and steps): the single-control comparison
-         * fine-tunes once per value; the multi-control and sample-efficiency ones use the first.
+         * KL weights per dimension (finetune.klWeight of the CTRL config): the single-control
+         * comparison fine-tunes once per value; the multi-control and sample-efficiency ones use the first.
          */
-        alphas: z.array(nonNegative).min(1),
+        klWeights: z.array(nonNegative).min(1),
         truncation: z.discriminatedUnion("kind", [
           z.object({ kind: z.literal("random") }).strict(),
           z.object({ kind: z.literal("last"), steps: positiveInt }).strict(),
@@ -117,7 +117,7 @@ export const QUICK: ReproduceInput = {
   sampler: shared.sampler,
   evaluation: { numSamples: 128, seed: 42, batchSize: 128 },
   classifier: { ...shared.classifier, epochs: 6 },
-  ctrl: { epochs: 6, stepsPerEpoch: 4, batchSize: 16, gradAccumulation: 2, alphas: [1e-3], truncation: { kind: "random" }, ...shared.ctrlOptimizer },
+  ctrl: { epochs: 6, stepsPerEpoch: 4, batchSize: 16, gradAccumulation: 2, klWeights: [0.1], truncation: { kind: "random" }, ...shared.ctrlOptimizer },
   classifierFree: { steps: 120, batchSize: 32, scales: [1, 3], efficiencyScale: 3, ...shared.cfgOptimizer },
   reconstruction: { scales: [3, 10] },
   classifierGuidance: { epochs: 6, scales: [10, 100] },
@@ -131,7 +131,7 @@ export const FULL: ReproduceInput = {
   sampler: shared.sampler,
   evaluation: { numSamples: 256, seed: 42, batchSize: 128 },
   classifier: { ...shared.classifier, epochs: 10 },
-  ctrl: { epochs: 16, stepsPerEpoch: 4, batchSize: 16, gradAccumulation: 2, alphas: [1e-3, 1e-2], truncation: { kind: "random" }, ...shared.ctrlOptimizer },
+  ctrl: { epochs: 16, stepsPerEpoch: 4, batchSize: 16, gradAccumulation: 2, klWeights: [0.1, 1], truncation: { kind: "random" }, ...shared.ctrlOptimizer },
   classifierFree: { steps: 400, batchSize: 32, scales: [1, 3, 5], efficiencyScale: 3, ...shared.cfgOptimizer },
   reconstruction: { scales: [1, 3, 10] },
   classifierGuidance: { epochs: 10, scales: [10, 100] },
@@ -157,7 +157,7 @@ export function parseReproduceConfig(input: unknown): ReproduceConfig {
  * (classifier training, CTRL fine-tuning).
  */
 export function experimentConfig(config: ReproduceConfig, classifierEpochs = config.classifier.epochs): ConfigInput {
-  const { alphas, truncation, loraLearningRate, embeddingLearningRate, weightDecay, maxGradNorm, ...loop } = config.ctrl;
+  const { klWeights, truncation, loraLearningRate, embeddingLearningRate, weightDecay, maxGradNorm, ...loop } = config.ctrl;
   return {
     seed: config.seed,
     backbone: config.backbone,
@@ -165,7 +165,7 @@ export function experimentConfig(config: ReproduceConfig, classifierEpochs = con
     threads: config.threads,
     sampler: { ...config.sampler, offset: 0 },
     classifier: { ...config.classifier, epochs: classifierEpochs },
-    finetune: { ...loop, alpha: alphas[0]!, truncation, loraLearningRate, embeddingLearningRate, weightDecay, maxGradNorm, checkpointEvery: loop.epochs },
+    finetune: { ...loop, klWeight: klWeights[0]!, truncation, loraLearningRate, embeddingLearningRate, weightDecay, maxGradNorm, checkpointEvery: loop.epochs },
     evaluation: config.evaluation,
   };
 }

@@ -38,7 +38,7 @@ export interface Experiment {
   /** The guidance scales w of classifier-free guidance in this experiment. */
   cfgScales: number[];
   /** CTRL's KL weights alpha in this experiment: one fine-tuning each. */
-  ctrlAlphas: number[];
+  ctrlKlWeights: number[];
   /** Per control, the class each evaluation sample is asked for. */
   targets: Record<string, number[]>;
   run: Run;
@@ -97,8 +97,9 @@ async function ctrl({ config, experiment, session, exp }: MethodContext): Promis
   const fields = exp.controls.map((c) => ({ name: c.column.name, numClasses: c.column.numClasses }));
   const classifiers = await Promise.all(exp.controls.map(async (c) => ({ classifier: await session.classifier(c.classifier.directory), field: c.column.name })));
   const drafts: Draft[] = [];
-  for (const alpha of exp.ctrlAlphas) {
-    // One fine-tuning per KL weight alpha, each from the pre-trained model (one control at a time).
+  const dimensions = session.backbone.sampleShape.reduce((a, b) => a * b, 1);
+  for (const klWeight of exp.ctrlKlWeights) {
+    // One fine-tuning per KL weight, each from the pre-trained model (one control at a time).
     const control = await addControl(worker, session.backbone.handle, fields, experiment.control, deriveSeed(config.seed, "lora-init"));
     const optimizer = await createOptimizer(worker, control.handle, experiment.finetune);
     const started = performance.now();
@@ -107,10 +108,10 @@ async function ctrl({ config, experiment, session, exp }: MethodContext): Promis
       optimizer: optimizer.handle,
       fields: fields.map((f) => ({ name: f.name, weights: Array.from({ length: f.numClasses }, () => 1) })),
       timesteps: session.timesteps,
-      reward: ctrlReward(classifiers, alpha),
+      reward: ctrlReward(classifiers, klWeight, dimensions),
     };
-    exp.run.logMetrics({ phase: "ctrl-alpha", alpha });
-    await finetune(worker, target, { ...experiment, finetune: { ...experiment.finetune, alpha } }, exp.run, 0, async () => undefined);
+    exp.run.logMetrics({ phase: "ctrl-kl-weight", kl_weight: klWeight });
+    await finetune(worker, target, { ...experiment, finetune: { ...experiment.finetune, klWeight } }, exp.run, 0, async () => undefined);
     const trainSeconds = classifierSeconds(exp) + seconds(started);
     const { value, seconds: sampleSeconds } = await timed(() =>
       worker.sample({ ...session.request(control.handle, numSamples(exp), config.evaluation.seed), labels: exp.targets, computeKl: true }),
@@ -118,7 +119,7 @@ async function ctrl({ config, experiment, session, exp }: MethodContext): Promis
     await worker.release(control.handle);
     drafts.push({
       method: "ctrl",
-      setting: ctrlSetting(alpha),
+      setting: ctrlSetting(klWeight),
       images: value,
       trainSeconds,
       sampleSeconds,
@@ -133,8 +134,8 @@ async function ctrl({ config, experiment, session, exp }: MethodContext): Promis
 }
 
 /** The row setting of CTRL at a KL weight. */
-export function ctrlSetting(alpha: number): string {
-  return `alpha = ${alpha}`;
+export function ctrlSetting(klWeight: number): string {
+  return `KL weight ${klWeight}`;
 }
 
 /** Samples with guidance at each setting; `extra` describes the cost and the data of all of them. */

@@ -75,25 +75,25 @@ export async function runReproduce(config: ReproduceConfig, options: ReproduceOp
   const n = config.evaluation.numSamples;
   const { methods } = config;
   const singleControl = single(config.data.singleSize);
-  const [mainAlpha] = config.ctrl.alphas as [number];
-  const singleExp = experimentFor("single-control", "single-control", "compressibility (4 classes)", [singleControl.spec], data.single(config.data.singleSize), n, outDir, config.classifierFree.scales, config.ctrl.alphas);
+  const [mainKlWeight] = config.ctrl.klWeights as [number];
+  const singleExp = experimentFor("single-control", "single-control", "compressibility (4 classes)", [singleControl.spec], data.single(config.data.singleSize), n, outDir, config.classifierFree.scales, config.ctrl.klWeights);
   await run(singleExp, methods.single, singleControl.judge);
 
   if (methods.multi.length) {
     const [a, b] = [trained.get("compressibility_2")!, trained.get("brightness_2")!];
     const task = "compressibility (2 classes) x brightness (2 classes)";
-    await run(experimentFor("multi-control", "multi-control", task, [a.spec, b.spec], data.joint, n, outDir, config.classifierFree.scales, [mainAlpha]), methods.multi, a.judge);
+    await run(experimentFor("multi-control", "multi-control", task, [a.spec, b.spec], data.joint, n, outDir, config.classifierFree.scales, [mainKlWeight]), methods.multi, a.judge);
   }
 
   const scale = config.classifierFree.efficiencyScale;
   for (const size of methods.efficiency.length ? config.data.efficiencySizes : []) {
-    // On the single-control dataset, CTRL (at the first alpha) and CFG (at this scale) already ran: their rows count here too.
-    const reused = (r: TableRow) => (r.method === "ctrl" && r.setting === ctrlSetting(mainAlpha)) || (r.method === "cfg" && r.setting === `w = ${scale}`);
+    // On the single-control dataset, CTRL (at the first KL weight) and CFG (at this scale) already ran: their rows count here too.
+    const reused = (r: TableRow) => (r.method === "ctrl" && r.setting === ctrlSetting(mainKlWeight)) || (r.method === "cfg" && r.setting === `w = ${scale}`);
     const done = size === config.data.singleSize ? rows.filter((r) => r.experiment === "single-control" && reused(r)) : [];
     rows.push(...done.map((r) => ({ ...r, experiment: "sample-efficiency" })));
     const missing = methods.efficiency.filter((m) => !done.some((r) => r.method === m));
     if (!missing.length) continue;
-    const exp = experimentFor("sample-efficiency", `sample-efficiency-${size}`, "compressibility (4 classes)", [single(size).spec], data.single(size), n, outDir, [scale], [mainAlpha]);
+    const exp = experimentFor("sample-efficiency", `sample-efficiency-${size}`, "compressibility (4 classes)", [single(size).spec], data.single(size), n, outDir, [scale], [mainKlWeight]);
     await run(exp, missing, singleControl.judge);
   }
 
@@ -117,10 +117,10 @@ function experimentFor(
   n: number,
   outDir: string,
   cfgScales: number[],
-  ctrlAlphas: number[],
+  ctrlKlWeights: number[],
 ): Experiment {
   const targets = jointTargets(n, controls.map((c) => c.column));
-  return { id, slug, task, controls, jointData, cfgScales, ctrlAlphas, targets, run: Run.at(path.join(outDir, slug)) };
+  return { id, slug, task, controls, jointData, cfgScales, ctrlKlWeights, targets, run: Run.at(path.join(outDir, slug)) };
 }
 
 export interface ClassifierSummary {

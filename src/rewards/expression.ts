@@ -26,13 +26,25 @@ export function klPenalty(alpha: number): RewardPart {
 }
 
 /**
+ * -weight * KL / dimensions: the KL weight on the official code's scale, where the KL is averaged
+ * over a sample's dimensions (and summed over steps) before it is weighed. The official
+ * compressibility run's weight is 0.1 (kl_weight 0.01 over loss_coeff 0.1). Per dimension, the
+ * same weight penalises the same per-pixel change equally at any resolution or latent size.
+ */
+export function klPenaltyPerDimension(weight: number, dimensions: number): RewardPart {
+  if (!(weight >= 0)) throw new RangeError(`klPenaltyPerDimension: weight must be >= 0, got ${weight}`);
+  if (!Number.isInteger(dimensions) || dimensions < 1) throw new RangeError(`klPenaltyPerDimension: dimensions must be a positive integer, got ${dimensions}`);
+  return klPenalty(weight / dimensions);
+}
+
+/**
  * CTRL's reward for one or several controls, each with the classifier learned from its own
  * dataset: under y1 ⊥ y2 | x, log p(y1, y2 | x) = log p(y1 | x) + log p(y2 | x), so the reward is
- * the sum of the classifiers' log-probabilities, minus alpha * KL.
+ * the sum of the classifiers' log-probabilities, minus the KL weighed per dimension.
  */
-export function ctrlReward(controls: readonly { classifier: string; field: string }[], alpha: number): RewardPart[] {
+export function ctrlReward(controls: readonly { classifier: string; field: string }[], klWeight: number, dimensions: number): RewardPart[] {
   if (controls.length === 0) throw new RangeError("ctrlReward: at least one control is required");
-  return [...controls.map((c) => logProb(c.classifier, c.field)), klPenalty(alpha)];
+  return [...controls.map((c) => logProb(c.classifier, c.field)), klPenaltyPerDimension(klWeight, dimensions)];
 }
 
 export function constant(values: number[], weight = 1): RewardPart {

@@ -168,7 +168,7 @@ describe("best-of-N and the multi-control reward", () => {
     const added = await addControl(worker, backbone, [{ name: "a", numClasses: 3 }, { name: "b", numClasses: 2 }], control, 0);
     try {
       const labels = { a: targets, b: targets.map((t) => (t + 1) % 2) };
-      const reward = ctrlReward([{ classifier: first, field: "a" }, { classifier: second, field: "b" }], 0);
+      const reward = ctrlReward([{ classifier: first, field: "a" }, { classifier: second, field: "b" }], 0, 1);
       const rollout = await worker.rollout({ control: added.handle, numSamples: N, labels, timesteps, eta: 1, seed: 11, gradSteps: [false, false, false, true] });
       const result = await worker.backward({ rollout: rollout.handle, terms: rewardTerms(reward), lossScale: 1 });
       const [a, b] = [result.terms[0]!.perSample, result.terms[1]!.perSample];

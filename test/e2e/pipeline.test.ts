@@ -72,7 +72,7 @@ test("bad input is refused before any work and leaves runs/ as it was", async ()
     [{ ...tinyConfig(runsDir), dataset: { kind: "folder", path: single, labelColumn: "level" } }, /at least two classes/],
     [{ ...tinyConfig(runsDir), dataset: { kind: "folder", path: wrongSize, labelColumn: "level" } }, /images are \[3, 16, 16\].*backbone makes \[3, 32, 32\]/],
     [{ ...tinyConfig(runsDir), dataset: { kind: "folder", path: "/no/such/data", labelColumn: "level" } }, /dataset\.path: no folder/],
-    [{ ...tinyConfig(runsDir), sampler: { steps: -1 }, finetune: { alpha: -1 } }, /sampler\.steps[\s\S]*finetune\.alpha/],
+    [{ ...tinyConfig(runsDir), sampler: { steps: -1 }, finetune: { klWeight: -1 } }, /sampler\.steps[\s\S]*finetune\.klWeight/],
     [{ ...tinyConfig(runsDir), backbone: path.join(tempDir(), "missing-model") }, /source: no directory/],
   ];
   for (const [config, message] of cases) await assert.rejects(runCtrl(config), message);

@@ -28,7 +28,7 @@ function tinyConfig(outDir: string): ReproduceInput {
     sampler: { steps: 2, eta: 1 },
     evaluation: { numSamples: 8, seed: 3, batchSize: 0 },
     classifier: { width: 8, epochs: 1, batchSize: 32, learningRate: 1e-3 },
-    ctrl: { epochs: 1, stepsPerEpoch: 1, batchSize: 4, gradAccumulation: 1, alphas: [0.01], truncation: { kind: "random" }, loraLearningRate: 1e-3, embeddingLearningRate: 1e-2, weightDecay: 0, maxGradNorm: 1 },
+    ctrl: { epochs: 1, stepsPerEpoch: 1, batchSize: 4, gradAccumulation: 1, klWeights: [0.1], truncation: { kind: "random" }, loraLearningRate: 1e-3, embeddingLearningRate: 1e-2, weightDecay: 0, maxGradNorm: 1 },
     classifierFree: { steps: 2, batchSize: 8, labelDropout: 0.1, scales: [0, 2], efficiencyScale: 2, unconditional: "pretrained", loraLearningRate: 1e-3, embeddingLearningRate: 1e-2, weightDecay: 0, maxGradNorm: 1 },
     reconstruction: { scales: [1] },
     classifierGuidance: { epochs: 1, scales: [1] },
@@ -44,7 +44,7 @@ test("a reproduction writes every experiment's rows, the tables, the report and 
     "single-control/pretrained/0",
     "single-control/cfg w = 0/60",
     "single-control/cfg w = 2/60",
-    "multi-control/ctrl alpha = 0.01/80",
+    "multi-control/ctrl KL weight 0.1/80",
     "sample-efficiency/cfg w = 2/40",
     "sample-efficiency/cfg w = 2/60", // the single-control row, counted again
   ]);

@@ -24,12 +24,12 @@ test("each bad field gets its own message naming it", () => {
   const found = problems({
     seed: -1,
     sampler: { steps: -5, eta: 1.5 },
-    finetune: { alpha: -0.1, batchSize: 0 },
+    finetune: { klWeight: -0.1, batchSize: 0 },
     evaluation: { numSamples: 0 },
     surprise: true,
   });
   const fields = found.map((p) => p.split(":")[0]);
-  for (const field of ["seed", "sampler.steps", "sampler.eta", "finetune.alpha", "finetune.batchSize", "evaluation.numSamples"]) {
+  for (const field of ["seed", "sampler.steps", "sampler.eta", "finetune.klWeight", "finetune.batchSize", "evaluation.numSamples"]) {
     assert.ok(fields.includes(field), `no message for ${field} in ${JSON.stringify(found)}`);
   }
   assert.ok(found.some((p) => p.includes("surprise")), "unknown keys are reported");

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { constant, describeReward, klPenalty, logProb, rewardTerms } from "../../src/rewards/expression.js";
+import { constant, describeReward, klPenalty, klPenaltyPerDimension, logProb, rewardTerms } from "../../src/rewards/expression.js";
 
 test("CTRL's reward becomes the contract's terms", () => {
   const terms = rewardTerms([logProb("classifier/1", "compressibility"), klPenalty(0.1)]);
@@ -14,4 +14,10 @@ test("multi-control rewards add their classifiers' log-probabilities and read as
   const parts = [logProb("c/1", "compressibility", 2), logProb("c/2", "brightness"), klPenalty(1), constant([0.5, 1])];
   assert.equal(describeReward(parts), "2 * log p(compressibility | x0) + log p(brightness | x0) - KL + constant");
   assert.throws(() => klPenalty(-1), /alpha must be >= 0/);
+});
+
+test("the per-dimension KL weight divides by the sample's dimensions (the official code's mean KL)", () => {
+  assert.deepEqual(klPenaltyPerDimension(0.1, 3072), klPenalty(0.1 / 3072));
+  assert.throws(() => klPenaltyPerDimension(0.1, 0), /dimensions must be a positive integer/);
+  assert.throws(() => klPenaltyPerDimension(-1, 10), /weight must be >= 0/);
 });
