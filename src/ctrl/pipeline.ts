@@ -175,6 +175,11 @@ async function pipeline(worker: Worker, config: ExperimentConfig, resumed: Run |
       // A resumed run redoes epochs after its last recorded checkpoint: replace what they left.
       await worker.saveControl(control.handle, run.path(checkpoint), { optimizer: optimizer.handle, overwrite: true });
       writeSamplerRecord(run.path(checkpoint), { steps: config.sampler.steps, eta: config.sampler.eta, offset, ...(config.text ? { guidanceScale: config.text.guidanceScale } : {}) });
+      if (config.evaluation.checkpointSamples > 0) {
+        const targets = equalSplit(config.evaluation.checkpointSamples, state.numClasses);
+        const request = { ...sampleRequest(control.handle, targets.length, config.evaluation.seed), labels: { [state.labelColumn]: targets }, computeKl: true };
+        await evaluateCheckpoint(worker, run, judge, { step: epoch * config.finetune.stepsPerEpoch, epoch }, targets, request);
+      }
       state = { ...state, completedEpochs: epoch, checkpoint, finetuneSeconds: secondsBefore + (performance.now() - finetuneStarted) / 1000 };
       run.writeJson("state.json", state);
     },
@@ -269,6 +274,28 @@ async function prepare(
     finetuneSeconds: 0,
   };
   return { state, dataset, classifierHandle: handle };
+}
+
+/** Accuracy against optimiser steps: a checkpoint's samples judged like the final ones, into metrics.jsonl. */
+async function evaluateCheckpoint(
+  worker: Worker,
+  run: Run,
+  judge: Judge,
+  at: { step: number; epoch: number },
+  targets: number[],
+  request: SampleOptions,
+): Promise<void> {
+  const samples = await worker.sample(request);
+  const evaluation = await judgeSamples(worker, samples, targets, judge);
+  run.logMetrics({
+    phase: "checkpoint-eval",
+    ...at,
+    n_samples: targets.length,
+    accuracy: evaluation.accuracy,
+    macro_f1: evaluation.macroF1,
+    classifier_accuracy: evaluation.classifierAccuracy,
+    mean_kl: meanOrNull(samples.kl),
+  });
 }
 
 /** The pre-trained model's samples for the offline dataset, from the sample cache when allowed. */

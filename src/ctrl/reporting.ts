@@ -65,6 +65,23 @@ export function perLabelMeans(evaluation: Evaluation): [number, number][] {
   });
 }
 
+/** Accuracy at each checkpoint (evaluation.checkpointSamples), when the run measured it. */
+function checkpointCurves(rows: Record<string, unknown>[], series: (rows: Record<string, unknown>[], x: string, y: string) => [number, number][]): Curve[] {
+  if (!rows.length) return [];
+  return [
+    {
+      title: `CTRL at each checkpoint: accuracy judged like the final samples (${String(rows[0]!.n_samples)} samples)`,
+      xLabel: "optimiser step",
+      yLabel: "value",
+      series: [
+        { name: "accuracy", points: series(rows, "step", "accuracy") },
+        { name: "macro-F1", points: series(rows, "step", "macro_f1") },
+        { name: "classifier-judged accuracy", points: series(rows, "step", "classifier_accuracy") },
+      ],
+    },
+  ];
+}
+
 export interface RunFacts {
   reward: string;
   oracleUnit?: string;
@@ -101,6 +118,7 @@ export async function writeRunReport(
       series: [{ name: "KL", points: series(finetune, "step", "kl") }],
     },
     { title: "CTRL fine-tuning: loss", xLabel: "optimiser step", yLabel: "loss", series: [{ name: "loss", points: series(finetune, "step", "loss") }] },
+    ...checkpointCurves(metrics.filter((m) => m.phase === "checkpoint-eval"), series),
     {
       title: "Classifier training",
       xLabel: "epoch",
