@@ -7,7 +7,7 @@ from peft.tuners.tuners_utils import BaseTunerLayer
 
 from ctrl_worker.control import validate_fields, validate_lora
 from ctrl_worker.errors import RequestError
-from support import label_messages, perturb, sample
+from support import CLOSE, assert_zero_kl, label_messages, perturb, sample
 
 
 def test_a_fresh_control_samples_exactly_its_backbone(backbone, make_control):
@@ -15,8 +15,9 @@ def test_a_fresh_control_samples_exactly_its_backbone(backbone, make_control):
     control = make_control()
     labels = control.parse_labels(label_messages(a=[0, 2, -1], b=[1, -1, 0]), 3)
     conditioned = sample(backbone, control, labels, compute_kl=True)
-    assert torch.equal(conditioned.x, before)
-    assert conditioned.kl.tolist() == [0.0, 0.0, 0.0]
+    # The fused call runs 6 rows where the plain sampler runs 3: equal up to float rounding.
+    torch.testing.assert_close(conditioned.x, before, **CLOSE)
+    assert_zero_kl(conditioned.kl)
 
 
 def test_only_lora_and_embeddings_are_trainable(backbone, make_control):

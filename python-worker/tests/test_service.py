@@ -10,6 +10,7 @@ from ctrl_worker.gen.ctrl.v1 import worker_pb2 as pb
 from ctrl_worker.service import Limits, WorkerService
 from ctrl_worker.telemetry import Telemetry
 from ctrl_worker.tensors import from_proto, to_proto
+from support import assert_zero_kl
 
 TIMESTEPS = [900, 500, 100]
 TARGETS = ["to_q", "to_v", "conv1"]
@@ -78,8 +79,11 @@ def test_a_fresh_control_samples_its_backbone_and_reports_zero_kl(service, backb
     ))
     kinds = [e.WhichOneof("event") for e in events]
     assert kinds == ["progress"] * 3 + ["kl", "images"]
-    assert list(events[3].kl.per_sample) == [0.0, 0.0]
-    assert events[-1].images.images.data == plain[-1].images.images.data
+    assert_zero_kl(events[3].kl.per_sample)
+    # uint8 images: float rounding can move a value across a rounding boundary, by one level at most.
+    ours = np.frombuffer(events[-1].images.images.data, np.uint8).astype(int)
+    theirs = np.frombuffer(plain[-1].images.images.data, np.uint8).astype(int)
+    assert np.abs(ours - theirs).max() <= 1
 
 
 def test_sampling_requests_are_validated(service, backbone):

@@ -13,7 +13,7 @@ from ctrl_worker.control import Control, LabelField, LoraSpec
 from ctrl_worker.errors import RequestError
 from ctrl_worker.rewards import backward
 from ctrl_worker.testing import make_text_to_image
-from support import TIMESTEPS, label_messages, perturb, run_rollout, sample, tiny_classifier
+from support import CLOSE_DECODED, TIMESTEPS, assert_zero_kl, label_messages, perturb, run_rollout, sample, tiny_classifier
 
 CPU = torch.device("cpu")
 ATTENTION = ("to_q", "to_k", "to_v", "to_out.0")
@@ -80,8 +80,8 @@ def test_a_fresh_control_is_its_backbone_with_zero_kl(sd):
     cond = condition(sd)
     plain = sample(sd, condition=cond, seed=3).x  # run_rollout's seed
     result = run_rollout(control, labels_of(control), condition=cond, checkpointing=False)
-    assert result.kl.tolist() == [0.0, 0.0, 0.0]
-    torch.testing.assert_close(result.images.detach(), sd.to_images(plain), rtol=0, atol=1e-5)
+    assert_zero_kl(result.kl)
+    torch.testing.assert_close(result.images.detach(), sd.to_images(plain), **CLOSE_DECODED)
 
 
 def test_fused_reference_rows_are_exactly_the_pretrained_model(sd):
@@ -114,8 +114,11 @@ def test_one_fused_call_equals_the_official_four_calls(sd):
     (fused, fused_grads), (separate, separate_grads) = results[True], results[False]
     assert fused.unet_calls == len(TIMESTEPS) and separate.unet_calls > 3 * len(TIMESTEPS)
     torch.testing.assert_close(fused.kl_per_step, separate.kl_per_step, rtol=1e-4, atol=1e-6)
+    # Gradients are long float32 sums whose order depends on the batch layout: entries near zero
+    # differ by rounding relative to the largest terms (2e-5 seen on an AMD EPYC), so the absolute
+    # tolerance scales with the gradient's size.
     for a, b in zip(fused_grads, separate_grads):
-        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-6)
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-3 * float(b.abs().max()))
     assert any(g.abs().sum() > 0 for g in fused_grads)
 
 

@@ -144,15 +144,18 @@ describe("classifiers", () => {
 });
 
 describe("controls, rollouts, rewards, optimiser", () => {
-  test("a fresh control samples exactly its backbone's images and has zero KL", async () => {
+  test("a fresh control samples its backbone's images and has zero KL (up to float rounding)", async () => {
     const loaded = (await worker.loadBackbone(modelDir)).handle;
     const control = await worker.addControl({ backbone: loaded, fields: [{ name: "level", numClasses: 3 }], loraRank: 2, loraAlpha: 2, loraTargetModules: ["to_q", "to_v"] });
     assert.ok(control.numLoraParameters > 0 && control.numEmbeddingParameters > 0);
     const request = { numSamples: 3, timesteps, eta: 1, seed: 9 };
     const plain = await worker.sample({ model: loaded, ...request });
     const conditioned = await worker.sample({ model: control.handle, ...request, labels: { level: [0, 1, 2] }, computeKl: true });
-    assert.deepEqual(conditioned.data, plain.data);
-    assert.deepEqual(conditioned.kl, [0, 0, 0]);
+    // The control's call stacks model and reference rows (6 where the plain sampler runs 3): float
+    // rounding differs with the batch, so a pixel may land one uint8 level away, and the KL is
+    // zero up to rounding (1.3e-7 seen on an AMD EPYC; a trained adapter gives more than 1e-2).
+    assert.ok(maxAbsDifference(conditioned.data, plain.data) <= 1, "images equal up to one uint8 level");
+    for (const kl of conditioned.kl!) assert.ok(Math.abs(kl) <= 1e-5, `KL ${kl} is zero up to rounding`);
     await rejectsWith(worker.addControl({ backbone: loaded, fields: [{ name: "x", numClasses: 2 }], loraRank: 2, loraAlpha: 2, loraTargetModules: ["to_q"] }), "FAILED_PRECONDITION", /already/);
     await worker.release(loaded);
   });
@@ -209,3 +212,10 @@ describe("controls, rollouts, rewards, optimiser", () => {
     await worker.release(loaded);
   });
 });
+
+function maxAbsDifference(a: Uint8Array, b: Uint8Array): number {
+  assert.equal(a.length, b.length);
+  let max = 0;
+  for (let i = 0; i < a.length; i++) max = Math.max(max, Math.abs(a[i]! - b[i]!));
+  return max;
+}
