@@ -13,9 +13,9 @@ the embedded model's samples, the plain network stays at chance on 4-class JPEG 
 (0.31 held-out) and the stem reaches 0.81. Global attributes (brightness, colour) still reach the
 network through the image band.
 
-"noise-aware-convnet" is the plain network with a timestep input, for classifier guidance: an MLP on
-sinusoidal features of t adds a bias per channel to each block's output. It is trained on noised
-images x_t (see noisy_classifier.py); without a timestep it sees t = 0, a clean image.
+"noise-aware-resnet" is the noise-aware classifier p(y | x_t, t) of classifier guidance, built as
+guided-diffusion's (noise_aware_net.py); it is trained on noised images x_t (noisy_classifier.py)
+and, without a timestep, sees t = 0, a clean image.
 """
 
 from __future__ import annotations
@@ -33,14 +33,14 @@ from torch import nn
 
 from .datasets import Dataset
 from .errors import RequestError, invalid, precondition
+from .noise_aware_net import NoiseAwareResNet
 from .storage import check_tensors, checkpoint_folder, json_field, read_json, read_tensors, save_folder, write_json, write_tensors
 from .tensors import seeded, uint8_to_model_range
 from .validation import non_negative, positive
 
-ARCHITECTURES = ("convnet", "detail-convnet", "noise-aware-convnet")
+ARCHITECTURES = ("convnet", "detail-convnet", "noise-aware-resnet")
 DETAIL = "detail-convnet"
-NOISE_AWARE = "noise-aware-convnet"
-_TIME_FEATURES = 64
+NOISE_AWARE = "noise-aware-resnet"
 DEFAULT_WIDTH = 32
 FORMAT = "ctrl-classifier/1"
 CONFIG_FILE, WEIGHTS_FILE = "classifier.json", "classifier.safetensors"
@@ -67,24 +67,6 @@ class ResidualBlock(nn.Module):
         return F.relu(out + self.shortcut(x))
 
 
-class TimestepBias(nn.Module):
-    """Sinusoidal features of the timestep -> MLP -> one bias per channel for each block."""
-
-    def __init__(self, channels: list[int]):
-        super().__init__()
-        self.channels = channels
-        self.mlp = nn.Sequential(
-            nn.Linear(_TIME_FEATURES, 4 * _TIME_FEATURES), nn.SiLU(), nn.Linear(4 * _TIME_FEATURES, sum(channels))
-        )
-
-    def forward(self, timesteps: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        half = _TIME_FEATURES // 2
-        frequencies = torch.exp(-math.log(10_000) * torch.arange(half, device=timesteps.device) / half)
-        angles = timesteps.float()[:, None] * frequencies[None]
-        features = torch.cat([angles.sin(), angles.cos()], dim=1)
-        return tuple(b[:, :, None, None] for b in self.mlp(features).split(self.channels, dim=1))
-
-
 class DetailStem(nn.Module):
     """[x, x - blur3(x)], each band standardised (BatchNorm without affine parameters): 2C channels."""
 
@@ -99,31 +81,19 @@ class DetailStem(nn.Module):
 
 
 class ConvNet(nn.Module):
-    def __init__(
-        self, in_channels: int, num_classes: int, width: int, time_conditioned: bool = False, detail: bool = False
-    ):
+    def __init__(self, in_channels: int, num_classes: int, width: int, detail: bool = False):
         super().__init__()
         self.stem = DetailStem(in_channels) if detail else nn.Identity()
         self.layer1 = ResidualBlock(2 * in_channels if detail else in_channels, width, stride=1)
         self.layer2 = ResidualBlock(width, 2 * width, stride=2)
         self.layer3 = ResidualBlock(2 * width, 4 * width, stride=2)
         self.fc = nn.Linear(4 * width, num_classes)
-        self.time_bias = TimestepBias([width, 2 * width, 4 * width]) if time_conditioned else None
 
     def features(self, x: torch.Tensor, timesteps: torch.Tensor | None = None) -> torch.Tensor:
-        """The pooled penultimate-layer vector, [n, 4 * width]. A noise-aware network takes the
-        timestep of each row (none: t = 0); a plain one takes none."""
-        x = self.stem(x)
-        if self.time_bias is None:
-            if timesteps is not None:
-                raise ValueError("this classifier has no timestep input")
-            return self.layer3(self.layer2(self.layer1(x))).mean(dim=(2, 3))
-        if timesteps is None:
-            timesteps = torch.zeros(x.shape[0], device=x.device)
-        bias1, bias2, bias3 = self.time_bias(timesteps)
-        h = self.layer1(x) + bias1
-        h = self.layer2(h) + bias2
-        return (self.layer3(h) + bias3).mean(dim=(2, 3))
+        """The pooled penultimate-layer vector, [n, 4 * width]. A clean classifier takes no timesteps."""
+        if timesteps is not None:
+            raise ValueError("this classifier has no timestep input")
+        return self.layer3(self.layer2(self.layer1(self.stem(x)))).mean(dim=(2, 3))
 
     def forward(self, x: torch.Tensor, timesteps: torch.Tensor | None = None) -> torch.Tensor:
         return self.fc(self.features(x, timesteps))
@@ -142,7 +112,7 @@ class ClassifierConfig:
 @dataclass
 class Classifier:
     config: ClassifierConfig
-    model: ConvNet
+    model: ConvNet | NoiseAwareResNet
     optimizer: torch.optim.AdamW
     device: torch.device
     temperature: float = 1.0
@@ -188,9 +158,10 @@ def validate_config(
 
 def create_classifier(config: ClassifierConfig, seed: int, device: torch.device) -> Classifier:
     with seeded(seed, torch.device("cpu")):  # the same seed gives the same weights on any device
-        model = ConvNet(
-            config.input_shape[0], config.num_classes, config.width, config.architecture == NOISE_AWARE, config.architecture == DETAIL
-        )
+        if config.architecture == NOISE_AWARE:
+            model = NoiseAwareResNet(config.input_shape[0], config.num_classes, config.width)
+        else:
+            model = ConvNet(config.input_shape[0], config.num_classes, config.width, detail=config.architecture == DETAIL)
     model.to(device).eval()
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     return Classifier(config=config, model=model, optimizer=optimizer, device=device)

@@ -1,7 +1,7 @@
 """Training a noise-aware classifier p(y | x_t, t) for classifier guidance (Dhariwal & Nichol).
 
 The rows are noised by the backbone's forward process to timesteps chosen by the orchestrator,
-then the classifier ("noise-aware-convnet") takes one AdamW step on cross-entropy, as a clean
+then the classifier ("noise-aware-resnet") takes one AdamW step on cross-entropy, as a clean
 classifier does in TrainClassifierStep.
 """
 
@@ -19,7 +19,7 @@ from .forward_process import add_noise, draw_noise, row_timesteps
 def require_noise_aware(classifier: Classifier, field: str) -> Classifier:
     if not classifier.noise_aware:
         raise invalid(
-            field, f"is a {classifier.config.architecture} classifier; this needs one created with architecture noise-aware-convnet"
+            field, f"is a {classifier.config.architecture} classifier; this needs one created with architecture noise-aware-resnet"
         )
     return classifier
 

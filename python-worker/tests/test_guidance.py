@@ -13,7 +13,7 @@ N = 3
 
 
 def noise_aware_classifier(num_classes: int = 3, seed: int = 0):
-    config = validate_config([3, 16, 16], num_classes, "noise-aware-convnet", 4, 1e-3, 0.0)
+    config = validate_config([3, 16, 16], num_classes, "noise-aware-resnet", 4, 1e-3, 0.0)
     return create_classifier(config, seed, torch.device("cpu"))
 
 

@@ -8,14 +8,14 @@ from support import bright_dark_dataset, tiny_classifier
 
 
 def noise_aware(num_classes=2, seed=0, lr=1e-2):
-    config = clf.validate_config([3, 16, 16], num_classes, "noise-aware-convnet", 4, lr, 0.0)
+    config = clf.validate_config([3, 16, 16], num_classes, "noise-aware-resnet", 4, lr, 0.0)
     return clf.create_classifier(config, seed, torch.device("cpu"))
 
 
-def test_the_plain_convnet_keeps_its_weights_and_the_noise_aware_one_adds_a_timestep_input():
+def test_the_noise_aware_network_takes_timesteps_and_the_clean_one_refuses_them():
     plain, aware = tiny_classifier(2, seed=3), noise_aware(seed=3)
-    extra = set(aware.model.state_dict()) - set(plain.model.state_dict())
-    assert extra and all(name.startswith("time_bias.") for name in extra)
+    assert any(isinstance(m, torch.nn.GroupNorm) for m in aware.model.modules())
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in aware.model.modules())  # per-sample statistics at every noise level
     x = torch.zeros(2, 3, 16, 16)
     with torch.no_grad():
         torch.testing.assert_close(aware.model(x), aware.model(x, torch.zeros(2)))  # no timestep: t = 0

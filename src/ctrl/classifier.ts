@@ -25,7 +25,7 @@ export interface ClassifierReport {
 
 export interface TrainOptions {
   /**
-   * A noise-aware classifier (architecture noise-aware-convnet): each row is noised by the
+   * A noise-aware classifier (architecture noise-aware-resnet): each row is noised by the
    * backbone's forward process to a timestep drawn uniformly from `timesteps`. It is not
    * calibrated (its temperature stays 1): its held-out scores are those of clean images (t = 0).
    */
@@ -55,7 +55,7 @@ export async function trainClassifier(
   const classifier = await worker.createClassifier({
     inputShape: data.imageShape,
     numClasses: data.numClasses,
-    architecture: noise ? "noise-aware-convnet" : settings.architecture,
+    architecture: noise ? "noise-aware-resnet" : settings.architecture,
     width: settings.width,
     seed: deriveSeed(config.seed, `${phase}-init`),
     learningRate: settings.learningRate,

@@ -72,7 +72,7 @@ describe("guided sampling", () => {
   before(async () => {
     plain = (await worker.sample({ model: backbone, numSamples: N, timesteps, eta: 1, seed: 7 })).data;
     const clean = await classifier("a", 3);
-    const noisy = await classifier("a", 3, "noise-aware-convnet");
+    const noisy = await classifier("a", 3, "noise-aware-resnet");
     const cfgControl = await trainedControl();
     const labels = { a: targets, b: targets.map((t) => t % 2) };
     guidance = (scale) => {
@@ -111,7 +111,7 @@ describe("guided sampling", () => {
     const start = (terms: Guidance[]) => sampleGuided(worker, { ...loop, backbone, numSamples: N, seed: 7, guidance: terms });
     await rejectsWith(start([{ ...reconstruction, scale: -1 }]), "INVALID_ARGUMENT", /^terms\[0\]\.scale/);
     await rejectsWith(start([{ ...reconstruction, targets: [0, 1] }]), "INVALID_ARGUMENT", /^terms\[0\]\.reconstruction\.targets/);
-    await rejectsWith(start([{ ...noisy, classifier: reconstruction.classifier }]), "INVALID_ARGUMENT", /noise-aware-convnet/);
+    await rejectsWith(start([{ ...noisy, classifier: reconstruction.classifier }]), "INVALID_ARGUMENT", /noise-aware-resnet/);
     const trajectory = await worker.startGuidedTrajectory({ backbone, numSamples: 2, seed: 0, terms: [] });
     await rejectsWith(worker.readTrajectoryKl(trajectory.handle), "FAILED_PRECONDITION", /compute_kl/);
     await worker.release(trajectory.handle);
@@ -147,7 +147,7 @@ describe("training the baselines", () => {
     assert.ok(report.heldOutAccuracy >= 0 && report.heldOutAccuracy <= 1);
     const plainClassifier = await classifier("a", 3);
     const step = { classifier: plainClassifier, backbone, dataset, labelColumn: "a", indices: [0, 1], timesteps: [5, 500], seed: 0 };
-    await rejectsWith(worker.trainNoisyClassifierStep(step), "INVALID_ARGUMENT", /^classifier: .*noise-aware-convnet/);
+    await rejectsWith(worker.trainNoisyClassifierStep(step), "INVALID_ARGUMENT", /^classifier: .*noise-aware-resnet/);
   });
 });
 

@@ -670,7 +670,7 @@ export interface DenoisingLossResponse {
 }
 
 export interface NoisyClassifierStepRequest {
-  /** A classifier created with architecture "noise-aware-convnet". */
+  /** A classifier created with architecture "noise-aware-resnet". */
   classifier: string;
   /** The backbone whose noise schedule noises the rows: x_t = sqrt(a_t) x0 + sqrt(1 - a_t) noise. */
   backbone: string;
