@@ -66,9 +66,10 @@ def create_optimizer(control: Control, groups, beta1: float, beta2: float, eps: 
     return ControlOptimizer(control, optimizer, names, non_negative(max_grad_norm, "max_grad_norm"))
 
 
-def optimizer_step(opt: ControlOptimizer) -> float:
-    """Clip, step, zero the gradients; returns the global gradient norm before clipping. A
-    non-finite norm skips the step (as a gradient scaler would) but still zeroes the gradients."""
+def optimizer_step(opt: ControlOptimizer, learning_rate_scale: float = 1.0) -> float:
+    """Clip, step (every group at its learning rate times `learning_rate_scale`), zero the
+    gradients; returns the global gradient norm before clipping. A non-finite norm skips the step
+    (as a gradient scaler would) but still zeroes the gradients."""
     params = opt.control.parameters()
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
@@ -80,8 +81,15 @@ def optimizer_step(opt: ControlOptimizer) -> float:
         torch.nn.utils.clip_grads_with_norm_(params, opt.max_grad_norm, norm)
     norm = float(norm)
     if math.isfinite(norm):
+        base = [group["lr"] for group in opt.optimizer.param_groups]
         with opt.control.backbone.lock:
-            opt.optimizer.step()
+            for group in opt.optimizer.param_groups:
+                group["lr"] *= learning_rate_scale
+            try:
+                opt.optimizer.step()
+            finally:
+                for group, lr in zip(opt.optimizer.param_groups, base):
+                    group["lr"] = lr
             opt.control.version += 1  # rollouts made before this step can no longer back-propagate
         opt.steps += 1
     for p in params:

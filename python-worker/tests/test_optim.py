@@ -111,3 +111,18 @@ def test_state_round_trip(make_control):
     bad["state.0.exp_avg"] = torch.zeros(7)
     with pytest.raises(RequestError, match=r"^directory: optimizer.json: state.0.exp_avg is \[7\], expected"):
         load_state_tensors(fresh, bad, description, "optimizer.json")
+
+
+def test_a_learning_rate_scale_shrinks_one_step_and_leaves_the_rates_as_they_were(make_control):
+    moves = {}
+    for scale in (1.0, 0.25):
+        control = make_control()
+        opt = _optimizer(control)
+        start = [p.detach().clone() for p in control.parameters()]
+        for p in control.parameters():
+            p.grad = torch.ones_like(p)  # Adam's first step: every parameter moves by its rate (plus decay)
+        optimizer_step(opt, scale)
+        moves[scale] = torch.cat([(p.detach() - s).flatten() for p, s in zip(control.parameters(), start)])
+        assert [g["lr"] for g in opt.optimizer.param_groups] == pytest.approx([1e-2, 5e-2])
+        control.close()
+    torch.testing.assert_close(moves[0.25], 0.25 * moves[1.0], rtol=1e-4, atol=1e-9)

@@ -151,6 +151,12 @@ export const configSchema = z
         embeddingLearningRate: positive.default(3e-2),
         weightDecay: z.number().min(0).default(0.1),
         maxGradNorm: z.number().min(0).default(5),
+        /**
+         * Optimiser steps over which the learning rates ramp linearly up to their values. Adam's
+         * first steps move every parameter by about its learning rate whatever the gradient says;
+         * the ramp keeps those steps small.
+         */
+        warmupSteps: nonNegativeInt.default(0),
         truncation: truncationSchema.default({ kind: "random" }),
         /** Recompute activations in the backward pass: saves memory on a GPU, costs time on a CPU. */
         checkpointing: z.boolean().default(false),
@@ -163,7 +169,7 @@ export const configSchema = z
       .strict()
       .default({
         epochs: 16, stepsPerEpoch: 4, batchSize: 16, gradAccumulation: 2, klWeight: 0.1, loraLearningRate: 1e-3,
-        embeddingLearningRate: 3e-2, weightDecay: 0.1, maxGradNorm: 5, truncation: { kind: "random" }, checkpointing: false,
+        embeddingLearningRate: 3e-2, weightDecay: 0.1, maxGradNorm: 5, warmupSteps: 0, truncation: { kind: "random" }, checkpointing: false,
         unetBatchSize: 0, checkpointEvery: 4,
       }),
     evaluation: z

@@ -14,6 +14,11 @@ import { type RewardPart, rewardTerms } from "../rewards/expression.js";
 import { ProgressBar } from "../worker/progress.js";
 import type { Worker } from "../worker/worker.js";
 
+/** The learning-rate multiplier of optimiser step `step` (0-based): a linear ramp over `warmupSteps`. */
+export function warmupScale(step: number, warmupSteps: number): number {
+  return warmupSteps > 0 ? Math.min(1, (step + 1) / warmupSteps) : 1;
+}
+
 /** A label field of the control and the training distribution of its classes (unnormalised). */
 export interface TrainingField {
   name: string;
@@ -90,7 +95,7 @@ export async function finetune(
         if (klIndex >= 0) kl += result.terms[klIndex]!.mean / settings.gradAccumulation;
         kept += rollout.gradStepsKept;
       }
-      const update = await worker.optimizerStep(target.optimizer);
+      const update = await worker.optimizerStep(target.optimizer, warmupScale(step, settings.warmupSteps));
       const record: StepRecord = {
         phase: "finetune",
         epoch: epoch + 1,

@@ -312,8 +312,9 @@ export class Worker {
     return this.unary<BackwardResponse>("Backward", (done) => this.client.backward(full, done));
   }
 
-  optimizerStep(optimizer: string): Promise<OptimizerStepResponse> {
-    return this.unary<OptimizerStepResponse>("OptimizerStep", (done) => this.client.optimizerStep({ optimizer }, done));
+  /** Clip, step and zero the gradients; `learningRateScale` multiplies every group's rate for this step (a warm-up). */
+  optimizerStep(optimizer: string, learningRateScale = 1): Promise<OptimizerStepResponse> {
+    return this.unary<OptimizerStepResponse>("OptimizerStep", (done) => this.client.optimizerStep({ optimizer, learningRateScale }, done));
   }
 
   async saveControl(control: string, directory: string, options: { optimizer?: string; overwrite?: boolean } = {}): Promise<string[]> {

@@ -1,3 +1,4 @@
+import { warmupScale } from "../../src/ctrl/finetune.js";
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { Random, deriveSeed, stratifiedSplit } from "../../src/ctrl/random.js";
@@ -43,4 +44,9 @@ test("random truncation keeps step i with probability (i + 1) / (n + 1), and nev
   kept.forEach((count, i) => assert.ok(Math.abs(count / trials - (i + 1) / (n + 1)) < 0.02, `step ${i}: ${count / trials}`));
   assert.deepEqual(gradientMask({ kind: "last", steps: 2 }, 4, random), [false, false, true, true]);
   assert.deepEqual(gradientMask({ kind: "none" }, 2, random), [true, true]);
+});
+
+test("the learning-rate warm-up ramps linearly to 1 over its steps, and is 1 without one", () => {
+  assert.deepEqual([0, 1, 2, 3, 10].map((step) => warmupScale(step, 4)), [0.25, 0.5, 0.75, 1, 1]);
+  assert.equal(warmupScale(0, 0), 1);
 });

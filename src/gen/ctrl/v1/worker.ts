@@ -604,6 +604,11 @@ export interface BackwardResponse {
 
 export interface OptimizerStepRequest {
   optimizer: string;
+  /**
+   * Multiplies every group's learning rate for this step only (a warm-up or decay schedule owned
+   * by the orchestrator); 0 means 1.
+   */
+  learningRateScale: number;
 }
 
 export interface OptimizerStepResponse {
@@ -6895,13 +6900,16 @@ export const BackwardResponse: MessageFns<BackwardResponse> = {
 };
 
 function createBaseOptimizerStepRequest(): OptimizerStepRequest {
-  return { optimizer: "" };
+  return { optimizer: "", learningRateScale: 0 };
 }
 
 export const OptimizerStepRequest: MessageFns<OptimizerStepRequest> = {
   encode(message: OptimizerStepRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.optimizer !== "") {
       writer.uint32(10).string(message.optimizer);
+    }
+    if (message.learningRateScale !== 0) {
+      writer.uint32(21).float(message.learningRateScale);
     }
     return writer;
   },
@@ -6927,6 +6935,14 @@ export const OptimizerStepRequest: MessageFns<OptimizerStepRequest> = {
             message.optimizer = reader.string();
             continue;
           }
+          case 2: {
+            if (tag !== 21) {
+              break;
+            }
+
+            message.learningRateScale = reader.float();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -6940,13 +6956,23 @@ export const OptimizerStepRequest: MessageFns<OptimizerStepRequest> = {
   },
 
   fromJSON(object: any): OptimizerStepRequest {
-    return { optimizer: isSet(object.optimizer) ? globalThis.String(object.optimizer) : "" };
+    return {
+      optimizer: isSet(object.optimizer) ? globalThis.String(object.optimizer) : "",
+      learningRateScale: isSet(object.learningRateScale)
+        ? globalThis.Number(object.learningRateScale)
+        : isSet(object.learning_rate_scale)
+        ? globalThis.Number(object.learning_rate_scale)
+        : 0,
+    };
   },
 
   toJSON(message: OptimizerStepRequest): unknown {
     const obj: any = {};
     if (message.optimizer !== "") {
       obj.optimizer = message.optimizer;
+    }
+    if (message.learningRateScale !== 0) {
+      obj.learningRateScale = floatToJson(message.learningRateScale);
     }
     return obj;
   },
@@ -6957,6 +6983,7 @@ export const OptimizerStepRequest: MessageFns<OptimizerStepRequest> = {
   fromPartial<I extends Exact<DeepPartial<OptimizerStepRequest>, I>>(object: I): OptimizerStepRequest {
     const message = createBaseOptimizerStepRequest();
     message.optimizer = object.optimizer ?? "";
+    message.learningRateScale = object.learningRateScale ?? 0;
     return message;
   },
 };

@@ -585,10 +585,12 @@ class BackwardResponse(_message.Message):
     def __init__(self, loss: _Optional[float] = ..., terms: _Optional[_Iterable[_Union[TermValue, _Mapping]]] = ..., seconds: _Optional[float] = ...) -> None: ...
 
 class OptimizerStepRequest(_message.Message):
-    __slots__ = ("optimizer",)
+    __slots__ = ("optimizer", "learning_rate_scale")
     OPTIMIZER_FIELD_NUMBER: _ClassVar[int]
+    LEARNING_RATE_SCALE_FIELD_NUMBER: _ClassVar[int]
     optimizer: str
-    def __init__(self, optimizer: _Optional[str] = ...) -> None: ...
+    learning_rate_scale: float
+    def __init__(self, optimizer: _Optional[str] = ..., learning_rate_scale: _Optional[float] = ...) -> None: ...
 
 class OptimizerStepResponse(_message.Message):
     __slots__ = ("grad_norm", "steps")
