@@ -16,8 +16,10 @@ test("an empty config resolves to the embedded default", () => {
   const config = parseConfig({});
   assert.equal(config.backbone, "models/default");
   assert.equal(config.dataset.kind, "default");
-  assert.equal(config.sampler.eta, 1);
-  assert.deepEqual(config.finetune.truncation, { kind: "random" });
+  assert.equal(config.sampler.eta, 0.5);
+  assert.deepEqual(config.finetune.truncation, { kind: "none" });
+  assert.equal(config.dataset.kind === "default" && config.dataset.images, "samples", "the paper's recipe: the model's own samples");
+  assert.equal(config.classifier.architecture, "detail-convnet");
 });
 
 test("each bad field gets its own message naming it", () => {
