@@ -309,8 +309,12 @@ def image_grid(images: np.ndarray, columns: int = 8, scale: int = 3) -> Image.Im
     return grid.resize((grid.width * scale, grid.height * scale), Image.Resampling.NEAREST)
 
 
+# The sampler of ctrl's default experiment config: the README's grids and spreads show what CTRL starts from.
+GRID_STEPS, GRID_ETA = 10, 0.5
+
+
 @torch.no_grad()
-def sample_ddim(model_dir: Path, n: int = 64, steps: int = 50, eta: float = 1.0, seed: int = 0) -> np.ndarray:
+def sample_ddim(model_dir: Path, n: int = 64, steps: int = GRID_STEPS, eta: float = GRID_ETA, seed: int = 0) -> np.ndarray:
     """n samples as uint8 [n, 32, 32, 3], with diffusers' own DDIMScheduler (an independent check
     of the saved folder: not the worker's sampler)."""
     from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
@@ -322,14 +326,22 @@ def sample_ddim(model_dir: Path, n: int = 64, steps: int = 50, eta: float = 1.0,
     size = unet.config.sample_size
     x = torch.randn((n, 3, size, size), generator=generator)
     for t in scheduler.timesteps:
-        eps = unet(x, t).sample
+        eps = torch.cat([unet(chunk, t).sample for chunk in x.split(256)])
         x = scheduler.step(eps, t, x, eta=eta, generator=generator).prev_sample
     return ((x.clamp(-1, 1) + 1) * 127.5 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
+def oracle_spread(images: np.ndarray) -> dict[str, list[float]]:
+    """p10 / p50 / p90 of the shipped oracles over uint8 images [n, H, W, 3]: JPEG bytes at quality
+    95 (PIL, as the paper; ctrl's sharp encoder writes 18 bytes less) and mean Rec.601 luma."""
+    sizes = np.array([synthetic.jpeg_size(image) for image in images])
+    luma = (images.astype(np.float64) @ np.array([0.299, 0.587, 0.114])).mean(axis=(1, 2))
+    return {name: np.percentile(values, [10, 50, 90]).round(1).tolist() for name, values in (("jpeg_bytes", sizes), ("luma", luma))}
+
+
 def save_grids(model_dir: Path, out_dir: Path, n: int = 64, seed: int = 0) -> tuple[Path, Path]:
     """default-training-images.png (the first n training images) and default-samples.png
-    (n DDIM samples: 50 steps, eta 1, this seed), 8 per row, 3x nearest."""
+    (n DDIM samples with ctrl's default sampler: 10 steps, eta 0.5, this seed), 8 per row, 3x nearest."""
     info_file = model_dir / "training.json"
     data_seed = json.loads(info_file.read_text())["data"]["seed"] if info_file.is_file() else 0
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -387,6 +399,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--overwrite", action="store_true", help="replace a model already in --out")
     parser.add_argument("--grids", type=Path, help="then write the README grids into this folder")
     parser.add_argument("--grids-only", action="store_true", help="skip training: grids from the model in --out")
+    parser.add_argument("--spread-samples", type=_positive_int, default=1000, help="samples whose oracle spread is printed with --grids")
     args = parser.parse_args(argv)
     if args.grids_only and args.grids is None:
         parser.error("--grids-only needs --grids DIR")
@@ -410,6 +423,8 @@ def main(argv: list[str] | None = None) -> int:
             with _torch_threads(args.threads):
                 for path in save_grids(args.out, args.grids):
                     print(path)
+                spread = oracle_spread(sample_ddim(args.out, n=args.spread_samples, seed=1))
+                print(json.dumps({"samples": args.spread_samples, "sampler": f"DDIM {GRID_STEPS} steps, eta {GRID_ETA}", **spread}))
     except PretrainError as error:
         print(f"pretrain: {error}", file=sys.stderr)
         return 2
