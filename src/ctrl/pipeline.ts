@@ -17,7 +17,7 @@ import { type ClassifierReport, trainClassifier } from "./classifier.js";
 import { ConfigError, type ConfigInput, type ExperimentConfig, parseConfig } from "./config.js";
 import { writeSamplerRecord } from "./controls.js";
 import { buildDefaultDataset } from "./datasets.js";
-import { SampleCache } from "./sampleCache.js";
+import { cachedSamples } from "./sampleCache.js";
 import { type Judge, equalSplit, judgeSamples, meanOrNull } from "./evaluate.js";
 import { finetune } from "./finetune.js";
 import { ORACLES } from "./oracle.js";
@@ -301,20 +301,8 @@ async function evaluateCheckpoint(
 /** The pre-trained model's samples for the offline dataset, from the sample cache when allowed. */
 async function offlineSamples(worker: Worker, config: ExperimentConfig, backbone: Backbone, request: SampleOptions): Promise<ImageBatch> {
   if (config.dataset.kind !== "default" || !config.dataset.cache) return worker.sample(request);
-  const cache = new SampleCache();
-  const key = {
-    backboneHash: backbone.contentHash,
-    dtype: config.precision.dtype,
-    autocast: config.precision.autocast,
-    device: (await worker.info()).device,
-    timesteps: request.timesteps,
-    eta: request.eta,
-    seed: request.seed,
-    numSamples: request.numSamples,
-    ...(request.text ? { prompts: request.text.prompts, guidanceScale: request.text.guidanceScale } : {}),
-  };
-  const { images, cached } = await cache.get(key, () => worker.sample(request));
-  log(cached ? `offline samples read from the cache (${cache.entryDir(key)})` : `offline samples cached in ${cache.entryDir(key)}`);
+  const { images, cached, entry } = await cachedSamples(worker, backbone, request, config.precision);
+  log(cached ? `offline samples read from the cache (${entry})` : `offline samples cached in ${entry}`);
   return images;
 }
 

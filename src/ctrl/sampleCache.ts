@@ -12,7 +12,9 @@ import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
 import path from "node:path";
+import type { Backbone } from "../gen/ctrl/v1/worker.js";
 import type { ImageBatch } from "../worker/tensors.js";
+import type { SampleOptions, Worker } from "../worker/worker.js";
 
 const FORMAT = "ctrl-samples/1";
 
@@ -89,6 +91,32 @@ export class SampleCache {
     this.write(key, images);
     return { images, cached: false };
   }
+}
+
+/**
+ * The samples `request` asks of `backbone` (whose handle it names), read from the cache when an
+ * earlier run drew them with the same backbone content, sampler, precision, device and seed.
+ */
+export async function cachedSamples(
+  worker: Worker,
+  backbone: Backbone,
+  request: SampleOptions,
+  precision: { dtype: string; autocast: string },
+  cache = new SampleCache(),
+): Promise<{ images: ImageBatch; cached: boolean; entry: string }> {
+  const key: SampleCacheKey = {
+    backboneHash: backbone.contentHash,
+    dtype: precision.dtype,
+    autocast: precision.autocast,
+    device: (await worker.info()).device,
+    timesteps: request.timesteps,
+    eta: request.eta,
+    seed: request.seed,
+    numSamples: request.numSamples,
+    ...(request.text ? { prompts: request.text.prompts, guidanceScale: request.text.guidanceScale } : {}),
+  };
+  const { images, cached } = await cache.get(key, () => worker.sample(request));
+  return { images, cached, entry: cache.entryDir(key) };
 }
 
 function sha256(data: Uint8Array): string {

@@ -4,7 +4,7 @@
  * a 2-core CPU) and FULL. Every field is validated with a message that names it.
  */
 import { z } from "zod";
-import { ConfigError, type ConfigInput, parseWithSchema } from "../ctrl/config.js";
+import { ConfigError, type ConfigInput, parseConfig, parseWithSchema } from "../ctrl/config.js";
 
 const positiveInt = z.number().int().positive();
 const nonNegative = z.number().min(0);
@@ -73,6 +73,7 @@ export const reproduceSchema = z
           z.object({ kind: z.literal("last"), steps: positiveInt }).strict(),
           z.object({ kind: z.literal("none") }).strict(),
         ]),
+        warmupSteps: z.number().int().min(0),
         ...optimizer,
       })
       .strict(),
@@ -98,26 +99,36 @@ export const reproduceSchema = z
 export type ReproduceConfig = z.infer<typeof reproduceSchema>;
 export type ReproduceInput = z.input<typeof reproduceSchema>;
 
+/** CTRL exactly as `make run` trains it (src/ctrl/config.ts defaults), so that it is compared at its best. */
+const CTRL_DEFAULTS = parseConfig({});
+
 const shared = {
-  sampler: { steps: 10, eta: 1 },
-  classifier: { width: 32, batchSize: 64, learningRate: 2e-3 },
-  ctrlOptimizer: { loraLearningRate: 1e-3, embeddingLearningRate: 3e-2, weightDecay: 0.1, maxGradNorm: 5 },
+  sampler: { steps: CTRL_DEFAULTS.sampler.steps, eta: CTRL_DEFAULTS.sampler.eta },
+  classifier: {
+    width: CTRL_DEFAULTS.classifier.width,
+    batchSize: CTRL_DEFAULTS.classifier.batchSize,
+    learningRate: CTRL_DEFAULTS.classifier.learningRate,
+    epochs: CTRL_DEFAULTS.classifier.epochs,
+  },
+  ctrl: (({ epochs, stepsPerEpoch, batchSize, gradAccumulation, truncation, warmupSteps, loraLearningRate, embeddingLearningRate, weightDecay, maxGradNorm }) => ({
+    epochs, stepsPerEpoch, batchSize, gradAccumulation, truncation, warmupSteps, loraLearningRate, embeddingLearningRate, weightDecay, maxGradNorm,
+  }))(CTRL_DEFAULTS.finetune),
   cfgOptimizer: { loraLearningRate: 1e-3, embeddingLearningRate: 1e-2, weightDecay: 0.0, maxGradNorm: 1, labelDropout: 0.1, unconditional: "pretrained" as const },
 };
 
 const EVERY_METHOD = ["pretrained", "ctrl", "cfg", "reconstruction", "classifier-guidance", "best-of-n"] as const;
 
 /**
- * `make reproduce QUICK=1`: every experiment at a size that finishes within 20 minutes on a 2-core
- * CPU. CTRL's alpha: 1e-3 (the CTRL pipeline's default 0.01 hardly moves it in 24 steps).
+ * `make reproduce QUICK=1`: every experiment, with less data, fewer baseline settings and 128
+ * samples per row; CTRL trains exactly as in `make run`.
  */
 export const QUICK: ReproduceInput = {
   methods: { single: [...EVERY_METHOD], multi: ["pretrained", "ctrl", "cfg"], efficiency: ["ctrl", "cfg"] },
   data: { singleSize: 1000, multiSize: 1000, efficiencySizes: [100, 1000] },
   sampler: shared.sampler,
   evaluation: { numSamples: 128, seed: 42, batchSize: 128 },
-  classifier: { ...shared.classifier, epochs: 6 },
-  ctrl: { epochs: 6, stepsPerEpoch: 4, batchSize: 16, gradAccumulation: 2, klWeights: [0.1], truncation: { kind: "random" }, ...shared.ctrlOptimizer },
+  classifier: shared.classifier,
+  ctrl: { ...shared.ctrl, klWeights: [CTRL_DEFAULTS.finetune.klWeight] },
   classifierFree: { steps: 120, batchSize: 32, scales: [1, 3], efficiencyScale: 3, ...shared.cfgOptimizer },
   reconstruction: { scales: [3, 10] },
   classifierGuidance: { epochs: 6, scales: [10, 100] },
@@ -130,8 +141,8 @@ export const FULL: ReproduceInput = {
   data: { singleSize: 2000, multiSize: 2000, efficiencySizes: [100, 300, 1000, 2000] },
   sampler: shared.sampler,
   evaluation: { numSamples: 256, seed: 42, batchSize: 128 },
-  classifier: { ...shared.classifier, epochs: 10 },
-  ctrl: { epochs: 16, stepsPerEpoch: 4, batchSize: 16, gradAccumulation: 2, klWeights: [0.1, 1], truncation: { kind: "random" }, ...shared.ctrlOptimizer },
+  classifier: shared.classifier,
+  ctrl: { ...shared.ctrl, klWeights: [CTRL_DEFAULTS.finetune.klWeight, 0.1, 1] },
   classifierFree: { steps: 400, batchSize: 32, scales: [1, 3, 5], efficiencyScale: 3, ...shared.cfgOptimizer },
   reconstruction: { scales: [1, 3, 10] },
   classifierGuidance: { epochs: 10, scales: [10, 100] },
@@ -157,7 +168,7 @@ export function parseReproduceConfig(input: unknown): ReproduceConfig {
  * (classifier training, CTRL fine-tuning).
  */
 export function experimentConfig(config: ReproduceConfig, classifierEpochs = config.classifier.epochs): ConfigInput {
-  const { klWeights, truncation, loraLearningRate, embeddingLearningRate, weightDecay, maxGradNorm, ...loop } = config.ctrl;
+  const { klWeights, truncation, warmupSteps, loraLearningRate, embeddingLearningRate, weightDecay, maxGradNorm, ...loop } = config.ctrl;
   return {
     seed: config.seed,
     backbone: config.backbone,
@@ -165,7 +176,7 @@ export function experimentConfig(config: ReproduceConfig, classifierEpochs = con
     threads: config.threads,
     sampler: { ...config.sampler, offset: 0 },
     classifier: { ...config.classifier, epochs: classifierEpochs },
-    finetune: { ...loop, klWeight: klWeights[0]!, truncation, loraLearningRate, embeddingLearningRate, weightDecay, maxGradNorm, checkpointEvery: loop.epochs },
+    finetune: { ...loop, klWeight: klWeights[0]!, truncation, warmupSteps, loraLearningRate, embeddingLearningRate, weightDecay, maxGradNorm, checkpointEvery: loop.epochs },
     evaluation: config.evaluation,
   };
 }

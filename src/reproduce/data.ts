@@ -1,6 +1,7 @@
 /**
- * The offline data of the comparison: one pool of the project's synthetic images (the embedded
- * backbone's training distribution), each labelled by the exact oracles, written once as PNGs.
+ * The offline data of the comparison: one pool of the pre-trained model's own samples (the
+ * paper's recipe, drawn with the comparison's sampler), each labelled by the exact oracles,
+ * written once as PNGs.
  * Each experiment reads its rows through its own labels file in the user format:
  * - single-control and sample efficiency: compressibility in 4 classes, nested prefixes of the pool;
  * - multi-control: compressibility (2 classes) on rows [0, M), brightness (2 classes) on the

@@ -10,6 +10,7 @@ import path from "node:path";
 import { trainClassifier } from "../ctrl/classifier.js";
 import { type ExperimentConfig, parseConfig } from "../ctrl/config.js";
 import { deriveSeed } from "../ctrl/random.js";
+import { cachedSamples } from "../ctrl/sampleCache.js";
 import { Run } from "../ctrl/runs.js";
 import type { ReproduceConfig } from "./config.js";
 import { experimentConfig } from "./config.js";
@@ -51,11 +52,13 @@ export async function runReproduce(config: ReproduceConfig, options: ReproduceOp
     batchSize: config.evaluation.batchSize,
   };
 
-  log(`offline data: ${poolSize(config.data)} synthetic images, labelled by JPEG size and brightness`);
+  log(`offline data: ${poolSize(config.data)} samples of the pre-trained model, labelled by JPEG size and brightness`);
   const data = (
-    await withSession(settings, "data", async (session) =>
-      writeOfflineData(path.join(outDir, "data"), await session.worker.syntheticImages(poolSize(config.data), deriveSeed(config.seed, "pool")), config.data),
-    )
+    await withSession(settings, "data", async (session) => {
+      const request = session.request(session.backbone.handle, poolSize(config.data), deriveSeed(config.seed, "pool"));
+      const { images } = await cachedSamples(session.worker, session.backbone, request, { dtype: "float32", autocast: "none" });
+      return writeOfflineData(path.join(outDir, "data"), images, config.data);
+    })
   ).value;
 
   log("clean classifiers: one per offline dataset");

@@ -15,6 +15,7 @@ let backbone: string;
 
 before(async () => {
   backbone = await makeTinyBackbone(undefined, 32);
+  process.env.CTRL_CACHE_DIR = tempDir("ctrl-cache-"); // the pool of samples is cached: privately here
 });
 
 function tinyConfig(outDir: string): ReproduceInput {
@@ -28,7 +29,7 @@ function tinyConfig(outDir: string): ReproduceInput {
     sampler: { steps: 2, eta: 1 },
     evaluation: { numSamples: 8, seed: 3, batchSize: 0 },
     classifier: { width: 8, epochs: 1, batchSize: 32, learningRate: 1e-3 },
-    ctrl: { epochs: 1, stepsPerEpoch: 1, batchSize: 4, gradAccumulation: 1, klWeights: [0.1], truncation: { kind: "random" }, loraLearningRate: 1e-3, embeddingLearningRate: 1e-2, weightDecay: 0, maxGradNorm: 1 },
+    ctrl: { epochs: 1, stepsPerEpoch: 1, batchSize: 4, gradAccumulation: 1, klWeights: [0.1], truncation: { kind: "random" }, warmupSteps: 0, loraLearningRate: 1e-3, embeddingLearningRate: 1e-2, weightDecay: 0, maxGradNorm: 1 },
     classifierFree: { steps: 2, batchSize: 8, labelDropout: 0.1, scales: [0, 2], efficiencyScale: 2, unconditional: "pretrained", loraLearningRate: 1e-3, embeddingLearningRate: 1e-2, weightDecay: 0, maxGradNorm: 1 },
     reconstruction: { scales: [1] },
     classifierGuidance: { epochs: 1, scales: [1] },
