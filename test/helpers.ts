@@ -5,6 +5,7 @@ import path from "node:path";
 import { execa } from "execa";
 import { defaultPython, WORKER_DIR } from "../src/worker/spawn.js";
 import { WorkerCallError } from "../src/worker/errors.js";
+import { ConfigError } from "../src/ctrl/config.js";
 import assert from "node:assert/strict";
 
 export function tempDir(prefix = "ctrl-test-"): string {
@@ -70,4 +71,15 @@ export async function writeDataset(
 /** Flat images whose brightness says their class: an easy dataset for a classifier. */
 export function brightnessImages(size: number, classes: number[]): (i: number) => Uint8Array {
   return (i) => new Uint8Array(size * size * 3).fill(40 + 60 * classes[i]! + (i % 7));
+}
+
+/** The problems a config parser reports for `input` (it must throw a ConfigError). */
+export function configProblems(parse: (input: unknown) => unknown, input: unknown): string[] {
+  try {
+    parse(input);
+  } catch (error) {
+    assert.ok(error instanceof ConfigError, String(error));
+    return error.problems;
+  }
+  assert.fail("expected a ConfigError");
 }

@@ -1,16 +1,9 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { ConfigError, parseConfig } from "../../src/ctrl/config.js";
+import { parseConfig } from "../../src/ctrl/config.js";
+import { configProblems } from "../helpers.js";
 
-function problems(input: unknown): string[] {
-  try {
-    parseConfig(input);
-  } catch (error) {
-    assert.ok(error instanceof ConfigError, String(error));
-    return error.problems;
-  }
-  assert.fail("expected a ConfigError");
-}
+const problems = (input: unknown): string[] => configProblems(parseConfig, input);
 
 test("an empty config resolves to the embedded default", () => {
   const config = parseConfig({});

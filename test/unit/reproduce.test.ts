@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { bestOfNKlBound } from "../../src/baselines/bestOfN.js";
 import { guidanceTerms } from "../../src/baselines/guidance.js";
-import { ConfigError, parseConfig } from "../../src/ctrl/config.js";
+import { parseConfig } from "../../src/ctrl/config.js";
 import { Unconditional } from "../../src/gen/ctrl/v1/worker.js";
 import { ctrlReward, rewardTerms } from "../../src/rewards/expression.js";
 import { FULL, QUICK, experimentConfig, parseReproduceConfig } from "../../src/reproduce/config.js";
@@ -10,16 +10,9 @@ import { poolSize } from "../../src/reproduce/data.js";
 import { jointClass, jointTargets } from "../../src/reproduce/evaluate.js";
 import { efficiencyCurve } from "../../src/reproduce/outputs.js";
 import { type TableRow, markdownTable } from "../../src/reproduce/table.js";
+import { configProblems } from "../helpers.js";
 
-function problems(input: unknown): string[] {
-  try {
-    parseReproduceConfig(input);
-  } catch (error) {
-    assert.ok(error instanceof ConfigError);
-    return error.problems;
-  }
-  return [];
-}
+const problems = (input: unknown): string[] => configProblems(parseReproduceConfig, input);
 
 describe("reproduce config", () => {
   test("both presets are valid and imply a valid CTRL experiment config", () => {

@@ -1,18 +1,10 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { ConfigError } from "../../src/ctrl/config.js";
+import { configProblems } from "../helpers.js";
 import { parseSweep, product } from "../../src/sweep/config.js";
 import { groupByCombination, sweepTable, type SweepResult } from "../../src/sweep/run.js";
 
-function problems(input: unknown): string[] {
-  try {
-    parseSweep(input);
-  } catch (error) {
-    assert.ok(error instanceof ConfigError, String(error));
-    return error.problems;
-  }
-  assert.fail("expected a ConfigError");
-}
+const problems = (input: unknown): string[] => configProblems(parseSweep, input);
 
 test("a sweep expands into one validated config per combination and seed", () => {
   const sweep = parseSweep({
