@@ -82,6 +82,34 @@ function checkpointCurves(rows: Record<string, unknown>[], series: (rows: Record
   ];
 }
 
+/**
+ * Does the control win by collapsing? For each class: the spread (mean pairwise distance of
+ * classifier features) of CTRL's samples asked for it, beside that of the pre-trained model's
+ * samples that the judge put in it.
+ */
+export function diversityComparison(results: MethodResult[], labelName: string) {
+  const reference = results.find((r) => r.method === "pretrained");
+  const ctrl = results.find((r) => r.method === "ctrl");
+  if (!reference || !ctrl) return undefined;
+  const before = reference.evaluation.diversity.byJudged;
+  const after = ctrl.evaluation.diversity.byTarget;
+  const ratios = after.map((value, i) => value / before[i]!);
+  const categories = after.map((_, i) => `${labelName} = ${i}`);
+  return {
+    ratios,
+    chart: {
+      title: "Diversity per class: mean pairwise distance of classifier features (a collapsed control scores near 0)",
+      yLabel: "mean pairwise feature distance",
+      categories,
+      series: [
+        { name: "pre-trained samples judged in the class", values: before },
+        { name: "CTRL samples asked for the class", values: after },
+      ],
+    },
+    note: `Diversity per class (CTRL's samples asked for the class over the pre-trained samples judged in it): ${ratios.map((r, i) => `${i}: ${Number.isFinite(r) ? r.toFixed(2) : "n/a"}`).join(", ")}; 1 keeps the pre-trained model's spread, 0 is a collapse.`,
+  };
+}
+
 export interface RunFacts {
   reward: string;
   oracleUnit?: string;
@@ -98,6 +126,9 @@ export async function writeRunReport(
   facts: RunFacts,
 ): Promise<SummaryRow[]> {
   const summary = summaryRows(config, results, facts.labelName);
+  const diversity = diversityComparison(results, facts.labelName);
+  const ctrlRow = summary.find((row) => row.method === "ctrl");
+  if (diversity && ctrlRow) ctrlRow.diversity_vs_pretrained = diversity.ratios;
   run.writeJson("summary.json", summary);
   const metrics = run.readMetrics();
   const finetune = metrics.filter((m) => m.phase === "finetune");
@@ -147,7 +178,9 @@ export async function writeRunReport(
     curves,
     confusions: results.map((r) => ({ title: `${r.method}: asked-for label (rows) vs ${r.evaluation.judgedBy} (columns)`, labels, matrix: r.evaluation.confusion })),
     grids: results.flatMap((r) => r.grids),
+    bars: diversity ? [diversity.chart] : [],
     notes: [
+      ...(diversity ? [diversity.note] : []),
       `Reward: ${facts.reward}, KL summed over all pixel dimensions and sampler steps.`,
       `Labels judged by ${results[0]!.evaluation.judgedBy}${facts.thresholds ? `, class thresholds ${facts.thresholds.map((t) => t.toFixed(1)).join(", ")} (quantiles of the pre-trained model's samples)` : ""}.`,
       `Classifier: held-out accuracy ${classifier.heldOutAccuracy.toFixed(3)} on ${classifier.heldOutRows} rows; temperature ${classifier.temperature.toFixed(3)}; expected calibration error ${classifier.eceBefore.toFixed(4)} before and ${classifier.eceAfter.toFixed(4)} after calibration.`,

@@ -38,6 +38,8 @@ export interface ReportData {
   summary: SummaryRow[];
   /** Training curves. */
   curves: Curve[];
+  /** Grouped bar charts, one value per category and series (e.g. diversity per class and method). */
+  bars?: { title: string; yLabel: string; categories: string[]; series: { name: string; values: number[] }[] }[];
   confusions: { title: string; labels: string[]; matrix: number[][] }[];
   /** PNG files relative to the report's folder, shown as <img>. */
   grids: { title: string; file: string }[];
@@ -199,6 +201,7 @@ export function renderReport(data: ReportData): string {
   const sections = [
     section("Results", data.summary.length ? `${summaryTable(data.summary)}\n<div class="charts" style="margin-top:16px">${figure(accuracyChart(data.summary))}</div>` : "<p>No results.</p>"),
     data.curves.length ? section("Training curves", `<div class="charts">${data.curves.map((c) => figure(lineChart({ ...c, width: 560, height: 340 }))).join("\n")}</div>`) : "",
+    data.bars?.length ? section("Per class", `<div class="charts">${data.bars.map((b) => figure(barChart({ ...b, width: 560, height: 340 }))).join("\n")}</div>`) : "",
     data.confusions.length ? section("Confusion matrices", `<div class="charts">${data.confusions.map((c) => figure(confusionHeatmap(c))).join("\n")}</div>`) : "",
     data.grids.length
       ? section("Samples", `<div class="grids">${data.grids.map((g) => figure(`<img src="${escapeXml(relativeUrl(g.file))}" alt="${escapeXml(g.title)}">`, g.title)).join("\n")}</div>`)

@@ -13,8 +13,10 @@ import {
   perClassScores,
   quantiles,
   softmax,
+  meanPairwiseDistance,
   std,
 } from "../../src/eval/metrics.js";
+import { diversityPerClass } from "../../src/ctrl/evaluate.js";
 
 function assertClose(actual: number, expected: number, tolerance = 1e-9): void {
   assert.ok(Math.abs(actual - expected) <= tolerance, `${actual} != ${expected} (±${tolerance})`);
@@ -132,4 +134,19 @@ test("a 2-D Fréchet distance with covariances that do not commute, by hand", ()
   assertClose(frechetDistance(a, b), 25 + 16 / 3 - (2 * Math.sqrt(40)) / 3, 1e-9);
   assert.throws(() => frechetDistance(a, [[1], [2]]), /features of 2 and 1 dimensions/);
   assert.throws(() => frechetDistance([[1, 2]], a), /at least 2 rows/);
+});
+
+test("mean pairwise distance: the spread of a set, 0 for identical rows, NaN below two rows", () => {
+  assert.equal(meanPairwiseDistance([[0, 0], [3, 4]]), 5);
+  assert.equal(meanPairwiseDistance([[0, 0], [3, 4], [0, 0]]), (5 + 0 + 5) / 3);
+  assert.equal(meanPairwiseDistance([[1, 2], [1, 2], [1, 2]]), 0);
+  assert.ok(Number.isNaN(meanPairwiseDistance([[1, 2]])));
+});
+
+test("diversity per class groups the rows by their class", () => {
+  const features = [[0, 0], [0, 2], [5, 5], [5, 5]];
+  const [a, b, c] = diversityPerClass(features, [0, 0, 1, 1], 3);
+  assert.equal(a, 2);
+  assert.equal(b, 0);
+  assert.ok(Number.isNaN(c!));
 });
