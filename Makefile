@@ -49,8 +49,9 @@ lock:
 	  /tmp/ctrl-lock-venv/bin/pip freeze --all | grep -v '^pip=='; } > python-worker/requirements.lock
 	rm -rf /tmp/ctrl-lock-venv
 
+# ORACLE=brightness for the other shipped control.
 run:
-	npx ctrl run
+	npx ctrl run $(if $(ORACLE),--oracle $(ORACLE),)
 
 # The paper's comparison: CTRL, classifier-free guidance, reconstruction guidance, classifier
 # guidance and best-of-N; one and two controls; sample efficiency. QUICK=1 for the small preset.

@@ -139,6 +139,7 @@ interface TrainFlags extends WorkerFlags {
   seed?: number;
   epochs?: number;
   klWeight?: number;
+  oracle?: "compressibility" | "brightness";
   steps?: number;
   runsDir?: string;
   resume?: string;
@@ -150,8 +151,9 @@ function trainCommand(name: string, description: string) {
       .command(name)
       .description(description)
       .option("--config <file.json>", "experiment config (JSON); flags below override it")
-      .option("--data <dir>", "a folder of images with labels.csv or labels.jsonl (default: the embedded synthetic dataset)")
+      .option("--data <dir>", "a folder of images with labels.csv or labels.jsonl (default: the pre-trained model's own samples, labelled by --oracle)")
       .option("--label-column <name>", "the label column to add as a control (with --data)")
+      .addOption(new Option("--oracle <name>", "without --data: the exact oracle that labels the model's own samples").choices(["compressibility", "brightness"]))
       .option("--labels-file <name>", "labels file inside --data (default: labels.csv, else labels.jsonl)")
       .option("--backbone <dir-or-id>", "diffusers model folder or Hugging Face id (default: models/default)")
       .option("--seed <seed>", "random seed", integer(0))
@@ -182,6 +184,11 @@ async function configFromFlags(flags: TrainFlags): Promise<ConfigInput> {
     if (!flags.data || !flags.labelColumn) throw new Error("--data and --label-column go together");
     config.dataset = { kind: "folder", path: flags.data, labelColumn: flags.labelColumn, labelsFile: flags.labelsFile ?? "" };
     config.task ??= flags.labelColumn.toLowerCase().replace(/[^a-z0-9-]+/g, "-").replace(/^-+/, "") || "control";
+  }
+  if (flags.oracle) {
+    if (flags.data) throw new Error("--oracle: labels come from --data's labels file; give one or the other");
+    config.dataset = { kind: "default", ...(config.dataset as Record<string, unknown> | undefined), oracle: flags.oracle };
+    config.task ??= flags.oracle;
   }
   if (flags.backbone) config.backbone = flags.backbone;
   if (flags.seed !== undefined) config.seed = flags.seed;
