@@ -7,6 +7,7 @@ import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { before, test } from "node:test";
 import type { ConfigInput } from "../../src/ctrl/config.js";
+import { readSamplerRecord } from "../../src/ctrl/controls.js";
 import { runCtrl } from "../../src/ctrl/pipeline.js";
 import { brightnessImages, makeTinyBackbone, tempDir, writeDataset } from "../helpers.js";
 
@@ -46,9 +47,11 @@ test("a run writes config, metrics, checkpoints, summary and report, and resumes
   const metrics = readFileSync(run.path("metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as { phase: string });
   assert.equal(metrics.filter((m) => m.phase === "finetune").length, 2);
   assert.deepEqual(readdirSync(run.path("checkpoints")).sort(), ["epoch-0001", "epoch-0002"]);
-  for (const file of ["pytorch_lora_weights.safetensors", "label_embeddings.safetensors", "control.json", "optimizer.safetensors"]) {
+  for (const file of ["pytorch_lora_weights.safetensors", "label_embeddings.safetensors", "control.json", "optimizer.safetensors", "sampler.json"]) {
     assert.ok(existsSync(run.path("checkpoints", "epoch-0002", file)), file);
   }
+  assert.deepEqual(readSamplerRecord(run.path("checkpoints", "epoch-0002")), { steps: 3, eta: 0.5, offset: 0 }, "the control remembers its sampler");
+  assert.equal(readdirSync(path.join(process.env.CTRL_CACHE_DIR!, "samples")).length, 1, "the offline samples were cached once");
   const report = readFileSync(run.path("report.html"), "utf8");
   assert.match(report, /<svg/);
   assert.match(report, /grids\/ctrl-compressibility-0\.png/);
@@ -61,6 +64,18 @@ test("a run writes config, metrics, checkpoints, summary and report, and resumes
   assert.equal(resumed.run.dir, run.dir);
   assert.deepEqual(resumed.results[1]!.evaluation.judged, results[1]!.evaluation.judged);
   assert.ok(Math.abs(resumed.results[1]!.meanKl! - results[1]!.meanKl!) < 1e-3 * Math.max(1, results[1]!.meanKl!));
+});
+
+test("a second run with the same backbone, sampler and seed reads its offline samples from the cache", async () => {
+  const [first, second] = [tempDir("ctrl-runs-"), tempDir("ctrl-runs-")];
+  const config = (runsDir: string): ConfigInput => ({ ...tinyConfig(runsDir), finetune: { epochs: 1, stepsPerEpoch: 1, batchSize: 2, gradAccumulation: 1, checkpointEvery: 1 } });
+  const a = await runCtrl(config(first));
+  const entries = readdirSync(path.join(process.env.CTRL_CACHE_DIR!, "samples")).sort();
+  const b = await runCtrl(config(second));
+  assert.deepEqual(readdirSync(path.join(process.env.CTRL_CACHE_DIR!, "samples")).sort(), entries, "no new entry");
+  assert.equal(readFileSync(b.run.path("dataset", "labels.csv"), "utf8"), readFileSync(a.run.path("dataset", "labels.csv"), "utf8"));
+  const pngA = readFileSync(a.run.path("dataset", "images", "000007.png"));
+  assert.ok(pngA.equals(readFileSync(b.run.path("dataset", "images", "000007.png"))), "the same images, byte for byte");
 });
 
 test("bad input is refused before any work and leaves runs/ as it was", async () => {
