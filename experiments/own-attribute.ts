@@ -18,6 +18,7 @@ import { execa } from "execa";
 import { integer } from "../src/cli/options.js";
 import { writePngs } from "../src/ctrl/datasets.js";
 import { equalSplit } from "../src/ctrl/evaluate.js";
+import { parseConfig } from "../src/ctrl/config.js";
 import { resolveControlDirectory, readSamplerRecord } from "../src/ctrl/controls.js";
 import { accuracy, confusionMatrix, macroF1, mean } from "../src/eval/metrics.js";
 import { binLabels, quantileThresholds } from "../src/rewards/oracles.js";
@@ -67,8 +68,9 @@ const program = new Command()
     try {
       // 1. The user's labelling: the pre-trained model's own samples (the sampler `ctrl train` uses by default), cut at quartiles.
       const backbone = await worker.loadBackbone(flags.backbone);
-      const timesteps = ddimTimesteps({ numTrainTimesteps: backbone.numTrainTimesteps, steps: 10, offset: backbone.stepsOffset });
-      const images = await worker.sample({ model: backbone.handle, numSamples: flags.images, timesteps, eta: 1, seed: 12345, batchSize: 256 });
+      const { sampler } = parseConfig({});
+      const timesteps = ddimTimesteps({ numTrainTimesteps: backbone.numTrainTimesteps, steps: sampler.steps, offset: backbone.stepsOffset });
+      const images = await worker.sample({ model: backbone.handle, numSamples: flags.images, timesteps, eta: sampler.eta, seed: 12345, batchSize: 256 });
       const scores = values(images);
       thresholds = quantileThresholds(scores, 4);
       const labels = binLabels(scores, thresholds, "ascending");

@@ -33,7 +33,7 @@ from PIL import Image
 from . import synthetic
 
 if TYPE_CHECKING:  # diffusers is imported where it is used: `--help` stays fast
-    from diffusers import DDPMScheduler, UNet2DModel
+    from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 
 DEFAULT_STEPS = 12000
 SAMPLE_SIZE = 32
@@ -320,14 +320,19 @@ def image_grid(images: np.ndarray, columns: int = 8, scale: int = 3) -> Image.Im
 GRID_STEPS, GRID_ETA = 10, 0.5
 
 
+def load_for_sampling(model_dir: Path) -> tuple[UNet2DModel, DDIMScheduler]:
+    """The saved UNet (frozen, eval mode) and a DDIMScheduler from its DDPM scheduler config."""
+    from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
+
+    unet = UNet2DModel.from_pretrained(model_dir, subfolder="unet", use_safetensors=True).eval().requires_grad_(False)
+    return unet, DDIMScheduler.from_config(DDPMScheduler.from_pretrained(model_dir, subfolder="scheduler").config)
+
+
 @torch.no_grad()
 def sample_ddim(model_dir: Path, n: int = 64, steps: int = GRID_STEPS, eta: float = GRID_ETA, seed: int = 0) -> np.ndarray:
     """n samples as uint8 [n, 32, 32, 3], with diffusers' own DDIMScheduler (an independent check
     of the saved folder: not the worker's sampler)."""
-    from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
-
-    unet = UNet2DModel.from_pretrained(model_dir, subfolder="unet", use_safetensors=True).eval()
-    scheduler = DDIMScheduler.from_config(DDPMScheduler.from_pretrained(model_dir, subfolder="scheduler").config)
+    unet, scheduler = load_for_sampling(model_dir)
     scheduler.set_timesteps(steps)
     generator = torch.Generator().manual_seed(seed)
     size = unet.config.sample_size
@@ -336,6 +341,41 @@ def sample_ddim(model_dir: Path, n: int = 64, steps: int = GRID_STEPS, eta: floa
         eps = torch.cat([unet(chunk, t).sample for chunk in x.split(256)])
         x = scheduler.step(eps, t, x, eta=eta, generator=generator).prev_sample
     return ((x.clamp(-1, 1) + 1) * 127.5 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def mean_luma(images: torch.Tensor) -> torch.Tensor:
+    """Mean Rec.601 luma in [0, 255] of model-range images [n, 3, H, W] (differentiable)."""
+    pixels = (images.clamp(-1, 1) + 1) * 127.5
+    return (0.299 * pixels[:, 0] + 0.587 * pixels[:, 1] + 0.114 * pixels[:, 2]).mean()
+
+
+def luma_with_label_offset(
+    unet: UNet2DModel, scheduler: DDIMScheduler, offset: torch.Tensor, n: int = 16,
+    steps: int = GRID_STEPS, eta: float = GRID_ETA, seed: int = 0,
+) -> torch.Tensor:
+    """Mean luma of n samples (fixed noise) with `offset` added to the timestep embedding, as a
+    control adds its label's row; differentiable in `offset`."""
+    scheduler.set_timesteps(steps)
+    hook = unet.time_embedding.register_forward_hook(lambda module, inputs, output: output + offset)
+    try:
+        generator = torch.Generator().manual_seed(seed)
+        size = unet.config.sample_size
+        x = torch.randn((n, 3, size, size), generator=generator)
+        for t in scheduler.timesteps:
+            x = scheduler.step(unet(x, t).sample, t, x, eta=eta, generator=generator).prev_sample
+    finally:
+        hook.remove()
+    return mean_luma(x)
+
+
+def label_gradient(model_dir: Path, n: int = 16, seed: int = 0) -> torch.Tensor:
+    """d mean luma / d e at e = 0 (see luma_with_label_offset). Its norm is how far a control's
+    label embedding, CTRL's only per-label parameter, can steer this model per unit of norm: a
+    backbone that hardly responds cannot be told apart by label in a CPU-sized budget of steps."""
+    unet, scheduler = load_for_sampling(model_dir)
+    offset = torch.zeros(unet.time_embedding.linear_2.out_features, requires_grad=True)
+    (gradient,) = torch.autograd.grad(luma_with_label_offset(unet, scheduler, offset, n=n, seed=seed), offset)
+    return gradient
 
 
 def oracle_spread(images: np.ndarray) -> dict[str, list[float]]:
@@ -432,6 +472,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(path)
                 spread = oracle_spread(sample_ddim(args.out, n=args.spread_samples, seed=1))
                 print(json.dumps({"samples": args.spread_samples, "sampler": f"DDIM {GRID_STEPS} steps, eta {GRID_ETA}", **spread}))
+                print(json.dumps({"label_sensitivity_luma_per_unit_norm": round(float(label_gradient(args.out).norm()), 2)}))
     except PretrainError as error:
         print(f"pretrain: {error}", file=sys.stderr)
         return 2
