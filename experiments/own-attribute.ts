@@ -22,7 +22,7 @@ import { parseConfig } from "../src/ctrl/config.js";
 import { resolveControlDirectory, readSamplerRecord } from "../src/ctrl/controls.js";
 import { accuracy, confusionMatrix, macroF1, mean } from "../src/eval/metrics.js";
 import { binLabels, quantileThresholds } from "../src/rewards/oracles.js";
-import { ddimTimesteps } from "../src/sampling/schedules.js";
+import { ddimTimesteps, samplerTimesteps } from "../src/sampling/schedules.js";
 import { type ImageBatch, imageAt } from "../src/worker/tensors.js";
 import { Worker } from "../src/worker/worker.js";
 
@@ -69,7 +69,7 @@ const program = new Command()
       // 1. The user's labelling: the pre-trained model's own samples (the sampler `ctrl train` uses by default), cut at quartiles.
       const backbone = await worker.loadBackbone(flags.backbone);
       const { sampler } = parseConfig({});
-      const timesteps = ddimTimesteps({ numTrainTimesteps: backbone.numTrainTimesteps, steps: sampler.steps, offset: backbone.stepsOffset });
+      const timesteps = samplerTimesteps(sampler, backbone);
       const images = await worker.sample({ model: backbone.handle, numSamples: flags.images, timesteps, eta: sampler.eta, seed: 12345, batchSize: 256 });
       const scores = values(images);
       thresholds = quantileThresholds(scores, 4);

@@ -94,7 +94,16 @@ export const configSchema = z
          * so each step still has a KL. The paper's eta 1 is at 50 steps.
          */
         eta: probability.default(0.5),
-        /** Added to every DDIM timestep; default: the backbone scheduler's steps_offset (Stable Diffusion: 1). */
+        /**
+         * "trailing" (999, 899, ..., 99 for 10 steps): with "leading" spacing the last stochastic
+         * step lands on t = 0, where sigma is about 0.005, so the KL there weighs an imperceptible
+         * change of the image 20 000 times per unit of squared mean shift: it dwarfed every other
+         * step (95% of the KL), blocked the label embedding from moving the coarse image, and
+         * compressibility reached 0.81 after 48 optimiser steps against 0.97 with "trailing"
+         * (README). "leading" with the backbone's steps_offset is the official sampler.
+         */
+        spacing: z.enum(["trailing", "leading"]).default("trailing"),
+        /** With "leading" spacing: added to every DDIM timestep; default the backbone scheduler's steps_offset (Stable Diffusion: 1). */
         offset: nonNegativeInt.optional(),
       })
       .strict()
@@ -206,6 +215,9 @@ export function parseConfig(input: unknown): ExperimentConfig {
   const config = parseWithSchema(configSchema, input);
   const problems: string[] = [];
   const truncation = config.finetune.truncation;
+  if (config.sampler.spacing === "trailing" && config.sampler.offset !== undefined) {
+    problems.push('sampler.offset: only with sampler.spacing "leading" ("trailing" takes no offset)');
+  }
   if (truncation.kind === "last" && truncation.steps > config.sampler.steps) {
     problems.push(`finetune.truncation.steps: must be at most sampler.steps (${config.sampler.steps}), got ${truncation.steps}`);
   }

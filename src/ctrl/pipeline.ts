@@ -8,7 +8,7 @@ import { existsSync } from "node:fs";
 import path from "node:path";
 import { type Backbone, type Dataset, DType } from "../gen/ctrl/v1/worker.js";
 import { ctrlReward, describeReward } from "../rewards/expression.js";
-import { ddimTimesteps } from "../sampling/schedules.js";
+import { samplerTimesteps } from "../sampling/schedules.js";
 import { showProgress } from "../worker/progress.js";
 import type { ImageBatch } from "../worker/tensors.js";
 import { type SampleOptions, Worker } from "../worker/worker.js";
@@ -86,8 +86,8 @@ async function pipeline(worker: Worker, config: ExperimentConfig, resumed: Run |
       `dataset.images: the synthetic images are 32x32 RGB but ${config.backbone} makes [${backbone.imageShape.join(", ")}] images; use "samples" or a folder dataset`,
     ]);
   }
-  const offset = config.sampler.offset ?? backbone.stepsOffset;
-  const timesteps = ddimTimesteps({ numTrainTimesteps: backbone.numTrainTimesteps, steps: config.sampler.steps, offset });
+  const timesteps = samplerTimesteps(config.sampler, backbone);
+  const offset = timesteps.at(-1)!; // the leading-spacing offset that gives the same timesteps: what sampler.json records
   const sampleRequest: SampleRequestFor = (model, numSamples, seed) => ({
     model,
     numSamples,

@@ -46,7 +46,7 @@ export const reproduceSchema = z
         efficiencySizes: z.array(positiveInt.min(20)).min(1),
       })
       .strict(),
-    sampler: z.object({ steps: positiveInt.max(1000), eta: z.number().min(0).max(1) }).strict(),
+    sampler: z.object({ steps: positiveInt.max(1000), eta: z.number().min(0).max(1), spacing: z.enum(["trailing", "leading"]) }).strict(),
     evaluation: z
       .object({
         /** Samples per method and setting, split equally over the classes (the joint classes for multi-control). */
@@ -103,7 +103,7 @@ export type ReproduceInput = z.input<typeof reproduceSchema>;
 const CTRL_DEFAULTS = parseConfig({});
 
 const shared = {
-  sampler: { steps: CTRL_DEFAULTS.sampler.steps, eta: CTRL_DEFAULTS.sampler.eta },
+  sampler: { steps: CTRL_DEFAULTS.sampler.steps, eta: CTRL_DEFAULTS.sampler.eta, spacing: CTRL_DEFAULTS.sampler.spacing },
   classifier: {
     width: CTRL_DEFAULTS.classifier.width,
     batchSize: CTRL_DEFAULTS.classifier.batchSize,
@@ -174,7 +174,7 @@ export function experimentConfig(config: ReproduceConfig, classifierEpochs = con
     backbone: config.backbone,
     device: config.device,
     threads: config.threads,
-    sampler: { ...config.sampler, offset: 0 },
+    sampler: config.sampler,
     classifier: { ...config.classifier, epochs: classifierEpochs },
     finetune: { ...loop, klWeight: klWeights[0]!, truncation, warmupSteps, loraLearningRate, embeddingLearningRate, weightDecay, maxGradNorm, checkpointEvery: loop.epochs },
     evaluation: config.evaluation,

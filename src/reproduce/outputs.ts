@@ -77,7 +77,7 @@ function notes(config: ReproduceConfig, facts: RunFacts): string[] {
   const classifiers = facts.classifiers.map((c) => `${c.name} (${c.rows} images, held-out accuracy ${c.heldOutAccuracy.toFixed(3)}, ${c.seconds.toFixed(0)} s)`).join("; ");
   return [
     `Preset ${facts.preset}; whole run ${(facts.seconds / 60).toFixed(1)} min on ${os.cpus().length} CPU cores (${os.cpus()[0]?.model ?? "unknown CPU"}), worker threads ${config.threads || "torch's default"}.`,
-    `Sampler: DDIM ${config.sampler.steps} steps, eta ${config.sampler.eta}. ${config.evaluation.numSamples} evaluation samples per row, seed ${config.evaluation.seed}, labels split equally over the (joint) classes; every method starts from the same seeded noise. Run seed ${config.seed}.`,
+    `Sampler: DDIM ${config.sampler.steps} steps (${config.sampler.spacing} spacing), eta ${config.sampler.eta}. ${config.evaluation.numSamples} evaluation samples per row, seed ${config.evaluation.seed}, labels split equally over the (joint) classes; every method starts from the same seeded noise. Run seed ${config.seed}.`,
     "Accuracy and macro-F1: the exact oracles (JPEG size at quality 95, mean luma) against the asked-for class; with two controls, a sample counts when both are right (macro-F1 over the 4 joint classes).",
     "Mean KL: the KL between the method's sampling transitions and the pre-trained ones, summed over pixels and steps (CTRL's regulariser). Best-of-N has no trajectory KL: its row shows the bound log N - (N-1)/N on the KL between its final samples and the pre-trained ones.",
     `Train time includes the classifiers a method needs (${classifiers}); peak RSS is the method's own worker process.`,

@@ -4,7 +4,7 @@
  * caches the classifiers and datasets the method asks for.
  */
 import type { Backbone, Dataset } from "../gen/ctrl/v1/worker.js";
-import { ddimTimesteps } from "../sampling/schedules.js";
+import { type TimestepSpacing, samplerTimesteps } from "../sampling/schedules.js";
 import type { StepLoop } from "../sampling/stepwise.js";
 import type { RpcEvent } from "../worker/telemetry.js";
 import { type SampleOptions, Worker } from "../worker/worker.js";
@@ -16,7 +16,7 @@ export interface SessionSettings {
   threads: number;
   python?: string;
   verbose?: boolean;
-  sampler: { steps: number; eta: number };
+  sampler: { steps: number; eta: number; spacing: TimestepSpacing };
   /** Samples per network call when sampling. */
   batchSize: number;
 }
@@ -53,7 +53,7 @@ export class Session {
   }
 
   get timesteps(): number[] {
-    return ddimTimesteps({ numTrainTimesteps: this.backbone.numTrainTimesteps, steps: this.settings.sampler.steps });
+    return samplerTimesteps(this.settings.sampler, this.backbone);
   }
 
   /** The sampler settings applied to a model (a backbone or a control). */

@@ -26,7 +26,7 @@ function tinyConfig(outDir: string): ReproduceInput {
     threads: 1,
     methods: { single: ["pretrained", "cfg"], multi: ["ctrl"], efficiency: ["cfg"] },
     data: { singleSize: 60, multiSize: 40, efficiencySizes: [40, 60] },
-    sampler: { steps: 2, eta: 1 },
+    sampler: { steps: 2, eta: 1, spacing: "trailing" },
     evaluation: { numSamples: 8, seed: 3, batchSize: 0 },
     classifier: { width: 8, epochs: 1, batchSize: 32, learningRate: 1e-3 },
     ctrl: { epochs: 1, stepsPerEpoch: 1, batchSize: 4, gradAccumulation: 1, klWeights: [0.1], truncation: { kind: "random" }, warmupSteps: 0, loraLearningRate: 1e-3, embeddingLearningRate: 1e-2, weightDecay: 0, maxGradNorm: 1 },

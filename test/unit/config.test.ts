@@ -33,6 +33,8 @@ test("each bad field gets its own message naming it", () => {
 test("cross-field checks: truncation longer than the sampler, label weights per class", () => {
   assert.match(problems({ sampler: { steps: 10 }, finetune: { truncation: { kind: "last", steps: 20 } } })[0]!, /^finetune\.truncation\.steps: must be at most sampler\.steps \(10\)/);
   assert.match(problems({ finetune: { labelWeights: [1, 1] } })[0]!, /^finetune\.labelWeights: expected 4 weights/);
+  assert.match(problems({ sampler: { offset: 1 } })[0]!, /^sampler\.offset: only with sampler\.spacing "leading"/);
+  assert.equal(parseConfig({ sampler: { spacing: "leading", offset: 1 } }).sampler.offset, 1);
   assert.match(problems({ finetune: { labelWeights: [0, 0, 0, 0] } })[0]!, /at least one weight must be positive/);
 });
 
