@@ -70,6 +70,16 @@ def test_pretrain_smoke_saves_a_loadable_pipeline_and_refuses_to_overwrite(tmp_p
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging folders left
 
 
+def test_pretrain_can_stop_part_way_through_its_schedule(tmp_path, capsys):
+    out = tmp_path / "model"
+    assert pretrain.main(_tiny_args(out, "--stop-after", "2")) == 0
+    info = json.loads((out / "training.json").read_text())
+    assert (info["steps"], info["planned_steps"]) == (2, 3)
+    with pytest.raises(SystemExit):
+        pretrain.main(_tiny_args(tmp_path / "other", "--stop-after", "4"))
+    assert "--stop-after 4: must be at most --steps (3)" in capsys.readouterr().err
+
+
 def test_pretrain_is_reproducible(tmp_path):
     for name in ("a", "b"):
         assert pretrain.main(_tiny_args(tmp_path / name)) == 0

@@ -98,7 +98,7 @@ export const configSchema = z
          * "trailing" (999, 899, ..., 99 for 10 steps): with "leading" spacing the last stochastic
          * step lands on t = 0, where sigma is about 0.005, so the KL there weighs an imperceptible
          * change of the image 20 000 times per unit of squared mean shift: it dwarfed every other
-         * step (95% of the KL), blocked the label embedding from moving the coarse image, and
+         * step (over 95% of the KL), blocked the label embedding from moving the coarse image, and
          * compressibility reached 0.81 after 48 optimiser steps against 0.97 with "trailing"
          * (README). "leading" with the backbone's steps_offset is the official sampler.
          */
