@@ -158,7 +158,7 @@ export const configSchema = z
          */
         klWeight: z.number().min(0).max(1e6).default(0.3),
         loraLearningRate: positive.default(3e-3),
-        embeddingLearningRate: positive.default(0.03),
+        embeddingLearningRate: positive.default(0.1),
         weightDecay: z.number().min(0).default(0.1),
         maxGradNorm: z.number().min(0).default(5),
         /**
