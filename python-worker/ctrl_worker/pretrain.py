@@ -324,7 +324,7 @@ def image_grid(images: np.ndarray, columns: int = 8, scale: int = 3) -> Image.Im
 
 
 # The sampler of ctrl's default experiment config: the README's grids and spreads show what CTRL starts from.
-GRID_STEPS, GRID_ETA = 10, 0.5
+GRID_STEPS, GRID_ETA, GRID_SPACING = 10, 0.5, "trailing"
 
 
 def load_for_sampling(model_dir: Path) -> tuple[UNet2DModel, DDIMScheduler]:
@@ -332,7 +332,8 @@ def load_for_sampling(model_dir: Path) -> tuple[UNet2DModel, DDIMScheduler]:
     from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 
     unet = UNet2DModel.from_pretrained(model_dir, subfolder="unet", use_safetensors=True).eval().requires_grad_(False)
-    return unet, DDIMScheduler.from_config(DDPMScheduler.from_pretrained(model_dir, subfolder="scheduler").config)
+    config = DDPMScheduler.from_pretrained(model_dir, subfolder="scheduler").config
+    return unet, DDIMScheduler.from_config(config, timestep_spacing=GRID_SPACING)
 
 
 @torch.no_grad()
@@ -395,7 +396,7 @@ def oracle_spread(images: np.ndarray) -> dict[str, list[float]]:
 
 def save_grids(model_dir: Path, out_dir: Path, n: int = 64, seed: int = 0) -> tuple[Path, Path]:
     """default-training-images.png (the first n training images) and default-samples.png
-    (n DDIM samples with ctrl's default sampler: 10 steps, eta 0.5, this seed), 8 per row, 3x nearest."""
+    (n DDIM samples with ctrl's default sampler: 10 steps, trailing, eta 0.5, this seed), 8 per row, 3x nearest."""
     info_file = model_dir / "training.json"
     data_seed = json.loads(info_file.read_text())["data"]["seed"] if info_file.is_file() else 0
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -481,7 +482,7 @@ def main(argv: list[str] | None = None) -> int:
                 for path in save_grids(args.out, args.grids):
                     print(path)
                 spread = oracle_spread(sample_ddim(args.out, n=args.spread_samples, seed=1))
-                print(json.dumps({"samples": args.spread_samples, "sampler": f"DDIM {GRID_STEPS} steps, eta {GRID_ETA}", **spread}))
+                print(json.dumps({"samples": args.spread_samples, "sampler": f"DDIM {GRID_STEPS} steps ({GRID_SPACING}), eta {GRID_ETA}", **spread}))
                 print(json.dumps({"label_sensitivity_luma_per_unit_norm": round(float(label_gradient(args.out).norm()), 2)}))
     except PretrainError as error:
         print(f"pretrain: {error}", file=sys.stderr)

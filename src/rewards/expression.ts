@@ -76,7 +76,7 @@ export function describeReward(parts: readonly RewardPart[]): string {
         part.kind === "logProb" ? `log p(${part.field} | x0)` : part.kind === "kl" ? "KL" : "constant";
       const magnitude = Math.abs(part.weight);
       const sign = part.weight < 0 ? "-" : i === 0 ? "" : "+";
-      const scaled = magnitude === 1 ? name : `${magnitude} * ${name}`;
+      const scaled = magnitude === 1 ? name : `${Number(magnitude.toPrecision(4))} * ${name}`; // 0.3 / 3072, not 0.00009765624999999999
       return `${i === 0 ? sign : ` ${sign} `}${scaled}`;
     })
     .join("");

@@ -18,6 +18,7 @@ test("multi-control rewards add their classifiers' log-probabilities and read as
 
 test("the per-dimension KL weight divides by the sample's dimensions (the official code's mean KL)", () => {
   assert.deepEqual(klPenaltyPerDimension(0.1, 3072), klPenalty(0.1 / 3072));
+  assert.equal(describeReward([logProb("c/1", "y"), klPenaltyPerDimension(0.3, 3072)]), "log p(y | x0) - 0.00009766 * KL");
   assert.throws(() => klPenaltyPerDimension(0.1, 0), /dimensions must be a positive integer/);
   assert.throws(() => klPenaltyPerDimension(-1, 10), /weight must be >= 0/);
 });
