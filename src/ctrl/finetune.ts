@@ -14,9 +14,14 @@ import { type RewardPart, rewardTerms } from "../rewards/expression.js";
 import { ProgressBar } from "../worker/progress.js";
 import type { Worker } from "../worker/worker.js";
 
-/** The learning-rate multiplier of optimiser step `step` (0-based): a linear ramp over `warmupSteps`. */
-export function warmupScale(step: number, warmupSteps: number): number {
-  return warmupSteps > 0 ? Math.min(1, (step + 1) / warmupSteps) : 1;
+/**
+ * The learning-rate multiplier of optimiser step `step` (0-based) of `totalSteps`: a linear ramp
+ * over `warmupSteps`, then constant or a cosine decay towards 0 at the end.
+ */
+export function learningRateScale(step: number, totalSteps: number, warmupSteps: number, schedule: "cosine" | "constant"): number {
+  if (step < warmupSteps) return (step + 1) / warmupSteps;
+  if (schedule === "constant" || totalSteps <= warmupSteps) return 1;
+  return 0.5 * (1 + Math.cos((Math.PI * (step - warmupSteps)) / (totalSteps - warmupSteps)));
 }
 
 /** A label field of the control and the training distribution of its classes (unnormalised). */
@@ -95,7 +100,7 @@ export async function finetune(
         if (klIndex >= 0) kl += result.terms[klIndex]!.mean / settings.gradAccumulation;
         kept += rollout.gradStepsKept;
       }
-      const update = await worker.optimizerStep(target.optimizer, warmupScale(step, settings.warmupSteps));
+      const update = await worker.optimizerStep(target.optimizer, learningRateScale(step, totalSteps, settings.warmupSteps, settings.schedule));
       const record: StepRecord = {
         phase: "finetune",
         epoch: epoch + 1,

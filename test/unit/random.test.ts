@@ -1,4 +1,4 @@
-import { warmupScale } from "../../src/ctrl/finetune.js";
+import { learningRateScale } from "../../src/ctrl/finetune.js";
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { Random, deriveSeed, stratifiedSplit } from "../../src/ctrl/random.js";
@@ -46,7 +46,10 @@ test("random truncation keeps step i with probability (i + 1) / (n + 1), and nev
   assert.deepEqual(gradientMask({ kind: "none" }, 2, random), [true, true]);
 });
 
-test("the learning-rate warm-up ramps linearly to 1 over its steps, and is 1 without one", () => {
-  assert.deepEqual([0, 1, 2, 3, 10].map((step) => warmupScale(step, 4)), [0.25, 0.5, 0.75, 1, 1]);
-  assert.equal(warmupScale(0, 0), 1);
+test("the learning-rate schedule: a linear warm-up, then constant or a cosine decay", () => {
+  assert.deepEqual([0, 1, 2, 3, 10].map((step) => learningRateScale(step, 20, 4, "constant")), [0.25, 0.5, 0.75, 1, 1]);
+  assert.equal(learningRateScale(0, 20, 0, "constant"), 1);
+  // cosine after the ramp: 1 at its start, 1/2 half way, towards 0 at the end
+  assert.deepEqual([0, 3, 4, 12].map((step) => learningRateScale(step, 20, 4, "cosine")), [0.25, 1, 1, 0.5]);
+  assert.ok(learningRateScale(19, 20, 4, "cosine") < 0.01);
 });
