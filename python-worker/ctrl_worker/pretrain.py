@@ -336,11 +336,8 @@ def load_for_sampling(model_dir: Path) -> tuple[UNet2DModel, DDIMScheduler]:
     return unet, DDIMScheduler.from_config(config, timestep_spacing=GRID_SPACING)
 
 
-@torch.no_grad()
-def sample_ddim(model_dir: Path, n: int = 64, steps: int = GRID_STEPS, eta: float = GRID_ETA, seed: int = 0) -> np.ndarray:
-    """n samples as uint8 [n, 32, 32, 3], with diffusers' own DDIMScheduler (an independent check
-    of the saved folder: not the worker's sampler)."""
-    unet, scheduler = load_for_sampling(model_dir)
+def ddim_loop(unet: UNet2DModel, scheduler: DDIMScheduler, n: int, steps: int, eta: float, seed: int) -> torch.Tensor:
+    """n model-range samples [n, 3, H, W] from seeded noise, 256 per UNet call."""
     scheduler.set_timesteps(steps)
     generator = torch.Generator().manual_seed(seed)
     size = unet.config.sample_size
@@ -348,6 +345,15 @@ def sample_ddim(model_dir: Path, n: int = 64, steps: int = GRID_STEPS, eta: floa
     for t in scheduler.timesteps:
         eps = torch.cat([unet(chunk, t).sample for chunk in x.split(256)])
         x = scheduler.step(eps, t, x, eta=eta, generator=generator).prev_sample
+    return x
+
+
+@torch.no_grad()
+def sample_ddim(model_dir: Path, n: int = 64, steps: int = GRID_STEPS, eta: float = GRID_ETA, seed: int = 0) -> np.ndarray:
+    """n samples as uint8 [n, 32, 32, 3], with diffusers' own DDIMScheduler (an independent check
+    of the saved folder: not the worker's sampler)."""
+    unet, scheduler = load_for_sampling(model_dir)
+    x = ddim_loop(unet, scheduler, n, steps, eta, seed)
     return ((x.clamp(-1, 1) + 1) * 127.5 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
@@ -363,17 +369,11 @@ def luma_with_label_offset(
 ) -> torch.Tensor:
     """Mean luma of n samples (fixed noise) with `offset` added to the timestep embedding, as a
     control adds its label's row; differentiable in `offset`."""
-    scheduler.set_timesteps(steps)
     hook = unet.time_embedding.register_forward_hook(lambda module, inputs, output: output + offset)
     try:
-        generator = torch.Generator().manual_seed(seed)
-        size = unet.config.sample_size
-        x = torch.randn((n, 3, size, size), generator=generator)
-        for t in scheduler.timesteps:
-            x = scheduler.step(unet(x, t).sample, t, x, eta=eta, generator=generator).prev_sample
+        return mean_luma(ddim_loop(unet, scheduler, n, steps, eta, seed))
     finally:
         hook.remove()
-    return mean_luma(x)
 
 
 def label_gradient(model_dir: Path, n: int = 16, seed: int = 0) -> torch.Tensor:
