@@ -278,18 +278,19 @@ class WorkerService(pb_grpc.WorkerServicer):
     def TrainClassifierStep(self, request, context):
         classifier, images, labels = self._labelled_rows(request, "TrainClassifierStep")
         learning_rate = clf.check_learning_rate(request.learning_rate)
+        adversary = clf.check_adversary(request.adversarial_epsilon, request.adversarial_steps)
+        if adversary is not None and classifier.noise_aware:
+            raise invalid("adversarial_epsilon", "adversarial training is for clean classifiers, not noise-aware ones")
         loss, accuracy = clf.train_step(
-            classifier, images, labels, request.augment, validate_seed(request.seed, "seed"), learning_rate=learning_rate
+            classifier, images, labels, request.augment, validate_seed(request.seed, "seed"), learning_rate=learning_rate,
+            adversary=adversary,
         )
         return pb.ClassifierStepResponse(loss=loss, accuracy=accuracy)
 
     @rpc_method
     def ClassifierLogits(self, request, context):
         classifier = self._classifier(request.classifier, "classifier")
-        if request.augment:
-            raise invalid("augment", "only TrainClassifierStep augments its batch")
-        if request.learning_rate:
-            raise invalid("learning_rate", "only TrainClassifierStep takes a learning rate")
+        _reject_training_fields(request)
         labels = None
         if request.HasField("images"):
             if request.dataset or request.label_column or request.indices:
@@ -308,10 +309,7 @@ class WorkerService(pb_grpc.WorkerServicer):
 
     @rpc_method
     def CalibrateClassifier(self, request, context):
-        if request.augment:
-            raise invalid("augment", "only TrainClassifierStep augments its batch")
-        if request.learning_rate:
-            raise invalid("learning_rate", "only TrainClassifierStep takes a learning rate")
+        _reject_training_fields(request)
         classifier, images, labels = self._labelled_rows(request, "CalibrateClassifier")
         temperature, before, after = clf.calibrate(classifier, images, labels)
         return pb.Calibration(temperature=temperature, nll_before=before, nll_after=after)
@@ -493,6 +491,16 @@ class WorkerService(pb_grpc.WorkerServicer):
         if not trajectory.compute_kl:
             raise precondition("trajectory", f"{request.trajectory} was not started with compute_kl")
         return pb.SampleKl(per_sample=trajectory.kl.tolist())
+
+
+def _reject_training_fields(request) -> None:
+    """Scoring and calibration take a ClassifierBatchRequest too; its training-only fields must be unset."""
+    if request.augment:
+        raise invalid("augment", "only TrainClassifierStep augments its batch")
+    if request.learning_rate:
+        raise invalid("learning_rate", "only TrainClassifierStep takes a learning rate")
+    if request.adversarial_epsilon or request.adversarial_steps:
+        raise invalid("adversarial_epsilon", "only TrainClassifierStep trains adversarially")
 
 
 def _condition(backbone: Backbone, request, num_samples: int) -> TextCondition | None:

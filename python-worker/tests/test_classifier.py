@@ -41,6 +41,38 @@ def test_training_learns_an_easy_problem():
     assert not classifier.model.training  # back in eval mode after each step
 
 
+def test_the_adversary_finds_a_worse_point_inside_its_ball():
+    dataset = _dataset()
+    classifier = _trained(dataset)
+    x = dataset.images[:8].float() / 127.5 - 1
+    labels = dataset.labels["bright"][:8]
+    adversary = clf.Adversary(epsilon=0.05, steps=3)
+    classifier.optimizer.zero_grad(set_to_none=True)
+    moved = adversary.perturb(classifier.model.eval(), x, labels)
+    radius = adversary.radius(x)  # 0.05 * sqrt(3 * 16 * 16)
+    assert radius == pytest.approx(0.05 * (3 * 16 * 16) ** 0.5)
+    assert float((moved - x).flatten(1).norm(dim=1).max()) <= radius * (1 + 1e-5)
+    assert moved.min() >= -1 and moved.max() <= 1
+    with torch.no_grad():
+        clean_loss = F.cross_entropy(classifier.model(x), labels)
+        worse_loss = F.cross_entropy(classifier.model(moved), labels)
+    assert worse_loss > clean_loss
+    assert all(p.grad is None for p in classifier.model.parameters()), "the attack leaves no gradient on the weights"
+
+
+def test_adversarial_training_steps_and_refuses_noise_aware_use():
+    dataset = _dataset()
+    classifier = tiny_classifier(2, seed=0)
+    images, labels = clf.dataset_batch(classifier, dataset, "bright", list(range(dataset.size)))
+    adversary = clf.check_adversary(0.02, 2)
+    loss, accuracy = clf.train_step(classifier, images, labels, augment=True, seed=0, adversary=adversary)
+    assert loss > 0 and 0 <= accuracy <= 1
+    assert clf.check_adversary(0.0, 0) is None
+    noising = lambda x, g: (x, torch.zeros(len(x), dtype=torch.long))
+    with pytest.raises(RequestError, match="adversarial_epsilon"):
+        clf.train_step(classifier, images, labels, augment=False, seed=0, noising=noising, adversary=adversary)
+
+
 def test_calibration_cools_an_over_confident_classifier():
     dataset = _dataset(n=64)
     classifier = _trained(dataset)

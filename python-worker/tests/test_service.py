@@ -194,6 +194,20 @@ def test_classifier_rpcs_on_a_dataset(service, tmp_path):
     batch = pb.ClassifierBatchRequest(classifier=classifier, dataset=dataset.handle, label_column="bright", indices=range(8))
     step = _call(service.TrainClassifierStep, pb.ClassifierBatchRequest(**{**_fields(batch), "augment": True, "seed": 1}))
     assert step.loss > 0 and 0 <= step.accuracy <= 1
+    robust = _call(service.TrainClassifierStep, pb.ClassifierBatchRequest(
+        **{**_fields(batch), "seed": 2, "adversarial_epsilon": 0.05, "adversarial_steps": 2}))
+    assert robust.loss > 0
+    for fields, message in [
+        ({"adversarial_epsilon": 2.0, "adversarial_steps": 1}, "adversarial_epsilon: must be in [0, 1]"),
+        ({"adversarial_epsilon": float("nan"), "adversarial_steps": 1}, "adversarial_epsilon: must be in [0, 1]"),
+        ({"adversarial_epsilon": 0.1}, "adversarial_steps: must be in [1, 20]"),
+        ({"adversarial_epsilon": 0.1, "adversarial_steps": 21}, "adversarial_steps: must be in [1, 20]"),
+        ({"adversarial_steps": 3}, "adversarial_steps: needs adversarial_epsilon > 0"),
+    ]:
+        _refused(service.TrainClassifierStep, pb.ClassifierBatchRequest(**{**_fields(batch), **fields}),
+                 grpc.StatusCode.INVALID_ARGUMENT, message)
+    _refused(service.ClassifierLogits, pb.ClassifierBatchRequest(**{**_fields(batch), "adversarial_epsilon": 0.1}),
+             grpc.StatusCode.INVALID_ARGUMENT, "adversarial_epsilon: only TrainClassifierStep trains adversarially")
     logits = _call(service.ClassifierLogits, pb.ClassifierBatchRequest(**{**_fields(batch), "return_features": True}))
     assert list(logits.labels) == [0, 1] * 4 and from_proto(logits.features, "f").shape == (8, 16)
     images = to_proto(torch.zeros(3, 16, 16, 3, dtype=torch.uint8))

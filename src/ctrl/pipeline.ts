@@ -13,7 +13,7 @@ import { showProgress } from "../worker/progress.js";
 import type { ImageBatch } from "../worker/tensors.js";
 import { type SampleOptions, Worker } from "../worker/worker.js";
 import { addControl, createOptimizer } from "./augment.js";
-import { type ClassifierReport, trainClassifier } from "./classifier.js";
+import { type RewardClassifierReport, trainRewardClassifier } from "./classifier.js";
 import { ConfigError, type ConfigInput, type ExperimentConfig, parseConfig } from "./config.js";
 import { writeSamplerRecord } from "./controls.js";
 import { buildDefaultDataset } from "./datasets.js";
@@ -46,7 +46,7 @@ interface RunState {
   labelColumn: string;
   numClasses: number;
   thresholds: number[] | null;
-  classifier: Omit<ClassifierReport, "handle">;
+  classifier: Omit<RewardClassifierReport, "handle">;
   /** The pre-trained model's evaluation, once done. */
   reference: MethodResult | null;
   completedEpochs: number;
@@ -254,7 +254,7 @@ async function prepare(
   if (!column) throw new Error(`dataset: the worker returned no column ${labelColumn}`);
   const labels = column.labels;
   log(`classifier on ${dataset.size} images, ${column.numClasses} classes of ${labelColumn} (counts ${column.counts.join("/")})`);
-  const classifier = await trainClassifier(
+  const classifier = await trainRewardClassifier(
     worker,
     { dataset: dataset.handle, column: labelColumn, numClasses: column.numClasses, labels, imageShape: dataset.imageShape },
     config,

@@ -1,6 +1,6 @@
 /** summary.json, image grids per label and report.html for one run. */
 import type { ExperimentConfig } from "./config.js";
-import type { ClassifierReport } from "./classifier.js";
+import type { RewardClassifierReport } from "./classifier.js";
 import type { Evaluation } from "./evaluate.js";
 import type { Run } from "./runs.js";
 import { imageGrid } from "../eval/grid.js";
@@ -121,7 +121,7 @@ export interface RunFacts {
 export async function writeRunReport(
   run: Run,
   config: ExperimentConfig,
-  classifier: Omit<ClassifierReport, "handle">,
+  classifier: Omit<RewardClassifierReport, "handle">,
   results: MethodResult[],
   facts: RunFacts,
 ): Promise<SummaryRow[]> {
@@ -133,6 +133,7 @@ export async function writeRunReport(
   const metrics = run.readMetrics();
   const finetune = metrics.filter((m) => m.phase === "finetune");
   const classifierEpochs = metrics.filter((m) => m.phase === "classifier");
+  const robustEpochs = metrics.filter((m) => m.phase === "classifier-robust");
   const series = (rows: Record<string, unknown>[], x: string, y: string) =>
     rows.map((m) => [Number(m[x]), Number(m[y])] as [number, number]);
   const curves: Curve[] = [
@@ -157,6 +158,12 @@ export async function writeRunReport(
       series: [
         { name: "train loss", points: series(classifierEpochs, "epoch", "train_loss") },
         { name: "held-out accuracy", points: series(classifierEpochs, "epoch", "held_out_accuracy") },
+        ...(robustEpochs.length
+          ? [
+              { name: "train loss (adversarial)", points: series(robustEpochs, "epoch", "train_loss") },
+              { name: "held-out accuracy (adversarially trained)", points: series(robustEpochs, "epoch", "held_out_accuracy") },
+            ]
+          : []),
       ],
     },
   ];
@@ -184,9 +191,20 @@ export async function writeRunReport(
       `Reward: ${facts.reward}, KL summed over all pixel dimensions and sampler steps.`,
       `Labels judged by ${results[0]!.evaluation.judgedBy}${facts.thresholds ? `, class thresholds ${facts.thresholds.map((t) => t.toFixed(1)).join(", ")} (quantiles of the pre-trained model's samples)` : ""}.`,
       `Classifier: held-out accuracy ${classifier.heldOutAccuracy.toFixed(3)} on ${classifier.heldOutRows} rows; temperature ${classifier.temperature.toFixed(3)}; expected calibration error ${classifier.eceBefore.toFixed(4)} before and ${classifier.eceAfter.toFixed(4)} after calibration.`,
+      robustnessNote(classifier),
       `Evaluation: ${results[0]!.evaluation.targets.length} samples per method with the same seed (${config.evaluation.seed}), labels split equally across classes; the pre-trained model cannot see labels, so its accuracy is the chance reference.`,
       `Whole run: ${facts.totalSeconds.toFixed(0)} s.`,
     ],
   });
   return summary;
+}
+
+/** Which reward classifier the run used, and why (trainRewardClassifier's choice). */
+function robustnessNote(classifier: Omit<RewardClassifierReport, "handle">): string {
+  const robust = classifier.robustAccuracy ?? null; // absent in runs from before the choice existed
+  if (robust === null) return "Reward classifier: plain training (no adversarially trained candidate).";
+  const plain = classifier.plainAccuracy.toFixed(3);
+  return classifier.adversarialEpsilon > 0
+    ? `Reward classifier: adversarially trained (epsilon ${classifier.adversarialEpsilon} per element), held-out accuracy ${robust.toFixed(3)} against ${plain} plain.`
+    : `Reward classifier: plain; the adversarially trained one reached ${robust.toFixed(3)} held-out against ${plain}, too large a loss.`;
 }

@@ -7,7 +7,7 @@
  */
 import { existsSync, readdirSync, rmSync } from "node:fs";
 import path from "node:path";
-import { trainClassifier } from "../ctrl/classifier.js";
+import { trainRewardClassifier } from "../ctrl/classifier.js";
 import { type ExperimentConfig, parseConfig } from "../ctrl/config.js";
 import { deriveSeed } from "../ctrl/random.js";
 import { cachedSamples } from "../ctrl/sampleCache.js";
@@ -162,7 +162,7 @@ async function trainClassifiers(settings: SessionSettings, experiment: Experimen
       const labels = dataset.columns.find((c) => c.name === column)!;
       const run = Run.at(path.join(outDir, "classifiers", name));
       log(`  ${name}: ${dataset.size} images (counts ${labels.counts.join("/")})`);
-      const report = await trainClassifier(
+      const report = await trainRewardClassifier(
         session.worker,
         { dataset: dataset.handle, column, numClasses: labels.numClasses, labels: labels.labels, imageShape: dataset.imageShape },
         experiment,

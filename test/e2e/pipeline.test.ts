@@ -46,6 +46,11 @@ test("a run writes config, metrics, checkpoints, summary and report, and resumes
   assert.match(String(summary[0]!.judged_by), /oracle: compressibility/);
   const metrics = readFileSync(run.path("metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as { phase: string });
   assert.equal(metrics.filter((m) => m.phase === "finetune").length, 2);
+  // The reward classifier: a plain and an adversarially trained candidate, one of them chosen by held-out accuracy.
+  const choice = metrics.find((m) => m.phase === "classifier-choice") as unknown as { chosen: string; plain_accuracy: number; robust_accuracy: number; max_accuracy_drop: number };
+  assert.ok(choice, "metrics.jsonl records the classifier choice");
+  assert.equal(choice.chosen, choice.robust_accuracy >= choice.plain_accuracy - choice.max_accuracy_drop ? "robust" : "plain");
+  assert.equal(metrics.filter((m) => m.phase === "classifier-robust").length, 1, "one epoch of adversarial training");
   assert.deepEqual(readdirSync(run.path("checkpoints")).sort(), ["epoch-0001", "epoch-0002"]);
   for (const file of ["pytorch_lora_weights.safetensors", "label_embeddings.safetensors", "control.json", "optimizer.safetensors", "sampler.json"]) {
     assert.ok(existsSync(run.path("checkpoints", "epoch-0002", file)), file);
@@ -55,6 +60,7 @@ test("a run writes config, metrics, checkpoints, summary and report, and resumes
   const report = readFileSync(run.path("report.html"), "utf8");
   assert.match(report, /<svg/);
   assert.match(report, /grids\/ctrl-compressibility-0\.png/);
+  assert.match(report, /Reward classifier: (adversarially trained|plain)/);
   assert.equal(results[1]!.evaluation.targets.length, 16);
 
   // Resume from the first checkpoint: the second epoch is redone and gives the same model.

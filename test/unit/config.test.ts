@@ -13,6 +13,7 @@ test("an empty config resolves to the embedded default", () => {
   assert.deepEqual(config.finetune.truncation, { kind: "none" });
   assert.equal(config.dataset.kind === "default" && config.dataset.images, "samples", "the paper's recipe: the model's own samples");
   assert.equal(config.classifier.architecture, "detail-convnet");
+  assert.deepEqual(config.classifier.robust, { epsilon: 0.036, steps: 3, maxAccuracyDrop: 0.03 });
 });
 
 test("each bad field gets its own message naming it", () => {
@@ -21,10 +22,11 @@ test("each bad field gets its own message naming it", () => {
     sampler: { steps: -5, eta: 1.5 },
     finetune: { klWeight: -0.1, batchSize: 0 },
     evaluation: { numSamples: 0 },
+    classifier: { robust: { epsilon: 2, steps: 0 } },
     surprise: true,
   });
   const fields = found.map((p) => p.split(":")[0]);
-  for (const field of ["seed", "sampler.steps", "sampler.eta", "finetune.klWeight", "finetune.batchSize", "evaluation.numSamples"]) {
+  for (const field of ["seed", "sampler.steps", "sampler.eta", "finetune.klWeight", "finetune.batchSize", "evaluation.numSamples", "classifier.robust.epsilon", "classifier.robust.steps"]) {
     assert.ok(fields.includes(field), `no message for ${field} in ${JSON.stringify(found)}`);
   }
   assert.ok(found.some((p) => p.includes("surprise")), "unknown keys are reported");

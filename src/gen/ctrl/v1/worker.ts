@@ -437,6 +437,14 @@ export interface ClassifierBatchRequest {
    * 0 keeps the current one (at first the one given to CreateClassifier).
    */
   learningRate: number;
+  /**
+   * TrainClassifierStep only: adversarial training. Each row is replaced by its worst case (highest
+   * cross-entropy) within an L2 ball of radius adversarial_epsilon * sqrt(channels * height * width)
+   * around it (a per-element radius in the model's [-1, 1] units, at most 1; 0: plain training),
+   * found by adversarial_steps (1 to 20) steps of projected gradient ascent.
+   */
+  adversarialEpsilon: number;
+  adversarialSteps: number;
 }
 
 export interface ClassifierStepResponse {
@@ -4360,6 +4368,8 @@ function createBaseClassifierBatchRequest(): ClassifierBatchRequest {
     images: undefined,
     returnFeatures: false,
     learningRate: 0,
+    adversarialEpsilon: 0,
+    adversarialSteps: 0,
   };
 }
 
@@ -4395,6 +4405,12 @@ export const ClassifierBatchRequest: MessageFns<ClassifierBatchRequest> = {
     }
     if (message.learningRate !== 0) {
       writer.uint32(77).float(message.learningRate);
+    }
+    if (message.adversarialEpsilon !== 0) {
+      writer.uint32(85).float(message.adversarialEpsilon);
+    }
+    if (message.adversarialSteps !== 0) {
+      writer.uint32(88).uint32(message.adversarialSteps);
     }
     return writer;
   },
@@ -4494,6 +4510,22 @@ export const ClassifierBatchRequest: MessageFns<ClassifierBatchRequest> = {
             message.learningRate = reader.float();
             continue;
           }
+          case 10: {
+            if (tag !== 85) {
+              break;
+            }
+
+            message.adversarialEpsilon = reader.float();
+            continue;
+          }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.adversarialSteps = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4529,6 +4561,16 @@ export const ClassifierBatchRequest: MessageFns<ClassifierBatchRequest> = {
         : isSet(object.learning_rate)
         ? globalThis.Number(object.learning_rate)
         : 0,
+      adversarialEpsilon: isSet(object.adversarialEpsilon)
+        ? globalThis.Number(object.adversarialEpsilon)
+        : isSet(object.adversarial_epsilon)
+        ? globalThis.Number(object.adversarial_epsilon)
+        : 0,
+      adversarialSteps: isSet(object.adversarialSteps)
+        ? globalThis.Number(object.adversarialSteps)
+        : isSet(object.adversarial_steps)
+        ? globalThis.Number(object.adversarial_steps)
+        : 0,
     };
   },
 
@@ -4561,6 +4603,12 @@ export const ClassifierBatchRequest: MessageFns<ClassifierBatchRequest> = {
     if (message.learningRate !== 0) {
       obj.learningRate = floatToJson(message.learningRate);
     }
+    if (message.adversarialEpsilon !== 0) {
+      obj.adversarialEpsilon = floatToJson(message.adversarialEpsilon);
+    }
+    if (message.adversarialSteps !== 0) {
+      obj.adversarialSteps = Math.round(message.adversarialSteps);
+    }
     return obj;
   },
 
@@ -4580,6 +4628,8 @@ export const ClassifierBatchRequest: MessageFns<ClassifierBatchRequest> = {
       : undefined;
     message.returnFeatures = object.returnFeatures ?? false;
     message.learningRate = object.learningRate ?? 0;
+    message.adversarialEpsilon = object.adversarialEpsilon ?? 0;
+    message.adversarialSteps = object.adversarialSteps ?? 0;
     return message;
   },
 };

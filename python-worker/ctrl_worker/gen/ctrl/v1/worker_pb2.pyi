@@ -353,7 +353,7 @@ class Classifier(_message.Message):
     def __init__(self, handle: _Optional[str] = ..., num_parameters: _Optional[int] = ..., num_classes: _Optional[int] = ..., temperature: _Optional[float] = ...) -> None: ...
 
 class ClassifierBatchRequest(_message.Message):
-    __slots__ = ("classifier", "dataset", "label_column", "indices", "augment", "seed", "images", "return_features", "learning_rate")
+    __slots__ = ("classifier", "dataset", "label_column", "indices", "augment", "seed", "images", "return_features", "learning_rate", "adversarial_epsilon", "adversarial_steps")
     CLASSIFIER_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
     LABEL_COLUMN_FIELD_NUMBER: _ClassVar[int]
@@ -363,6 +363,8 @@ class ClassifierBatchRequest(_message.Message):
     IMAGES_FIELD_NUMBER: _ClassVar[int]
     RETURN_FEATURES_FIELD_NUMBER: _ClassVar[int]
     LEARNING_RATE_FIELD_NUMBER: _ClassVar[int]
+    ADVERSARIAL_EPSILON_FIELD_NUMBER: _ClassVar[int]
+    ADVERSARIAL_STEPS_FIELD_NUMBER: _ClassVar[int]
     classifier: str
     dataset: str
     label_column: str
@@ -372,7 +374,9 @@ class ClassifierBatchRequest(_message.Message):
     images: Tensor
     return_features: bool
     learning_rate: float
-    def __init__(self, classifier: _Optional[str] = ..., dataset: _Optional[str] = ..., label_column: _Optional[str] = ..., indices: _Optional[_Iterable[int]] = ..., augment: _Optional[bool] = ..., seed: _Optional[int] = ..., images: _Optional[_Union[Tensor, _Mapping]] = ..., return_features: _Optional[bool] = ..., learning_rate: _Optional[float] = ...) -> None: ...
+    adversarial_epsilon: float
+    adversarial_steps: int
+    def __init__(self, classifier: _Optional[str] = ..., dataset: _Optional[str] = ..., label_column: _Optional[str] = ..., indices: _Optional[_Iterable[int]] = ..., augment: _Optional[bool] = ..., seed: _Optional[int] = ..., images: _Optional[_Union[Tensor, _Mapping]] = ..., return_features: _Optional[bool] = ..., learning_rate: _Optional[float] = ..., adversarial_epsilon: _Optional[float] = ..., adversarial_steps: _Optional[int] = ...) -> None: ...
 
 class ClassifierStepResponse(_message.Message):
     __slots__ = ("loss", "accuracy")
