@@ -38,7 +38,19 @@ export interface Evaluation {
    * them by the asked-for label (`byTarget`) and by the judged class (`byJudged`). CTRL's
    * byTarget beside the pre-trained model's byJudged tells whether a control collapses.
    */
-  diversity: { byTarget: number[]; byJudged: number[] };
+  diversity: ClassSpread;
+  /**
+   * The same in image space: distances between 8x8 thumbnails (colours and layout, without the
+   * sampler's grain). The classifier's features mostly measure the attribute itself, so they
+   * also shrink when a control concentrates on the middle of a class's band; thumbnails shrink
+   * only when the images themselves become alike.
+   */
+  thumbnailDiversity: ClassSpread;
+}
+
+export interface ClassSpread {
+  byTarget: number[];
+  byJudged: number[];
 }
 
 /** n targets, classes 0..K-1 in equal shares (the first n mod K classes get one more). */
@@ -59,6 +71,11 @@ export async function judgeSamples(worker: Worker, images: ImageBatch, targets: 
     judgedBy = `oracle: ${judge.oracle.oracle.name} (${judge.oracle.oracle.unit})`;
   }
   const features = toRows(scores.features!);
+  const thumbs = thumbnails(images, THUMBNAIL_SIZE);
+  const spread = (rows: number[][]): ClassSpread => ({
+    byTarget: diversityPerClass(rows, targets, judge.numClasses),
+    byJudged: diversityPerClass(rows, judged, judge.numClasses),
+  });
   return {
     targets,
     judged,
@@ -70,8 +87,36 @@ export async function judgeSamples(worker: Worker, images: ImageBatch, targets: 
     classifierAccuracy: accuracy(targets, classifierLabels),
     classifierOracleAgreement: judge.oracle ? accuracy(judged, classifierLabels) : null,
     frechetDistance: frechetDistance(features, toRows(judge.realFeatures)),
-    diversity: { byTarget: diversityPerClass(features, targets, judge.numClasses), byJudged: diversityPerClass(features, judged, judge.numClasses) },
+    diversity: spread(features),
+    thumbnailDiversity: spread(thumbs),
   };
+}
+
+const THUMBNAIL_SIZE = 8;
+
+/** Each image area-averaged to size x size (x channels) cells, values in [0, 1]; cells take
+ * floor(height / size) x floor(width / size) pixels, so any image of at least size x size works. */
+export function thumbnails(images: ImageBatch, size: number): number[][] {
+  const { count, height, width, channels, data } = images;
+  if (height < size || width < size) throw new RangeError(`thumbnails: images of ${height}x${width} are smaller than ${size}x${size}`);
+  const cellH = Math.floor(height / size);
+  const cellW = Math.floor(width / size);
+  const rows: number[][] = [];
+  for (let n = 0; n < count; n++) {
+    const row = new Array<number>(size * size * channels).fill(0);
+    for (let cy = 0; cy < size; cy++) {
+      for (let cx = 0; cx < size; cx++) {
+        for (let y = cy * cellH; y < (cy + 1) * cellH; y++) {
+          for (let x = cx * cellW; x < (cx + 1) * cellW; x++) {
+            const offset = ((n * height + y) * width + x) * channels;
+            for (let c = 0; c < channels; c++) row[(cy * size + cx) * channels + c]! += data[offset + c]!;
+          }
+        }
+      }
+    }
+    rows.push(row.map((v) => v / (255 * cellH * cellW)));
+  }
+  return rows;
 }
 
 /** Mean pairwise feature distance of the samples in each class of `groups` (NaN for a class with fewer than two). */

@@ -51,6 +51,8 @@ export function summaryRows(config: ExperimentConfig, results: MethodResult[], l
     classifier_oracle_agreement: result.evaluation.classifierOracleAgreement,
     diversity_per_label: result.evaluation.diversity.byTarget,
     diversity_per_judged_class: result.evaluation.diversity.byJudged,
+    thumbnail_diversity_per_label: result.evaluation.thumbnailDiversity.byTarget,
+    thumbnail_diversity_per_judged_class: result.evaluation.thumbnailDiversity.byJudged,
     train_seconds: result.trainSeconds,
     sample_seconds: result.sampleSeconds,
   }));
@@ -83,30 +85,41 @@ function checkpointCurves(rows: Record<string, unknown>[], series: (rows: Record
 }
 
 /**
- * Does the control win by collapsing? For each class: the spread (mean pairwise distance of
- * classifier features) of CTRL's samples asked for it, beside that of the pre-trained model's
- * samples that the judge put in it.
+ * Does the control win by collapsing? For each class: the spread (mean pairwise distance) of
+ * CTRL's samples asked for it, beside that of the pre-trained model's samples that the judge put
+ * in it, in the classifier's feature space and in image space (8x8 thumbnails).
  */
 export function diversityComparison(results: MethodResult[], labelName: string) {
   const reference = results.find((r) => r.method === "pretrained");
   const ctrl = results.find((r) => r.method === "ctrl");
   if (!reference || !ctrl) return undefined;
-  const before = reference.evaluation.diversity.byJudged;
-  const after = ctrl.evaluation.diversity.byTarget;
-  const ratios = after.map((value, i) => value / before[i]!);
-  const categories = after.map((_, i) => `${labelName} = ${i}`);
+  const categories = ctrl.evaluation.diversity.byTarget.map((_, i) => `${labelName} = ${i}`);
+  const compare = (space: "diversity" | "thumbnailDiversity", what: string) => {
+    const before = reference.evaluation[space].byJudged;
+    const after = ctrl.evaluation[space].byTarget;
+    return {
+      ratios: after.map((value, i) => value / before[i]!),
+      chart: {
+        title: `Diversity per class: mean pairwise distance of ${what} (a collapsed control scores near 0)`,
+        yLabel: `mean pairwise ${what} distance`,
+        categories,
+        series: [
+          { name: "pre-trained samples judged in the class", values: before },
+          { name: "CTRL samples asked for the class", values: after },
+        ],
+      },
+    };
+  };
+  const features = compare("diversity", "classifier features");
+  const thumbs = compare("thumbnailDiversity", "8x8 thumbnails");
+  const listed = (ratios: number[]) => ratios.map((r, i) => `${i}: ${Number.isFinite(r) ? r.toFixed(2) : "n/a"}`).join(", ");
   return {
-    ratios,
-    chart: {
-      title: "Diversity per class: mean pairwise distance of classifier features (a collapsed control scores near 0)",
-      yLabel: "mean pairwise feature distance",
-      categories,
-      series: [
-        { name: "pre-trained samples judged in the class", values: before },
-        { name: "CTRL samples asked for the class", values: after },
-      ],
-    },
-    note: `Diversity per class (CTRL's samples asked for the class over the pre-trained samples judged in it): ${ratios.map((r, i) => `${i}: ${Number.isFinite(r) ? r.toFixed(2) : "n/a"}`).join(", ")}; 1 keeps the pre-trained model's spread, 0 is a collapse.`,
+    ratios: features.ratios,
+    thumbnailRatios: thumbs.ratios,
+    charts: [features.chart, thumbs.chart],
+    note:
+      `Diversity per class (CTRL's samples asked for the class over the pre-trained samples judged in it), classifier features: ${listed(features.ratios)}; ` +
+      `8x8 thumbnails: ${listed(thumbs.ratios)}; 1 keeps the pre-trained model's spread, 0 is a collapse.`,
   };
 }
 
@@ -128,7 +141,10 @@ export async function writeRunReport(
   const summary = summaryRows(config, results, facts.labelName);
   const diversity = diversityComparison(results, facts.labelName);
   const ctrlRow = summary.find((row) => row.method === "ctrl");
-  if (diversity && ctrlRow) ctrlRow.diversity_vs_pretrained = diversity.ratios;
+  if (diversity && ctrlRow) {
+    ctrlRow.diversity_vs_pretrained = diversity.ratios;
+    ctrlRow.thumbnail_diversity_vs_pretrained = diversity.thumbnailRatios;
+  }
   run.writeJson("summary.json", summary);
   const metrics = run.readMetrics();
   const finetune = metrics.filter((m) => m.phase === "finetune");
@@ -185,7 +201,7 @@ export async function writeRunReport(
     curves,
     confusions: results.map((r) => ({ title: `${r.method}: asked-for label (rows) vs ${r.evaluation.judgedBy} (columns)`, labels, matrix: r.evaluation.confusion })),
     grids: results.flatMap((r) => r.grids),
-    bars: diversity ? [diversity.chart] : [],
+    bars: diversity ? diversity.charts : [],
     notes: [
       ...(diversity ? [diversity.note] : []),
       `Reward: ${facts.reward}, KL summed over all pixel dimensions and sampler steps.`,

@@ -16,7 +16,7 @@ import {
   meanPairwiseDistance,
   std,
 } from "../../src/eval/metrics.js";
-import { diversityPerClass } from "../../src/ctrl/evaluate.js";
+import { diversityPerClass, thumbnails } from "../../src/ctrl/evaluate.js";
 
 function assertClose(actual: number, expected: number, tolerance = 1e-9): void {
   assert.ok(Math.abs(actual - expected) <= tolerance, `${actual} != ${expected} (±${tolerance})`);
@@ -149,4 +149,16 @@ test("diversity per class groups the rows by their class", () => {
   assert.equal(a, 2);
   assert.equal(b, 0);
   assert.ok(Number.isNaN(c!));
+});
+
+test("thumbnails area-average each image into size x size cells in [0, 1]", () => {
+  // One 17x17 RGB image: left 8 columns white, the rest black; cells of 2x2 pixels, the 17th row and column unused.
+  const data = new Uint8Array(17 * 17 * 3);
+  for (let y = 0; y < 17; y++) for (let x = 0; x < 8; x++) data.fill(255, (y * 17 + x) * 3, (y * 17 + x) * 3 + 3);
+  const [row] = thumbnails({ count: 1, height: 17, width: 17, channels: 3, data }, 8);
+  assert.equal(row!.length, 8 * 8 * 3);
+  for (let cy = 0; cy < 8; cy++) {
+    for (let cx = 0; cx < 8; cx++) assert.equal(row![(cy * 8 + cx) * 3], cx < 4 ? 1 : 0, `cell ${cy},${cx}`);
+  }
+  assert.throws(() => thumbnails({ count: 1, height: 4, width: 4, channels: 3, data: new Uint8Array(48) }, 8), /smaller than 8x8/);
 });
