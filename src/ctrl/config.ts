@@ -133,13 +133,16 @@ export const configSchema = z
          * L2 radius of 2 on 32x32 RGB images. Measured (Python harness, brightness, defaults
          * otherwise): oracle accuracy 0.59 with the plain classifier, 0.79 at epsilon 0.009 and
          * 0.98 at 0.036; on JPEG size the robust classifier's held-out accuracy falls from 0.92 to
-         * 0.56, so compressibility keeps the plain one.
+         * 0.56, so compressibility keeps the plain one. `maxAccuracyDrop` sits between the drops
+         * measured with `make run`'s data: brightness 0.013 / 0.018 / 0.070 (seeds 0 / 1 / 2),
+         * JPEG size 0.35 (seed 0) and 0.36 (1000 images in `make reproduce`); at 0.03, seed 2's
+         * brightness reward fell back to the plain classifier that the model learns to fool.
          */
         robust: z
           .object({
             epsilon: z.number().min(0).max(1).default(0.036),
             steps: positiveInt.max(20).default(3),
-            maxAccuracyDrop: z.number().min(0).max(1).default(0.03),
+            maxAccuracyDrop: z.number().min(0).max(1).default(0.1),
           })
           .strict()
           .prefault({}),
