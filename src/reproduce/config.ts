@@ -1,7 +1,8 @@
 /**
  * The comparison's settings (`make reproduce`): one backbone, one pool of offline images, CTRL
- * and the baselines with the same sampler and evaluation. Two presets: QUICK (under 20 minutes on
- * a 2-core CPU) and FULL. Every field is validated with a message that names it.
+ * and the baselines with the same sampler and evaluation. Two presets: QUICK (39 minutes on a
+ * 2-core CPU with the offline samples cached, since CTRL trains as `make run` does) and FULL.
+ * Every field is validated with a message that names it.
  */
 import { z } from "zod";
 import { ConfigError, type ConfigInput, parseConfig, parseWithSchema } from "../ctrl/config.js";
