@@ -285,7 +285,7 @@ def train_step(
     batch's loss and accuracy. With `noising` (a noise-aware classifier), the rows are noised after
     the flips and the network sees their timesteps. With `adversary`, the step trains on the
     flipped rows' adversarial versions (loss and accuracy are theirs)."""
-    if adversary is not None and noising is not None:
+    if adversary is not None and (noising is not None or classifier.noise_aware):
         raise invalid("adversarial_epsilon", "adversarial training is for clean classifiers, not noise-aware ones")
     x = uint8_to_model_range(images).to(classifier.device)
     generator = torch.Generator().manual_seed(seed)

@@ -279,8 +279,6 @@ class WorkerService(pb_grpc.WorkerServicer):
         classifier, images, labels = self._labelled_rows(request, "TrainClassifierStep")
         learning_rate = clf.check_learning_rate(request.learning_rate)
         adversary = clf.check_adversary(request.adversarial_epsilon, request.adversarial_steps)
-        if adversary is not None and classifier.noise_aware:
-            raise invalid("adversarial_epsilon", "adversarial training is for clean classifiers, not noise-aware ones")
         loss, accuracy = clf.train_step(
             classifier, images, labels, request.augment, validate_seed(request.seed, "seed"), learning_rate=learning_rate,
             adversary=adversary,

@@ -7,6 +7,7 @@
 import type { ExperimentConfig } from "./config.js";
 import { Random, deriveSeed, stratifiedSplit } from "./random.js";
 import type { Run } from "./runs.js";
+import { learningRateScale } from "./finetune.js";
 import { accuracy, expectedCalibrationError, negativeLogLikelihood, softmax } from "../eval/metrics.js";
 import { ProgressBar } from "../worker/progress.js";
 import type { Worker } from "../worker/worker.js";
@@ -89,17 +90,14 @@ export async function trainClassifier(
         augment: settings.augment,
         seed: deriveSeed(config.seed, `${phase}-batch`, epoch, b),
         learningRate: learningRateAt(settings, epoch * batchesPerEpoch + b, settings.epochs * batchesPerEpoch),
-        adversarialEpsilon: adversary?.epsilon ?? 0,
-        adversarialSteps: adversary?.steps ?? 0,
       };
       let step;
       if (noise) {
         const random = new Random(deriveSeed(config.seed, `${phase}-timesteps`, epoch, b));
         const timesteps = indices.map(() => noise.timesteps[random.int(noise.timesteps.length)]!);
-        const { adversarialEpsilon, adversarialSteps, ...plain } = batch;
-        step = await worker.trainNoisyClassifierStep({ ...plain, backbone: noise.backbone, timesteps });
+        step = await worker.trainNoisyClassifierStep({ ...batch, backbone: noise.backbone, timesteps });
       } else {
-        step = await worker.trainClassifierStep(batch);
+        step = await worker.trainClassifierStep({ ...batch, adversarialEpsilon: adversary?.epsilon ?? 0, adversarialSteps: adversary?.steps ?? 0 });
       }
       lossSum += step.loss * indices.length;
       correct += step.accuracy * indices.length;
@@ -182,8 +180,7 @@ export async function trainRewardClassifier(
 
 /** The learning rate of batch `step` of `total`: constant, or a cosine from the peak down to 0. */
 export function learningRateAt(settings: Pick<ExperimentConfig["classifier"], "learningRate" | "schedule">, step: number, total: number): number {
-  if (settings.schedule === "constant") return settings.learningRate;
-  return settings.learningRate * 0.5 * (1 + Math.cos((Math.PI * step) / total));
+  return settings.learningRate * learningRateScale(step, total, 0, settings.schedule);
 }
 
 /** Held-out accuracy, expected calibration error and NLL at the classifier's current temperature. */
