@@ -33,6 +33,7 @@ def save_folder(directory: str, overwrite: bool, write: Writer) -> list[str]:
     if target.exists() and not overwrite:
         raise precondition("directory", f"{directory!r} already exists; set overwrite to replace it")
     target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_leftovers(target)
     tag = uuid.uuid4().hex[:8]
     staging = target.parent / f".{target.name}.staging-{tag}"
     staging.mkdir()
@@ -50,6 +51,15 @@ def save_folder(directory: str, overwrite: bool, write: Writer) -> list[str]:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return sorted(os.listdir(target))
+
+
+def _remove_leftovers(target: Path) -> None:
+    """A save killed mid-write (SIGKILL, the OOM killer) leaves its hidden staging or old folder
+    beside the target; the next save of that target removes them. Their names are only ever ours."""
+    prefixes = (f".{target.name}.staging-", f".{target.name}.old-")
+    for name in os.listdir(target.parent):
+        if name.startswith(prefixes):
+            shutil.rmtree(target.parent / name, ignore_errors=True)
 
 
 def _fsync_files(folder: Path) -> None:

@@ -89,9 +89,14 @@ def test_existing_folders_are_kept_unless_overwrite(tmp_path, make_control, monk
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
     monkeypatch.undo()
 
+    # A save killed mid-write (no finally runs) leaves hidden leftovers: the next save removes them.
+    (tmp_path / ".ckpt.staging-0badc0de").mkdir()
+    (tmp_path / ".ckpt.staging-0badc0de" / "label_embeddings.safetensors").write_bytes(b"half")
+    (tmp_path / ".ckpt.old-0badc0de").mkdir()
+    (tmp_path / ".other.staging-0badc0de").mkdir()  # another target's: not this save's business
     save_control(control, None, str(target), overwrite=True)
     assert (target / "label_embeddings.safetensors").read_bytes() != original
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.staging-0badc0de", "ckpt"]
 
 
 def test_optimizer_state_travels_with_the_control(tmp_path, make_control):

@@ -83,6 +83,8 @@ export const configSchema = z
     /** torch CPU threads in the worker; 0 leaves torch's default (one per core). */
     threads: nonNegativeInt.max(256).default(0),
     runsDir: z.string().min(1).default("runs"),
+    /** A worker that dies mid-run is restarted and the run continues from its last saved state, at most this often. */
+    recovery: z.object({ maxRestarts: nonNegativeInt.max(100).default(3) }).strict().prefault({}),
     dataset: datasetSchema.prefault({ kind: "default" }),
     sampler: z
       .object({

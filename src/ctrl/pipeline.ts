@@ -21,6 +21,7 @@ import { cachedSamples } from "./sampleCache.js";
 import { type Judge, equalSplit, judgeSamples, meanOrNull } from "./evaluate.js";
 import { NonFiniteTrainingError, finetune } from "./finetune.js";
 import { ORACLES } from "./oracle.js";
+import { type Restart, rewindRun, withRestarts } from "./recovery.js";
 import { deriveSeed } from "./random.js";
 import { type MethodResult, writeLabelGrids, writeRunReport } from "./reporting.js";
 import { Run } from "./runs.js";
@@ -35,6 +36,8 @@ export interface RunOptions {
   python?: string;
   /** Overrides the config's device (also on resume). */
   device?: string;
+  /** Called with each worker once it is up (the first one and any restarted after a crash). */
+  onWorkerStarted?: (worker: Worker) => void;
 }
 
 /** The run's sampler settings applied to one model, sample count and seed. */
@@ -52,6 +55,12 @@ interface RunState {
   completedEpochs: number;
   checkpoint: string | null;
   finetuneSeconds: number;
+  /** metrics.jsonl's size when this was saved: a resume cuts it back to this (see recovery.ts). */
+  metricsBytes?: number;
+}
+
+function saveState(run: Run, state: RunState): void {
+  run.writeJson("state.json", { ...state, metricsBytes: run.metricsBytes() });
 }
 
 export async function runCtrl(input: ConfigInput = {}, options: RunOptions = {}): Promise<{ run: Run; results: MethodResult[] }> {
@@ -60,22 +69,31 @@ export async function runCtrl(input: ConfigInput = {}, options: RunOptions = {})
   if (config.dataset.kind === "folder" && !existsSync(config.dataset.path)) {
     throw new Error(`dataset.path: no folder ${config.dataset.path}`);
   }
-  const worker = await Worker.start({
-    device: options.device && options.device !== "auto" ? options.device : config.device,
-    python: options.python,
-    threads: config.threads,
-    onLog: options.verbose ? (line) => process.stderr.write(`[worker] ${line}\n`) : undefined,
-  });
-  const stopProgress = worker.telemetry ? showProgress(worker.telemetry, { tasks: ["sample"] }) : () => undefined;
-  try {
-    return await pipeline(worker, config, resumed);
-  } finally {
-    stopProgress();
-    await worker.close();
-  }
+  const current: { run?: Run } = { run: resumed }; // the run, once made: what a restart continues
+  return withRestarts(
+    config.recovery.maxRestarts,
+    async (restart) => {
+      const worker = await Worker.start({
+        device: options.device && options.device !== "auto" ? options.device : config.device,
+        python: options.python,
+        threads: config.threads,
+        onLog: options.verbose ? (line) => process.stderr.write(`[worker] ${line}\n`) : undefined,
+      });
+      options.onWorkerStarted?.(worker);
+      const stopProgress = worker.telemetry ? showProgress(worker.telemetry, { tasks: ["sample"] }) : () => undefined;
+      try {
+        return await pipeline(worker, config, current, restart);
+      } finally {
+        stopProgress();
+        await worker.close();
+      }
+    },
+    log,
+  );
 }
 
-async function pipeline(worker: Worker, config: ExperimentConfig, resumed: Run | undefined) {
+async function pipeline(worker: Worker, config: ExperimentConfig, current: { run?: Run }, restart: Restart | undefined) {
+  const resumed = current.run;
   const started = performance.now();
   const backbone = await worker.loadBackbone(config.backbone, precisionOptions(config.precision));
   if (config.text && !backbone.textToImage) {
@@ -110,18 +128,27 @@ async function pipeline(worker: Worker, config: ExperimentConfig, resumed: Run |
   }
   const run = resumed ?? Run.create(config.runsDir, config.task, config.seed);
   if (!resumed) run.writeJson("config.json", config);
+  current.run = run;
   log(`${resumed ? "resuming" : "run"} ${run.dir}`);
+  const saved = resumed && run.has("state.json") ? run.readJson<RunState>("state.json") : undefined;
+  if (resumed) {
+    const redone = rewindRun(run, saved, config.finetune.stepsPerEpoch);
+    if (restart) {
+      const from = saved?.checkpoint ?? (saved ? "the trained classifier" : "the start");
+      run.logMetrics({ phase: "restart", restart: restart.count, reason: restart.reason, resumed_from: from, redone_steps: redone });
+    }
+  }
 
   let state: RunState;
   let dataset: Dataset;
   let classifierHandle: string;
-  if (resumed && run.has("state.json")) {
-    state = run.readJson<RunState>("state.json");
+  if (saved) {
+    state = saved;
     dataset = userDataset ?? (await worker.loadDataset(state.datasetFolder, { labelColumns: [state.labelColumn] }));
     classifierHandle = (await worker.loadClassifier(run.path("classifier"))).handle;
   } else {
     ({ state, dataset, classifierHandle } = await prepare(worker, config, run, backbone, userDataset, sampleRequest));
-    run.writeJson("state.json", state);
+    saveState(run, state);
   }
 
   const oracle = config.dataset.kind === "default" ? ORACLES[config.dataset.oracle] : undefined;
@@ -142,7 +169,7 @@ async function pipeline(worker: Worker, config: ExperimentConfig, resumed: Run |
   };
   if (!state.reference) {
     state.reference = await evaluateReference(worker, run, config, judge, backbone.handle, state.labelColumn, sampleRequest);
-    run.writeJson("state.json", state);
+    saveState(run, state);
   }
 
   // Step 2: the augmented model, fine-tuned by RL.
@@ -181,7 +208,7 @@ async function pipeline(worker: Worker, config: ExperimentConfig, resumed: Run |
         await evaluateCheckpoint(worker, run, judge, { step: epoch * config.finetune.stepsPerEpoch, epoch }, targets, request);
       }
       state = { ...state, completedEpochs: epoch, checkpoint, finetuneSeconds: secondsBefore + (performance.now() - finetuneStarted) / 1000 };
-      run.writeJson("state.json", state);
+      saveState(run, state);
     },
   ).catch((error: unknown) => {
     if (error instanceof NonFiniteTrainingError) {

@@ -210,6 +210,7 @@ export async function writeRunReport(
       robustnessNote(classifier),
       `Evaluation: ${results[0]!.evaluation.targets.length} samples per method with the same seed (${config.evaluation.seed}), labels split equally across classes; the pre-trained model cannot see labels, so its accuracy is the chance reference.`,
       `Whole run: ${facts.totalSeconds.toFixed(0)} s.`,
+      ...interruptionNotes(metrics),
     ],
   });
   return summary;
@@ -223,4 +224,22 @@ function robustnessNote(classifier: Omit<RewardClassifierReport, "handle">): str
   return classifier.adversarialEpsilon > 0
     ? `Reward classifier: adversarially trained (epsilon ${classifier.adversarialEpsilon} per element), held-out accuracy ${robust.toFixed(3)} against ${plain} plain.`
     : `Reward classifier: plain; the adversarially trained one reached ${robust.toFixed(3)} held-out against ${plain}, too large a loss.`;
+}
+
+/** Worker restarts and skipped optimiser steps, from metrics.jsonl: what a reader of the curves must know. */
+function interruptionNotes(metrics: Record<string, unknown>[]): string[] {
+  const restarts = metrics.filter((m) => m.phase === "restart");
+  const skipped = metrics.filter((m) => m.phase === "finetune-skipped");
+  return [
+    ...(restarts.length
+      ? [
+          `The worker died ${restarts.length} time${restarts.length === 1 ? "" : "s"} and was restarted: ${restarts
+            .map((m) => `from ${String(m.resumed_from)}, ${Number(m.redone_steps)} fine-tuning steps redone (${String(m.reason)})`)
+            .join("; ")}.`,
+        ]
+      : []),
+    ...(skipped.length
+      ? [`${skipped.length} optimiser step${skipped.length === 1 ? " was" : "s were"} skipped for a NaN or infinite loss or gradient: ${skipped.map((m) => `step ${Number(m.step)} (${String(m.reason)})`).join(", ")}.`]
+      : []),
+  ];
 }

@@ -2,9 +2,24 @@
  * A run's folder: runs/<id>/ with the resolved config, metrics.jsonl, checkpoints, state.json
  * (what a resume needs), summary.json and report.html; runs/latest points at the newest run.
  * Nothing in an existing run is overwritten: new runs get new folders, files are replaced
- * atomically (write beside, then rename).
+ * atomically (write beside, fsync, then rename), so a kill mid-write leaves the old file whole.
  */
-import { appendFileSync, existsSync, mkdirSync, readFileSync, realpathSync, renameSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  appendFileSync,
+  closeSync,
+  existsSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  realpathSync,
+  renameSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  truncateSync,
+  writeSync,
+} from "node:fs";
 import path from "node:path";
 
 export class Run {
@@ -67,13 +82,29 @@ export class Run {
     const target = this.path(name);
     mkdirSync(path.dirname(target), { recursive: true });
     const temporary = `${target}.tmp-${process.pid}`;
-    writeFileSync(temporary, content);
+    const fd = openSync(temporary, "w");
+    try {
+      writeSync(fd, typeof content === "string" ? Buffer.from(content) : content);
+      fsyncSync(fd); // the data reaches the disk before the rename makes it the file
+    } finally {
+      closeSync(fd);
+    }
     renameSync(temporary, target);
   }
 
   /** One JSON object per line in metrics.jsonl. */
   logMetrics(record: Record<string, unknown>): void {
     appendFileSync(this.path("metrics.jsonl"), `${JSON.stringify({ time: new Date().toISOString(), ...record })}\n`);
+  }
+
+  /** The size of metrics.jsonl: a resume point to cut it back to. */
+  metricsBytes(): number {
+    return this.has("metrics.jsonl") ? statSync(this.path("metrics.jsonl")).size : 0;
+  }
+
+  /** Drops what was logged after `bytes` (work that a resume redoes), so no record is doubled. */
+  truncateMetrics(bytes: number): void {
+    if (this.metricsBytes() > bytes) truncateSync(this.path("metrics.jsonl"), bytes);
   }
 
   readMetrics(): Record<string, unknown>[] {
