@@ -34,7 +34,7 @@ from torch import nn
 from .datasets import Dataset
 from .errors import RequestError, invalid, precondition
 from .noise_aware_net import NoiseAwareResNet
-from .storage import check_tensors, checkpoint_folder, json_field, read_json, read_tensors, save_folder, write_json, write_tensors
+from .storage import Marker, check_tensors, checkpoint_folder, json_field, read_json, read_tensors, save_folder, write_json, write_tensors
 from .tensors import seeded, uint8_to_model_range
 from .validation import non_negative, positive
 
@@ -412,7 +412,7 @@ def save_classifier(classifier: Classifier, directory: str, overwrite: bool) -> 
         with classifier.lock:
             write_tensors(folder / WEIGHTS_FILE, classifier.model.state_dict())
 
-    return save_folder(directory, overwrite, write)
+    return save_folder(directory, overwrite, write, Marker(CONFIG_FILE, FORMAT))
 
 
 def load_classifier(directory: str, device: torch.device) -> Classifier:
