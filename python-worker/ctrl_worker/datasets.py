@@ -16,7 +16,7 @@ import torch
 
 from .errors import invalid, not_found, shorten
 from .files import parse_json, read_rgb_image, read_text, resolve_inside, user_path
-from .limits import MAX_BATCH_SIZE, MAX_CLASSES, MAX_DATASET_BYTES, MAX_DATASET_ROWS, count_at_most
+from .limits import MAX_BATCH_SIZE, MAX_CLASSES, MAX_LABEL_FIELDS, MAX_DATASET_BYTES, MAX_DATASET_ROWS, count_at_most
 from .validation import unique
 
 FILE_COLUMN = "file"
@@ -83,7 +83,7 @@ def load_dataset(path: str, labels_file: str, label_columns: list[str]) -> Datas
         raise invalid("path", f"{where} has no rows: the dataset is empty")
     if len(rows) > MAX_DATASET_ROWS:
         raise invalid("path", f"{where} has {len(rows):,} rows; at most {MAX_DATASET_ROWS:,} (the worker's limit)")
-    names = _select_columns(columns, unique(label_columns, "label_columns"), where)
+    names = _select_columns(columns, unique(count_at_most(label_columns, MAX_LABEL_FIELDS, "label_columns"), "label_columns"), where)
     labels = {name: _parse_labels(rows, name, where) for name in names}
     infos = [_column_info(name, values, where) for name, values in labels.items()]
     images = _read_images(folder, rows, where)
@@ -156,6 +156,8 @@ def _select_columns(columns: list[str], requested: list[str], where: str) -> lis
     if not requested:
         if not available:
             raise invalid("path", f"{where} has no label columns besides {FILE_COLUMN!r}")
+        if len(available) > MAX_LABEL_FIELDS:
+            raise invalid("label_columns", f"{where} has {len(available):,} label columns; name at most {MAX_LABEL_FIELDS} to load")
         return available
     for i, name in enumerate(requested):
         if name not in available:

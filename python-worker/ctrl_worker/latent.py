@@ -13,10 +13,10 @@ from pathlib import Path
 import torch
 
 from .errors import invalid, is_out_of_memory, precondition
+from .limits import MAX_PROMPT_CHARS
 
 # The sub-folders model_index.json must name for a text-to-image pipeline.
 REQUIRED_PARTS = ("vae", "text_encoder", "tokenizer")
-MAX_PROMPT_CHARS = 2000
 
 
 @dataclass

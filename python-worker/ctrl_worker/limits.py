@@ -23,7 +23,10 @@ MAX_NAME_CHARS = 256  # a label field, a module, a column name
 MAX_BATCH_SIZE = 4096  # batch_size fields, and rows (indices) of one request
 MAX_TRAIN_TIMESTEPS = 10_000  # a scheduler's num_train_timesteps
 MAX_TERMS = 64  # reward or guidance terms of one request
-MAX_PROMPT_CHARS = 10_000
+MAX_PROMPT_CHARS = 2000  # a CLIP tokenizer keeps 77 tokens anyway
+MAX_SYNTHETIC_IMAGES = 100_000  # SyntheticImages holds the set in memory (3 KiB an image)
+# Attack steps above this buy little robustness (Madry et al. use 7-10 on CIFAR) for their cost.
+MAX_ADVERSARIAL_STEPS = 20
 MAX_DATASET_ROWS = 1_000_000
 MAX_DATASET_BYTES = 8 << 30  # uint8 pixels a dataset holds in memory
 MAX_TENSOR_DIMS = 8
@@ -43,6 +46,8 @@ LIMITS = {
     "max_train_timesteps": MAX_TRAIN_TIMESTEPS,
     "max_terms": MAX_TERMS,
     "max_prompt_chars": MAX_PROMPT_CHARS,
+    "max_synthetic_images": MAX_SYNTHETIC_IMAGES,
+    "max_adversarial_steps": MAX_ADVERSARIAL_STEPS,
     "max_dataset_rows": MAX_DATASET_ROWS,
     "max_dataset_bytes": MAX_DATASET_BYTES,
     "max_tensor_dims": MAX_TENSOR_DIMS,

@@ -21,6 +21,7 @@ from .control import Control, validate_fields, validate_lora
 from .datasets import Dataset, load_dataset
 from .denoising import check_rows, denoising_loss
 from .errors import RequestError, exhausted, invalid, precondition, rpc_method
+from .limits import LIMITS, MAX_SYNTHETIC_IMAGES
 from .gen.ctrl.v1 import worker_pb2 as pb
 from .gen.ctrl.v1 import worker_pb2_grpc as pb_grpc
 from .handles import HandleRegistry
@@ -31,12 +32,10 @@ from .rollout import Rollout, check_grad_steps, rollout
 from .sampler import Trajectory, validate_eta, validate_timesteps
 from .telemetry import Telemetry, memory_snapshot
 from .tensors import dtype_enum, from_proto, image_chunks, images_to_uint8, to_proto, torch_dtype
-from .validation import positive, validate_seed
+from .validation import batch_size, positive, validate_seed
 
 PROTOCOL = "ctrl.v1"
 _PACKAGES = ("torch", "diffusers", "peft", "transformers", "safetensors", "grpcio", "protobuf", "pyzmq", "msgpack", "numpy")
-# SyntheticImages holds the whole set in memory before streaming it (32x32 RGB: 3 KiB an image).
-MAX_SYNTHETIC_IMAGES = 100_000
 
 
 @dataclass(frozen=True)
@@ -68,6 +67,7 @@ class WorkerService(pb_grpc.WorkerServicer):
             pid=os.getpid(),
             max_message_bytes=self.limits.max_message_bytes,
             max_samples=self.limits.max_samples,
+            limits=LIMITS,
             max_rss_bytes=memory["max_rss_bytes"],
             accelerator_peak_bytes=memory.get("cuda_peak_bytes", 0),
         )
@@ -163,13 +163,14 @@ class WorkerService(pb_grpc.WorkerServicer):
         timesteps = validate_timesteps(list(request.timesteps), backbone.num_train_timesteps, "timesteps")
         eta = validate_eta(request.eta, "eta")
         seed = validate_seed(request.seed, "seed")
+        rows = batch_size(request.batch_size)
         trajectory = self._trajectory(request, num_samples, seed, compute_kl=request.compute_kl)
         started = time.perf_counter()
         for i, t in enumerate(timesteps):
             if not context.is_active():
                 return  # the client went away: stop computing
             prev = timesteps[i + 1] if i + 1 < len(timesteps) else -1
-            trajectory.step(t, prev, eta, request.batch_size)
+            trajectory.step(t, prev, eta, rows)
             elapsed = time.perf_counter() - started
             self.telemetry.progress("sample", i + 1, len(timesteps), timestep=t)
             yield pb.SampleEvent(
@@ -177,7 +178,7 @@ class WorkerService(pb_grpc.WorkerServicer):
             )
         if request.compute_kl:
             yield pb.SampleEvent(kl=pb.SampleKl(per_sample=trajectory.kl.tolist()))
-        for chunk in image_chunks(self._images(backbone, trajectory, request.batch_size)):
+        for chunk in image_chunks(self._images(backbone, trajectory, rows)):
             yield pb.SampleEvent(images=chunk)
 
     @staticmethod
@@ -205,7 +206,7 @@ class WorkerService(pb_grpc.WorkerServicer):
     @rpc_method
     def StepTrajectory(self, request, context):
         trajectory = self.handles.get(request.trajectory, "trajectory", Trajectory, "trajectory")
-        trajectory.step(request.timestep, request.prev_timestep, request.eta, request.batch_size)
+        trajectory.step(request.timestep, request.prev_timestep, request.eta, batch_size(request.batch_size))
         return pb.StepTrajectoryResponse(steps_taken=trajectory.steps_taken, seconds=trajectory.seconds)
 
     @rpc_method
@@ -293,7 +294,7 @@ class WorkerService(pb_grpc.WorkerServicer):
         if request.HasField("images"):
             if request.dataset or request.label_column or request.indices:
                 raise invalid("images", "give either images or dataset rows (dataset, label_column, indices), not both")
-            images = clf.check_images(from_proto(request.images, "images"), classifier, "images")
+            images = clf.decode_images(request.images, classifier, "images")
         else:
             dataset = self._dataset(request.dataset, "dataset")
             images, labels = clf.dataset_batch(classifier, dataset, request.label_column, list(request.indices))
@@ -368,6 +369,7 @@ class WorkerService(pb_grpc.WorkerServicer):
         eta = validate_eta(request.eta, "eta")
         seed = validate_seed(request.seed, "seed")
         grad_steps = check_grad_steps(list(request.grad_steps), len(timesteps))
+        rows = batch_size(request.batch_size)
         model = StepModel(
             backbone,
             control,
@@ -380,7 +382,7 @@ class WorkerService(pb_grpc.WorkerServicer):
         def progress(step: int, total: int) -> None:
             self.telemetry.progress("rollout", step, total)
 
-        result = rollout(model, num_samples, timesteps, eta, seed, grad_steps, request.batch_size, progress)
+        result = rollout(model, num_samples, timesteps, eta, seed, grad_steps, rows, progress)
         description = f"{num_samples} samples, {len(timesteps)} steps, {result.grad_steps_kept} with gradients"
         handle = self.handles.add("rollout", result, description, parent=request.control)
         return pb.RolloutResult(
