@@ -7,6 +7,7 @@ without taking the worker down.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import logging
@@ -119,6 +120,16 @@ def is_out_of_memory(error: BaseException) -> bool:
     return isinstance(error, RuntimeError) and any(m in str(error) for m in _OOM_MESSAGES)
 
 
+def _call_scope(service):
+    """The service's handle registry's scope for one call (its leases), if it has one."""
+    handles = getattr(service, "handles", None)
+    return handles.call_scope() if hasattr(handles, "call_scope") else contextlib.nullcontext()
+
+
+def cancelled(message: str) -> RequestError:
+    return RequestError(grpc.StatusCode.CANCELLED, None, message)
+
+
 def rpc_method(handler):
     """Wraps a servicer method (unary or server-streaming) so that no exception escapes it, and
     reports its duration to the servicer's telemetry."""
@@ -134,11 +145,12 @@ def rpc_method(handler):
         @functools.wraps(handler)
         def streaming(self, request, context):
             started = time.perf_counter()
-            try:
-                yield from handler(self, request, context)
-            except Exception as error:  # noqa: BLE001 - the worker must survive any request
-                finish(self, started, ok=False)
-                context.abort(*_status_for(error))
+            with _call_scope(self):
+                try:
+                    yield from handler(self, request, context)
+                except Exception as error:  # noqa: BLE001 - the worker must survive any request
+                    finish(self, started, ok=False)
+                    context.abort(*_status_for(error))
             finish(self, started, ok=True)
 
         return streaming
@@ -146,11 +158,12 @@ def rpc_method(handler):
     @functools.wraps(handler)
     def unary(self, request, context):
         started = time.perf_counter()
-        try:
-            response = handler(self, request, context)
-        except Exception as error:  # noqa: BLE001 - the worker must survive any request
-            finish(self, started, ok=False)
-            context.abort(*_status_for(error))
+        with _call_scope(self):
+            try:
+                response = handler(self, request, context)
+            except Exception as error:  # noqa: BLE001 - the worker must survive any request
+                finish(self, started, ok=False)
+                context.abort(*_status_for(error))
         finish(self, started, ok=True)
         return response
 

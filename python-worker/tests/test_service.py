@@ -282,3 +282,48 @@ def test_control_sizes_have_upper_limits(service, backbone, changes, pattern):
 def test_batch_sizes_have_upper_limits(service, backbone):
     request = pb.SampleRequest(model=backbone, num_samples=2, timesteps=TIMESTEPS, eta=1, seed=4, batch_size=10**6)
     _refused(service.Sample, request, grpc.StatusCode.INVALID_ARGUMENT, "batch_size: must be at most 4,096")
+
+
+def test_a_cancelled_call_keeps_no_new_handle(service):
+    class Cancelled(Context):
+        def is_active(self):
+            return False
+
+    context = Cancelled()
+    request = pb.CreateClassifierRequest(input_shape=[3, 16, 16], num_classes=3, architecture="convnet", width=4, learning_rate=1e-3)
+    with pytest.raises(Aborted):
+        service.CreateClassifier(request, context)
+    assert context.code == grpc.StatusCode.CANCELLED
+    assert list(_call(service.ListHandles, pb.ListHandlesRequest()).handles) == []
+
+
+def test_releasing_a_control_while_its_rollout_runs_is_refused(service, backbone, monkeypatch):
+    import threading
+
+    from ctrl_worker import service as service_module
+
+    control = _add_control(service, backbone).handle
+    started, finish = threading.Event(), threading.Event()
+    real_rollout = service_module.rollout
+
+    def slow_rollout(*args, **kwargs):
+        started.set()
+        finish.wait(30)
+        return real_rollout(*args, **kwargs)
+
+    monkeypatch.setattr(service_module, "rollout", slow_rollout)
+    results = []
+    request = pb.RolloutRequest(
+        control=control, num_samples=2, labels=_labels(0, 1), timesteps=TIMESTEPS, eta=1, seed=0, grad_steps=[False, True, False]
+    )
+    thread = threading.Thread(target=lambda: results.append(_call(service.Rollout, request)))
+    thread.start()
+    assert started.wait(30)
+    for handle in (control, backbone):
+        _refused(service.ReleaseHandle, pb.ReleaseHandleRequest(handle=handle), grpc.StatusCode.FAILED_PRECONDITION,
+                 f"handle: {handle} is in use by 1 running call")
+    finish.set()
+    thread.join()
+    assert results[0].handle.startswith("rollout/")
+    released = _call(service.ReleaseHandle, pb.ReleaseHandleRequest(handle=backbone)).released
+    assert sorted(released) == sorted([backbone, control, results[0].handle])

@@ -8678,6 +8678,14 @@ export const WorkerService = {
     responseSerialize: (value: ListHandlesResponse): Buffer => Buffer.from(ListHandlesResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListHandlesResponse => ListHandlesResponse.decode(value),
   },
+  /**
+   * Releases a handle and the handles that depend on it (a backbone takes its controls and
+   * trajectories along). A running call holds the handles it uses until it ends: releasing one of
+   * them, or a handle they depend on, while such a call runs (a Rollout on a control, a Sample on a
+   * backbone) is refused with FAILED_PRECONDITION "in use by N running calls", and nothing is
+   * released; release it once those calls have finished. A call cancelled by its client or its
+   * deadline keeps no new handle (it ends CANCELLED and frees what it made).
+   */
   releaseHandle: {
     path: "/ctrl.v1.Worker/ReleaseHandle" as const,
     requestStream: false as const,
@@ -8971,6 +8979,14 @@ export interface WorkerServer extends UntypedServiceImplementation {
   loadBackbone: handleUnaryCall<LoadBackboneRequest, Backbone>;
   /** Lists live handles; releases one (and frees what it holds). */
   listHandles: handleUnaryCall<ListHandlesRequest, ListHandlesResponse>;
+  /**
+   * Releases a handle and the handles that depend on it (a backbone takes its controls and
+   * trajectories along). A running call holds the handles it uses until it ends: releasing one of
+   * them, or a handle they depend on, while such a call runs (a Rollout on a control, a Sample on a
+   * backbone) is refused with FAILED_PRECONDITION "in use by N running calls", and nothing is
+   * released; release it once those calls have finished. A call cancelled by its client or its
+   * deadline keeps no new handle (it ends CANCELLED and frees what it made).
+   */
   releaseHandle: handleUnaryCall<ReleaseHandleRequest, ReleaseHandleResponse>;
   /** Fused sampling: the whole reverse process in one call. Streams progress, then the images. */
   sample: handleServerStreamingCall<SampleRequest, SampleEvent>;
@@ -9088,6 +9104,14 @@ export interface WorkerClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListHandlesResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * Releases a handle and the handles that depend on it (a backbone takes its controls and
+   * trajectories along). A running call holds the handles it uses until it ends: releasing one of
+   * them, or a handle they depend on, while such a call runs (a Rollout on a control, a Sample on a
+   * backbone) is refused with FAILED_PRECONDITION "in use by N running calls", and nothing is
+   * released; release it once those calls have finished. A call cancelled by its client or its
+   * deadline keeps no new handle (it ends CANCELLED and frees what it made).
+   */
   releaseHandle(
     request: ReleaseHandleRequest,
     callback: (error: ServiceError | null, response: ReleaseHandleResponse) => void,
