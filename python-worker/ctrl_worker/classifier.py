@@ -37,7 +37,7 @@ from .limits import MAX_ADVERSARIAL_STEPS, MAX_BATCH_SIZE, MAX_CLASSES, MAX_CLAS
 from .noise_aware_net import NoiseAwareResNet
 from .storage import Marker, check_tensors, checkpoint_folder, json_field, read_json, read_tensors, save_folder, write_json, write_tensors
 from .tensors import from_proto, seeded, uint8_to_model_range
-from .validation import non_negative, positive
+from .validation import rate
 
 ARCHITECTURES = ("convnet", "detail-convnet", "noise-aware-resnet")
 DETAIL = "detail-convnet"
@@ -155,8 +155,8 @@ def validate_config(
         width=width,
         input_shape=shape,
         num_classes=int(num_classes),
-        learning_rate=positive(learning_rate, "learning_rate"),
-        weight_decay=non_negative(weight_decay, "weight_decay"),
+        learning_rate=rate(learning_rate, "learning_rate"),
+        weight_decay=rate(weight_decay, "weight_decay", allow_zero=True),
     )
 
 
@@ -267,7 +267,7 @@ def check_adversary(epsilon: float, steps: int) -> Adversary | None:
 
 def check_learning_rate(learning_rate: float, field: str = "learning_rate") -> float | None:
     """A step's learning rate: None (0: keep the current one) or a positive finite number."""
-    return None if learning_rate == 0 else positive(learning_rate, field)
+    return None if learning_rate == 0 else rate(learning_rate, field)
 
 
 def train_step(

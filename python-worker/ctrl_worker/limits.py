@@ -12,7 +12,7 @@ from .errors import invalid
 
 MAX_CLASSES = 100_000  # classes of a label field, a classifier, a dataset column
 MAX_LABEL_FIELDS = 64  # label fields of one control
-MAX_CLASSIFIER_WIDTH = 512  # base width w of a classifier (its widest layer has 4w channels)
+MAX_CLASSIFIER_WIDTH = 256  # base width w of a classifier (its widest layer has 4w channels)
 MAX_CLASSIFIER_HEAD = 1 << 25  # 4 * width * num_classes: the linear head's weights (128 MiB)
 MAX_CHANNELS = 64  # channels of an image or sample
 MAX_IMAGE_SIDE = 4096  # pixels (or latent cells) per side
@@ -30,6 +30,9 @@ MAX_ADVERSARIAL_STEPS = 20
 MAX_DATASET_ROWS = 1_000_000
 MAX_DATASET_BYTES = 8 << 30  # uint8 pixels a dataset holds in memory
 MAX_TENSOR_DIMS = 8
+# Learning rates, their scale and weight decays: optimisers pass lr (times the decay) to torch as a
+# float32 scalar, which overflows (a RuntimeError mid-step) long before a float32 field does.
+MAX_RATE = 10
 
 LIMITS = {
     "max_classes": MAX_CLASSES,
@@ -51,6 +54,7 @@ LIMITS = {
     "max_dataset_rows": MAX_DATASET_ROWS,
     "max_dataset_bytes": MAX_DATASET_BYTES,
     "max_tensor_dims": MAX_TENSOR_DIMS,
+    "max_rate": MAX_RATE,
 }
 
 

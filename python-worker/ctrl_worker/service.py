@@ -32,7 +32,7 @@ from .rollout import Rollout, check_grad_steps, rollout
 from .sampler import Trajectory, validate_eta, validate_timesteps
 from .telemetry import Telemetry, memory_snapshot
 from .tensors import dtype_enum, from_proto, image_chunks, images_to_uint8, to_proto, torch_dtype
-from .validation import batch_size, positive, validate_seed
+from .validation import batch_size, rate, validate_seed
 
 PROTOCOL = "ctrl.v1"
 _PACKAGES = ("torch", "diffusers", "peft", "transformers", "safetensors", "grpcio", "protobuf", "pyzmq", "msgpack", "numpy")
@@ -428,7 +428,7 @@ class WorkerService(pb_grpc.WorkerServicer):
     @rpc_method
     def OptimizerStep(self, request, context):
         opt = self._optimizer(request.optimizer, "optimizer")
-        scale = 1.0 if request.learning_rate_scale == 0 else positive(request.learning_rate_scale, "learning_rate_scale")
+        scale = 1.0 if request.learning_rate_scale == 0 else rate(request.learning_rate_scale, "learning_rate_scale")
         grad_norm = optimizer_step(opt, scale)
         return pb.OptimizerStepResponse(grad_norm=grad_norm, steps=opt.steps)
 

@@ -6,7 +6,7 @@ import math
 from collections.abc import Iterable
 
 from .errors import invalid, shorten
-from .limits import MAX_BATCH_SIZE, MAX_NAME_CHARS, at_most
+from .limits import MAX_BATCH_SIZE, MAX_NAME_CHARS, MAX_RATE, at_most
 
 
 def validate_seed(seed: int, field: str) -> int:
@@ -31,6 +31,14 @@ def non_negative(value: float, field: str) -> float:
     if not math.isfinite(value) or value < 0:
         raise invalid(field, f"must be non-negative and finite, got {value}")
     return float(value)
+
+
+def rate(value: float, field: str, allow_zero: bool = False) -> float:
+    """A learning rate, its scale or a weight decay: positive (or zero), at most MAX_RATE."""
+    value = non_negative(value, field) if allow_zero else positive(value, field)
+    if value > MAX_RATE:
+        raise invalid(field, f"must be at most {MAX_RATE} (the worker's limit), got {value}")
+    return value
 
 
 def unit_interval(value: float, field: str) -> float:
