@@ -188,7 +188,7 @@ def _check_unet_config(config: dict, where: Path) -> None:
         raise invalid("source", f"{where}: in_channels and sample_size {error}") from error
 
 
-def _load_module(load, where: Path):
+def _load_module(load, what: str):
     """A diffusers/transformers from_pretrained call; corrupt or mismatched files and config values
     it rejects raise many types (OSError, SafetensorError, ValueError, TypeError, ...)."""
     try:
@@ -196,7 +196,7 @@ def _load_module(load, where: Path):
     except Exception as error:  # noqa: BLE001 - anything but memory is the folder's fault
         if is_out_of_memory(error):
             raise
-        raise invalid("source", f"could not load {where}: {type(error).__name__}: {shorten(str(error), 1000)}") from error
+        raise invalid("source", f"could not load {what}: {type(error).__name__}: {shorten(str(error), 1000, quote=False)}") from error
 
 
 def _layout(root: Path) -> tuple[Path, Path, dict | None]:
@@ -261,9 +261,10 @@ def load_backbone(
     if not isinstance(steps, int) or isinstance(steps, bool) or not 1 <= steps <= MAX_TRAIN_TIMESTEPS:
         raise invalid("source", f"{scheduler_file}: 'num_train_timesteps' must be an integer in [1, {MAX_TRAIN_TIMESTEPS}], got {shorten(steps)}")
     # DDIMScheduler fills in the defaults the checkpoint's config leaves out (clip_sample, ...).
-    scheduler = _load_module(lambda: DDIMScheduler.from_config(scheduler_config), scheduler_file)
+    scheduler = _load_module(lambda: DDIMScheduler.from_config(scheduler_config), f"the noise scheduler from {scheduler_file}")
     unet = _load_module(
-        lambda: getattr(diffusers, model_class).from_pretrained(unet_dir, use_safetensors=True, torch_dtype=dtype), unet_dir
+        lambda: getattr(diffusers, model_class).from_pretrained(unet_dir, use_safetensors=True, torch_dtype=dtype),
+        f"the UNet weights in {unet_dir}",
     )
     config = scheduler.config
     if config.thresholding:
