@@ -66,12 +66,23 @@ def create_optimizer(control: Control, groups, beta1: float, beta2: float, eps: 
     return ControlOptimizer(control, optimizer, names, non_negative(max_grad_norm, "max_grad_norm"))
 
 
-def optimizer_step(opt: ControlOptimizer, learning_rate_scale: float = 1.0) -> float:
+@dataclass(frozen=True)
+class StepOutcome:
+    grad_norm: float  # before clipping
+    skipped: bool  # no step: discarded, or a non-finite norm
+
+
+def optimizer_step(opt: ControlOptimizer, learning_rate_scale: float = 1.0, discard: bool = False) -> StepOutcome:
     """Clip, step (every group at its learning rate times `learning_rate_scale`), zero the
-    gradients; returns the global gradient norm before clipping. A non-finite norm skips the step
-    (as a gradient scaler would) but still zeroes the gradients."""
+    gradients. A non-finite norm skips the step (as a gradient scaler would) but still zeroes the
+    gradients; `discard` only zeroes them."""
     params = opt.control.parameters()
     grads = [p.grad for p in params if p.grad is not None]
+    if discard:
+        norm = float(torch.nn.utils.get_total_norm(grads)) if grads else 0.0
+        for p in params:
+            p.grad = None
+        return StepOutcome(norm, skipped=True)
     if not grads:
         raise precondition(
             "optimizer", "no gradient was accumulated since the last step: call Backward on a rollout that kept gradients"
@@ -94,7 +105,7 @@ def optimizer_step(opt: ControlOptimizer, learning_rate_scale: float = 1.0) -> f
         opt.steps += 1
     for p in params:
         p.grad = None
-    return norm
+    return StepOutcome(norm, skipped=not math.isfinite(norm))
 
 
 # -- state as tensors ----------------------------------------------------------------------------

@@ -59,6 +59,7 @@ class BackwardResult:
     loss: float
     terms: list[torch.Tensor]  # per-sample values of each term, unweighted
     seconds: float
+    non_finite: bool = False  # the loss was NaN or infinite: nothing was back-propagated
 
 
 def parse_terms(messages, rollout: Rollout, lookup: ClassifierLookup) -> list[Term]:
@@ -134,12 +135,16 @@ def backward(rollout: Rollout, terms: list[Term], loss_scale: float) -> Backward
         reward = sum(t.weight * v for t, v in zip(terms, values))
         loss = -reward.mean()
         value = float(loss.detach())
-        if not math.isfinite(value):
-            raise precondition("terms", f"the loss is {value}; nothing was back-propagated")
-        if loss.requires_grad:  # without kept steps nothing depends on the control's parameters
+        non_finite = not math.isfinite(value)
+        # A NaN would poison every parameter through the optimiser: leave the gradients alone and
+        # let the orchestrator skip the step.
+        if loss.requires_grad and not non_finite:  # without kept steps nothing depends on the parameters
             (loss * loss_scale).backward()
     return BackwardResult(
-        loss=value, terms=[v.detach().float().cpu() for v in values], seconds=time.perf_counter() - started
+        loss=value,
+        terms=[v.detach().float().cpu() for v in values],
+        seconds=time.perf_counter() - started,
+        non_finite=non_finite,
     )
 
 

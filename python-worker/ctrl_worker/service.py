@@ -417,6 +417,7 @@ class WorkerService(pb_grpc.WorkerServicer):
             loss=outcome.loss,
             terms=[pb.TermValue(mean=float(v.mean()), per_sample=v.tolist()) for v in outcome.terms],
             seconds=outcome.seconds,
+            non_finite=outcome.non_finite,
         )
 
     def _release_quietly(self, name: str) -> None:
@@ -429,8 +430,8 @@ class WorkerService(pb_grpc.WorkerServicer):
     def OptimizerStep(self, request, context):
         opt = self._optimizer(request.optimizer, "optimizer")
         scale = 1.0 if request.learning_rate_scale == 0 else rate(request.learning_rate_scale, "learning_rate_scale")
-        grad_norm = optimizer_step(opt, scale)
-        return pb.OptimizerStepResponse(grad_norm=grad_norm, steps=opt.steps)
+        outcome = optimizer_step(opt, scale, discard=request.discard)
+        return pb.OptimizerStepResponse(grad_norm=outcome.grad_norm, steps=opt.steps, skipped=outcome.skipped)
 
     @rpc_method
     def SaveControl(self, request, context):

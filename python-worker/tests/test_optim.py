@@ -64,7 +64,7 @@ def test_steps_raise_the_reward_of_a_repeated_objective(make_control):
     for step in range(3):
         rollout = run_rollout(control, labels, grad_steps=(False, False, True, True), checkpointing=False)
         losses.append(backward(rollout, [classifier_term(classifier, "a")(rollout)], 1.0).loss)
-        assert optimizer_step(opt) > 0
+        assert optimizer_step(opt).grad_norm > 0
         assert opt.steps == step + 1 and control.version == step + 1
         assert all(p.grad is None for p in control.parameters())
     assert losses[-1] < losses[0]
@@ -84,7 +84,7 @@ def test_the_norm_is_reported_before_clipping(make_control, monkeypatch):
     step = opt.optimizer.step
     monkeypatch.setattr(opt.optimizer, "step", lambda: seen.append(torch.nn.utils.get_total_norm([p.grad for p in control.parameters()])) or step())
     count = sum(p.numel() for p in control.parameters())
-    assert optimizer_step(opt) == pytest.approx(count**0.5, rel=1e-5)
+    assert optimizer_step(opt).grad_norm == pytest.approx(count**0.5, rel=1e-5)
     assert float(seen[0]) == pytest.approx(1.0, rel=1e-5)
 
 
@@ -126,3 +126,53 @@ def test_a_learning_rate_scale_shrinks_one_step_and_leaves_the_rates_as_they_wer
         assert [g["lr"] for g in opt.optimizer.param_groups] == pytest.approx([1e-2, 5e-2])
         control.close()
     torch.testing.assert_close(moves[0.25], 0.25 * moves[1.0], rtol=1e-4, atol=1e-9)
+
+
+def _snapshot(control, opt):
+    params = [p.detach().clone() for p in control.parameters()]
+    tensors, _ = state_tensors(opt)
+    return params, {k: v.clone() for k, v in tensors.items()}, opt.steps, control.version
+
+
+def _assert_untouched(before, control, opt):
+    params, state, steps, version = before
+    assert all(torch.equal(a, p) for a, p in zip(params, control.parameters()))
+    now, _ = state_tensors(opt)
+    assert now.keys() == state.keys() and all(torch.equal(now[k], state[k]) for k in state)
+    assert (opt.steps, control.version) == (steps, version)
+    assert all(p.grad is None for p in control.parameters())
+
+
+def test_a_non_finite_loss_back_propagates_nothing(make_control):
+    control = make_control()
+    classifier = tiny_classifier()
+    with torch.no_grad():
+        next(classifier.model.parameters()).fill_(float("nan"))
+    rollout = run_rollout(control)
+    outcome = backward(rollout, [classifier_term(classifier, "a")(rollout)], 1.0)
+    assert outcome.non_finite and outcome.loss != outcome.loss  # NaN
+    assert all(p.grad is None for p in control.parameters())
+
+
+def test_a_non_finite_gradient_or_a_discard_skips_the_step_and_leaves_the_state_alone(make_control):
+    control = make_control()
+    opt = _optimizer(control)
+    rollout = run_rollout(control)
+    backward(rollout, [classifier_term(tiny_classifier(), "a")(rollout)], 1.0)
+    assert not optimizer_step(opt).skipped  # one real step, so the optimiser has state to keep
+    before = _snapshot(control, opt)
+
+    for p in control.parameters():
+        p.grad = torch.ones_like(p)
+    control.parameters()[0].grad[0] = float("inf")
+    outcome = optimizer_step(opt)
+    assert outcome.skipped and outcome.grad_norm == float("inf")
+    _assert_untouched(before, control, opt)
+
+    for p in control.parameters():
+        p.grad = torch.ones_like(p)
+    outcome = optimizer_step(opt, discard=True)
+    count = sum(p.numel() for p in control.parameters())
+    assert outcome.skipped and outcome.grad_norm == pytest.approx(count**0.5, rel=1e-5)
+    _assert_untouched(before, control, opt)
+    assert optimizer_step(opt, discard=True) == type(outcome)(0.0, True)  # nothing to discard: no error

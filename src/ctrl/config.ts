@@ -205,6 +205,11 @@ export const configSchema = z
         /** Training label distribution over classes; default uniform. */
         labelWeights: z.array(z.number().min(0)).optional(),
         checkpointEvery: positiveInt.default(4),
+        /**
+         * Optimiser steps in a row whose loss or gradient was NaN or infinite (each skipped, the
+         * parameters and optimiser state untouched) before the run stops.
+         */
+        maxSkippedSteps: positiveInt.max(1000).default(3),
       })
       .strict()
       .prefault({}),

@@ -4,6 +4,8 @@
  * samples, each with labels drawn from the training distribution (per label field, independently)
  * and its own truncation mask; reward = log p(y | x0) - alpha * KL (with several controls, the sum
  * of their classifiers' log-probabilities); gradients add up, then one clipped AdamW step.
+ * A step whose loss or gradient is NaN or infinite is skipped (logged as "finetune-skipped", the
+ * parameters and optimiser state untouched); `maxSkippedSteps` in a row stop the run.
  */
 import type { ExperimentConfig } from "./config.js";
 import { Random, deriveSeed } from "./random.js";
@@ -50,12 +52,26 @@ export interface StepRecord {
   seconds: number;
 }
 
+/** `count` optimiser steps in a row, up to `step` (1-based), had a non-finite loss or gradient. */
+export class NonFiniteTrainingError extends Error {
+  override name = "NonFiniteTrainingError";
+  constructor(
+    readonly step: number,
+    readonly count: number,
+  ) {
+    super(`fine-tuning stopped at step ${step}: ${count} optimiser steps in a row had a NaN or infinite loss or gradient (each was skipped)`);
+  }
+}
+
+/** What fine-tuning asks of the worker. */
+export type FinetuneWorker = Pick<Worker, "rollout" | "backward" | "optimizerStep">;
+
 /**
  * Runs epochs [fromEpoch, epochs). After each epoch `onEpochEnd` may save a checkpoint; it is
  * awaited, so a crash never leaves a half-written one behind a finished epoch.
  */
 export async function finetune(
-  worker: Worker,
+  worker: FinetuneWorker,
   target: FinetuneTarget,
   config: ExperimentConfig,
   run: Run,
@@ -68,6 +84,7 @@ export async function finetune(
   const klIndex = target.reward.findIndex((part) => part.kind === "kl");
   const totalSteps = settings.epochs * settings.stepsPerEpoch;
   const bar = new ProgressBar("ctrl fine-tune");
+  let skippedInARow = 0;
   for (let epoch = fromEpoch; epoch < settings.epochs; epoch++) {
     for (let s = 0; s < settings.stepsPerEpoch; s++) {
       const step = epoch * settings.stepsPerEpoch + s;
@@ -76,7 +93,8 @@ export async function finetune(
       let logProb = 0;
       let kl = 0;
       let kept = 0;
-      for (let micro = 0; micro < settings.gradAccumulation; micro++) {
+      let nonFiniteLoss = false;
+      for (let micro = 0; micro < settings.gradAccumulation && !nonFiniteLoss; micro++) {
         // Every draw derives from (seed, step, micro): a resumed run repeats them exactly.
         const random = new Random(deriveSeed(config.seed, "finetune", step, micro));
         const labels = Object.fromEntries(
@@ -95,12 +113,23 @@ export async function finetune(
           text: trainingText(config, random, settings.batchSize),
         });
         const result = await worker.backward({ rollout: rollout.handle, terms, lossScale: 1 / settings.gradAccumulation });
+        nonFiniteLoss = result.nonFinite;
         loss += result.loss / settings.gradAccumulation;
         for (const i of logProbIndices) logProb += result.terms[i]!.mean / settings.gradAccumulation;
         if (klIndex >= 0) kl += result.terms[klIndex]!.mean / settings.gradAccumulation;
         kept += rollout.gradStepsKept;
       }
-      const update = await worker.optimizerStep(target.optimizer, learningRateScale(step, totalSteps, settings.warmupSteps, settings.schedule));
+      const scale = learningRateScale(step, totalSteps, settings.warmupSteps, settings.schedule);
+      const update = await worker.optimizerStep(target.optimizer, scale, { discard: nonFiniteLoss });
+      bar.update(step + 1, totalSteps);
+      if (update.skipped) {
+        skippedInARow++;
+        const reason = nonFiniteLoss ? "non-finite loss" : "non-finite gradient norm";
+        run.logMetrics({ phase: "finetune-skipped", epoch: epoch + 1, step: step + 1, reason, skipped_in_a_row: skippedInARow });
+        if (skippedInARow >= settings.maxSkippedSteps) throw new NonFiniteTrainingError(step + 1, skippedInARow);
+        continue;
+      }
+      skippedInARow = 0;
       const record: StepRecord = {
         phase: "finetune",
         epoch: epoch + 1,
@@ -113,7 +142,6 @@ export async function finetune(
         seconds: (performance.now() - started) / 1000,
       };
       run.logMetrics({ ...record });
-      bar.update(step + 1, totalSteps);
     }
     await onEpochEnd(epoch + 1);
   }

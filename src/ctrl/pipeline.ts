@@ -19,7 +19,7 @@ import { writeSamplerRecord } from "./controls.js";
 import { buildDefaultDataset } from "./datasets.js";
 import { cachedSamples } from "./sampleCache.js";
 import { type Judge, equalSplit, judgeSamples, meanOrNull } from "./evaluate.js";
-import { finetune } from "./finetune.js";
+import { NonFiniteTrainingError, finetune } from "./finetune.js";
 import { ORACLES } from "./oracle.js";
 import { deriveSeed } from "./random.js";
 import { type MethodResult, writeLabelGrids, writeRunReport } from "./reporting.js";
@@ -183,7 +183,12 @@ async function pipeline(worker: Worker, config: ExperimentConfig, resumed: Run |
       state = { ...state, completedEpochs: epoch, checkpoint, finetuneSeconds: secondsBefore + (performance.now() - finetuneStarted) / 1000 };
       run.writeJson("state.json", state);
     },
-  );
+  ).catch((error: unknown) => {
+    if (error instanceof NonFiniteTrainingError) {
+      error.message += `; the last good checkpoint: ${state.checkpoint ? run.path(state.checkpoint) : "none (no checkpoint was saved yet)"}`;
+    }
+    throw error;
+  });
 
   // Step 3: conditional sampling for every label, judged like the reference.
   const evalStarted = performance.now();

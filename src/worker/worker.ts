@@ -312,9 +312,13 @@ export class Worker {
     return this.unary<BackwardResponse>("Backward", (done) => this.client.backward(full, done));
   }
 
-  /** Clip, step and zero the gradients; `learningRateScale` multiplies every group's rate for this step (a warm-up). */
-  optimizerStep(optimizer: string, learningRateScale = 1): Promise<OptimizerStepResponse> {
-    return this.unary<OptimizerStepResponse>("OptimizerStep", (done) => this.client.optimizerStep({ optimizer, learningRateScale }, done));
+  /**
+   * Clip, step and zero the gradients; `learningRateScale` multiplies every group's rate for this
+   * step (a warm-up). `discard` only zeroes them. `skipped` in the answer: no step was taken.
+   */
+  optimizerStep(optimizer: string, learningRateScale = 1, options: { discard?: boolean } = {}): Promise<OptimizerStepResponse> {
+    const request = { optimizer, learningRateScale, discard: options.discard ?? false };
+    return this.unary<OptimizerStepResponse>("OptimizerStep", (done) => this.client.optimizerStep(request, done));
   }
 
   async saveControl(control: string, directory: string, options: { optimizer?: string; overwrite?: boolean } = {}): Promise<string[]> {

@@ -620,6 +620,11 @@ export interface BackwardResponse {
   /** One per request term, unweighted. */
   terms: TermValue[];
   seconds: number;
+  /**
+   * The loss was NaN or infinite: nothing was back-propagated (gradients accumulated by earlier
+   * calls stay; OptimizerStep with discard drops them).
+   */
+  nonFinite: boolean;
 }
 
 export interface OptimizerStepRequest {
@@ -629,12 +634,20 @@ export interface OptimizerStepRequest {
    * by the orchestrator); 0 means 1.
    */
   learningRateScale: number;
+  /** Zero the accumulated gradients without stepping (a step whose loss was not finite). */
+  discard: boolean;
 }
 
 export interface OptimizerStepResponse {
-  /** Global gradient norm before clipping. */
+  /** Global gradient norm before clipping (0 when discarding nothing). */
   gradNorm: number;
+  /** Steps taken so far. */
   steps: number;
+  /**
+   * No step was taken: discard was asked, or the gradient norm was NaN or infinite. The
+   * parameters and the optimiser's state are untouched; the gradients are zeroed either way.
+   */
+  skipped: boolean;
 }
 
 export interface SaveRequest {
@@ -6993,7 +7006,7 @@ export const TermValue: MessageFns<TermValue> = {
 };
 
 function createBaseBackwardResponse(): BackwardResponse {
-  return { loss: 0, terms: [], seconds: 0 };
+  return { loss: 0, terms: [], seconds: 0, nonFinite: false };
 }
 
 export const BackwardResponse: MessageFns<BackwardResponse> = {
@@ -7006,6 +7019,9 @@ export const BackwardResponse: MessageFns<BackwardResponse> = {
     }
     if (message.seconds !== 0) {
       writer.uint32(25).double(message.seconds);
+    }
+    if (message.nonFinite !== false) {
+      writer.uint32(32).bool(message.nonFinite);
     }
     return writer;
   },
@@ -7047,6 +7063,14 @@ export const BackwardResponse: MessageFns<BackwardResponse> = {
             message.seconds = reader.double();
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.nonFinite = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -7064,6 +7088,11 @@ export const BackwardResponse: MessageFns<BackwardResponse> = {
       loss: isSet(object.loss) ? globalThis.Number(object.loss) : 0,
       terms: globalThis.Array.isArray(object?.terms) ? object.terms.map((e: any) => TermValue.fromJSON(e)) : [],
       seconds: isSet(object.seconds) ? globalThis.Number(object.seconds) : 0,
+      nonFinite: isSet(object.nonFinite)
+        ? globalThis.Boolean(object.nonFinite)
+        : isSet(object.non_finite)
+        ? globalThis.Boolean(object.non_finite)
+        : false,
     };
   },
 
@@ -7078,6 +7107,9 @@ export const BackwardResponse: MessageFns<BackwardResponse> = {
     if (message.seconds !== 0) {
       obj.seconds = floatToJson(message.seconds);
     }
+    if (message.nonFinite !== false) {
+      obj.nonFinite = message.nonFinite;
+    }
     return obj;
   },
 
@@ -7089,12 +7121,13 @@ export const BackwardResponse: MessageFns<BackwardResponse> = {
     message.loss = object.loss ?? 0;
     message.terms = object.terms?.map((e) => TermValue.fromPartial(e)) || [];
     message.seconds = object.seconds ?? 0;
+    message.nonFinite = object.nonFinite ?? false;
     return message;
   },
 };
 
 function createBaseOptimizerStepRequest(): OptimizerStepRequest {
-  return { optimizer: "", learningRateScale: 0 };
+  return { optimizer: "", learningRateScale: 0, discard: false };
 }
 
 export const OptimizerStepRequest: MessageFns<OptimizerStepRequest> = {
@@ -7104,6 +7137,9 @@ export const OptimizerStepRequest: MessageFns<OptimizerStepRequest> = {
     }
     if (message.learningRateScale !== 0) {
       writer.uint32(21).float(message.learningRateScale);
+    }
+    if (message.discard !== false) {
+      writer.uint32(24).bool(message.discard);
     }
     return writer;
   },
@@ -7137,6 +7173,14 @@ export const OptimizerStepRequest: MessageFns<OptimizerStepRequest> = {
             message.learningRateScale = reader.float();
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.discard = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -7157,6 +7201,7 @@ export const OptimizerStepRequest: MessageFns<OptimizerStepRequest> = {
         : isSet(object.learning_rate_scale)
         ? globalThis.Number(object.learning_rate_scale)
         : 0,
+      discard: isSet(object.discard) ? globalThis.Boolean(object.discard) : false,
     };
   },
 
@@ -7168,6 +7213,9 @@ export const OptimizerStepRequest: MessageFns<OptimizerStepRequest> = {
     if (message.learningRateScale !== 0) {
       obj.learningRateScale = floatToJson(message.learningRateScale);
     }
+    if (message.discard !== false) {
+      obj.discard = message.discard;
+    }
     return obj;
   },
 
@@ -7178,12 +7226,13 @@ export const OptimizerStepRequest: MessageFns<OptimizerStepRequest> = {
     const message = createBaseOptimizerStepRequest();
     message.optimizer = object.optimizer ?? "";
     message.learningRateScale = object.learningRateScale ?? 0;
+    message.discard = object.discard ?? false;
     return message;
   },
 };
 
 function createBaseOptimizerStepResponse(): OptimizerStepResponse {
-  return { gradNorm: 0, steps: 0 };
+  return { gradNorm: 0, steps: 0, skipped: false };
 }
 
 export const OptimizerStepResponse: MessageFns<OptimizerStepResponse> = {
@@ -7193,6 +7242,9 @@ export const OptimizerStepResponse: MessageFns<OptimizerStepResponse> = {
     }
     if (message.steps !== 0) {
       writer.uint32(16).uint32(message.steps);
+    }
+    if (message.skipped !== false) {
+      writer.uint32(24).bool(message.skipped);
     }
     return writer;
   },
@@ -7226,6 +7278,14 @@ export const OptimizerStepResponse: MessageFns<OptimizerStepResponse> = {
             message.steps = reader.uint32();
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.skipped = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -7246,6 +7306,7 @@ export const OptimizerStepResponse: MessageFns<OptimizerStepResponse> = {
         ? globalThis.Number(object.grad_norm)
         : 0,
       steps: isSet(object.steps) ? globalThis.Number(object.steps) : 0,
+      skipped: isSet(object.skipped) ? globalThis.Boolean(object.skipped) : false,
     };
   },
 
@@ -7257,6 +7318,9 @@ export const OptimizerStepResponse: MessageFns<OptimizerStepResponse> = {
     if (message.steps !== 0) {
       obj.steps = Math.round(message.steps);
     }
+    if (message.skipped !== false) {
+      obj.skipped = message.skipped;
+    }
     return obj;
   },
 
@@ -7267,6 +7331,7 @@ export const OptimizerStepResponse: MessageFns<OptimizerStepResponse> = {
     const message = createBaseOptimizerStepResponse();
     message.gradNorm = object.gradNorm ?? 0;
     message.steps = object.steps ?? 0;
+    message.skipped = object.skipped ?? false;
     return message;
   },
 };

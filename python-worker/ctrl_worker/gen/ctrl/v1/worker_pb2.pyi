@@ -588,30 +588,36 @@ class TermValue(_message.Message):
     def __init__(self, mean: _Optional[float] = ..., per_sample: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class BackwardResponse(_message.Message):
-    __slots__ = ("loss", "terms", "seconds")
+    __slots__ = ("loss", "terms", "seconds", "non_finite")
     LOSS_FIELD_NUMBER: _ClassVar[int]
     TERMS_FIELD_NUMBER: _ClassVar[int]
     SECONDS_FIELD_NUMBER: _ClassVar[int]
+    NON_FINITE_FIELD_NUMBER: _ClassVar[int]
     loss: float
     terms: _containers.RepeatedCompositeFieldContainer[TermValue]
     seconds: float
-    def __init__(self, loss: _Optional[float] = ..., terms: _Optional[_Iterable[_Union[TermValue, _Mapping]]] = ..., seconds: _Optional[float] = ...) -> None: ...
+    non_finite: bool
+    def __init__(self, loss: _Optional[float] = ..., terms: _Optional[_Iterable[_Union[TermValue, _Mapping]]] = ..., seconds: _Optional[float] = ..., non_finite: _Optional[bool] = ...) -> None: ...
 
 class OptimizerStepRequest(_message.Message):
-    __slots__ = ("optimizer", "learning_rate_scale")
+    __slots__ = ("optimizer", "learning_rate_scale", "discard")
     OPTIMIZER_FIELD_NUMBER: _ClassVar[int]
     LEARNING_RATE_SCALE_FIELD_NUMBER: _ClassVar[int]
+    DISCARD_FIELD_NUMBER: _ClassVar[int]
     optimizer: str
     learning_rate_scale: float
-    def __init__(self, optimizer: _Optional[str] = ..., learning_rate_scale: _Optional[float] = ...) -> None: ...
+    discard: bool
+    def __init__(self, optimizer: _Optional[str] = ..., learning_rate_scale: _Optional[float] = ..., discard: _Optional[bool] = ...) -> None: ...
 
 class OptimizerStepResponse(_message.Message):
-    __slots__ = ("grad_norm", "steps")
+    __slots__ = ("grad_norm", "steps", "skipped")
     GRAD_NORM_FIELD_NUMBER: _ClassVar[int]
     STEPS_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_FIELD_NUMBER: _ClassVar[int]
     grad_norm: float
     steps: int
-    def __init__(self, grad_norm: _Optional[float] = ..., steps: _Optional[int] = ...) -> None: ...
+    skipped: bool
+    def __init__(self, grad_norm: _Optional[float] = ..., steps: _Optional[int] = ..., skipped: _Optional[bool] = ...) -> None: ...
 
 class SaveRequest(_message.Message):
     __slots__ = ("handle", "directory", "optimizer", "overwrite")
