@@ -9,7 +9,6 @@ Only safetensors weights are read: pickled `.bin` checkpoints can run code when 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import threading
@@ -19,7 +18,9 @@ from pathlib import Path
 
 import torch
 
-from .errors import invalid, not_found, precondition
+from .errors import invalid, is_out_of_memory, not_found, precondition, shorten
+from .files import read_json_object, user_path
+from .limits import MAX_TRAIN_TIMESTEPS, shape_within
 from .latent import TextToImageParts, is_text_to_image, load_parts
 
 # "owner/name" or "name", as on the Hugging Face hub.
@@ -112,14 +113,14 @@ def resolve_source(source: str, revision: str) -> Path:
     """A local directory as it is, or a Hugging Face id resolved through the local cache/hub."""
     if not source:
         raise invalid("source", "a local directory or a Hugging Face model id is required")
-    path = Path(source).expanduser()
+    path = user_path(source, "source")
     if path.exists():
         if not path.is_dir():
-            raise invalid("source", f"{source!r} is a file; expected a diffusers model directory")
+            raise invalid("source", f"{shorten(source)} is a file; expected a diffusers model directory")
         return path
     looks_like_path = source.startswith((".", "/", "~")) or source.count("/") > 1
     if looks_like_path or not _HUB_ID.match(source):
-        raise not_found("source", f"no directory {source!r}, and it is not a Hugging Face model id either")
+        raise not_found("source", f"no directory {shorten(source)}, and it is not a Hugging Face model id either")
     return _download(source, revision)
 
 
@@ -171,10 +172,31 @@ def content_hash(root: Path) -> str:
 
 
 def _read_json(path: Path, field: str) -> dict:
+    return read_json_object(path, field)
+
+
+def _check_unet_config(config: dict, where: Path) -> None:
+    """The config values that size the UNet's tensors, checked before diffusers allocates them."""
+    size = config.get("sample_size", 0)
+    sides = [size, size] if isinstance(size, int) and not isinstance(size, bool) else size
+    channels = config.get("in_channels", 4)
+    if not (isinstance(sides, list) and len(sides) == 2 and all(isinstance(d, int) for d in sides) and isinstance(channels, int)):
+        raise invalid("source", f"{where}: 'sample_size' must be an integer or two, and 'in_channels' an integer")
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise invalid(field, f"{path} is not readable JSON: {error}") from error
+        shape_within([channels, *sides], "source")
+    except Exception as error:
+        raise invalid("source", f"{where}: in_channels and sample_size {error}") from error
+
+
+def _load_module(load, what: str):
+    """A diffusers/transformers from_pretrained call; corrupt or mismatched files and config values
+    it rejects raise many types (OSError, SafetensorError, ValueError, TypeError, ...)."""
+    try:
+        return load()
+    except Exception as error:  # noqa: BLE001 - anything but memory is the folder's fault
+        if is_out_of_memory(error):
+            raise
+        raise invalid("source", f"could not load {what}: {type(error).__name__}: {shorten(str(error), 1000, quote=False)}") from error
 
 
 def _layout(root: Path) -> tuple[Path, Path, dict | None]:
@@ -214,13 +236,15 @@ def load_backbone(
     unet_dir, scheduler_file, model_index = _layout(root)
     unet_config = _read_json(unet_dir / "config.json", "source")
     model_class = unet_config.get("_class_name", "")
+    if not isinstance(model_class, str):
+        raise invalid("source", f"{unet_dir / 'config.json'}: '_class_name' must be a string")
     text_to_image = model_index is not None and is_text_to_image(root, model_index)
     expected = _TEXT_UNET if text_to_image else _PIXEL_UNET
     if model_class != expected:
         kind = "a text-to-image pipeline (vae, text_encoder, tokenizer)" if text_to_image else "a pixel-space model"
         raise precondition(
             "source",
-            f"model class {model_class!r} is not supported as {kind}; supported: {_PIXEL_UNET} (pixel space) and "
+            f"model class {shorten(model_class)} is not supported as {kind}; supported: {_PIXEL_UNET} (pixel space) and "
             f"{_TEXT_UNET} with vae, text_encoder and tokenizer (Stable Diffusion 1.x/2.x layout)",
         )
     if not any(unet_dir.glob("*.safetensors")):
@@ -231,18 +255,22 @@ def load_backbone(
     import diffusers
     from diffusers import DDIMScheduler
 
-    try:
-        unet = getattr(diffusers, model_class).from_pretrained(unet_dir, use_safetensors=True, torch_dtype=dtype)
-    except Exception as error:  # corrupt or mismatched files raise many types (OSError, SafetensorError, ...)
-        raise invalid("source", f"could not load the UNet weights in {unet_dir}: {type(error).__name__}: {error}") from error
-
+    _check_unet_config(unet_config, unet_dir / "config.json")
+    scheduler_config = _read_json(scheduler_file, "source")
+    steps = scheduler_config.get("num_train_timesteps", 1000)
+    if not isinstance(steps, int) or isinstance(steps, bool) or not 1 <= steps <= MAX_TRAIN_TIMESTEPS:
+        raise invalid("source", f"{scheduler_file}: 'num_train_timesteps' must be an integer in [1, {MAX_TRAIN_TIMESTEPS}], got {shorten(steps)}")
     # DDIMScheduler fills in the defaults the checkpoint's config leaves out (clip_sample, ...).
-    scheduler = DDIMScheduler.from_config(_read_json(scheduler_file, "source"))
+    scheduler = _load_module(lambda: DDIMScheduler.from_config(scheduler_config), f"the noise scheduler from {scheduler_file}")
+    unet = _load_module(
+        lambda: getattr(diffusers, model_class).from_pretrained(unet_dir, use_safetensors=True, torch_dtype=dtype),
+        f"the UNet weights in {unet_dir}",
+    )
     config = scheduler.config
     if config.thresholding:
         raise precondition("source", "schedulers with dynamic thresholding are not supported")
-    if config.prediction_type not in {"epsilon", "v_prediction", "sample"}:
-        raise precondition("source", f"unknown prediction_type {config.prediction_type!r}")
+    if not isinstance(config.prediction_type, str) or config.prediction_type not in {"epsilon", "v_prediction", "sample"}:
+        raise precondition("source", f"unknown prediction_type {shorten(config.prediction_type)}")
 
     unet.to(device).eval().requires_grad_(False)
     size = unet.config.sample_size
@@ -251,19 +279,24 @@ def load_backbone(
     parts = load_parts(root, dtype, device, sample_shape) if text_to_image else None
     if parts is not None and config.clip_sample:
         raise precondition("source", "a latent backbone's scheduler must not clip samples (clip_sample is for pixels)")
+    try:
+        clip_range = float(config.clip_sample_range) if config.clip_sample else None
+        steps_offset = int(config.steps_offset)
+    except (TypeError, ValueError) as error:
+        raise invalid("source", f"{scheduler_file}: clip_sample_range and steps_offset must be numbers: {error}") from error
     return Backbone(
         source=source,
         unet=unet,
         alphas_cumprod=scheduler.alphas_cumprod.to(torch.float64),
         final_alpha_cumprod=float(scheduler.final_alpha_cumprod),
         prediction_type=config.prediction_type,
-        clip_range=float(config.clip_sample_range) if config.clip_sample else None,
+        clip_range=clip_range,
         sample_shape=sample_shape,
         dtype=dtype,
         device=device,
         text_to_image=parts,
         autocast=autocast,
-        steps_offset=int(config.steps_offset),
+        steps_offset=steps_offset,
         content_hash=content_hash(root),
     )
 

@@ -25,7 +25,7 @@ from .backbones import Backbone
 from .control import ADAPTER, Control, LabelField, LoraSpec, validate_fields, validate_lora
 from .errors import RequestError, invalid, precondition
 from .optim import ControlOptimizer, load_state_tensors, state_tensors
-from .storage import check_tensors, checkpoint_folder, json_field, read_json, read_tensors, save_folder, write_json, write_tensors
+from .storage import Marker, check_tensors, checkpoint_folder, json_field, read_json, read_tensors, save_folder, write_json, write_tensors
 
 FORMAT = "ctrl-control/1"
 OPTIMIZER_FORMAT = "ctrl-optimizer/1"
@@ -102,7 +102,7 @@ def save_control(control: Control, optimizer: ControlOptimizer | None, directory
                 write_tensors(folder / OPTIMIZER_TENSORS, tensors)
                 write_json(folder / OPTIMIZER_FILE, {"format": OPTIMIZER_FORMAT, **description})
 
-    return save_folder(directory, overwrite, write)
+    return save_folder(directory, overwrite, write, Marker(CONTROL_FILE, FORMAT))
 
 
 @dataclass(frozen=True)

@@ -32,11 +32,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from .datasets import Dataset
-from .errors import RequestError, invalid, precondition
+from .errors import RequestError, invalid, precondition, shorten
+from .limits import MAX_ADVERSARIAL_STEPS, MAX_BATCH_SIZE, MAX_CLASSES, MAX_CLASSIFIER_HEAD, MAX_CLASSIFIER_WIDTH, at_most, count_at_most, shape_within
 from .noise_aware_net import NoiseAwareResNet
-from .storage import check_tensors, checkpoint_folder, json_field, read_json, read_tensors, save_folder, write_json, write_tensors
-from .tensors import seeded, uint8_to_model_range
-from .validation import non_negative, positive
+from .storage import Marker, check_tensors, checkpoint_folder, json_field, read_json, read_tensors, save_folder, write_json, write_tensors
+from .tensors import from_proto, seeded, uint8_to_model_range
+from .validation import rate
 
 ARCHITECTURES = ("convnet", "detail-convnet", "noise-aware-resnet")
 DETAIL = "detail-convnet"
@@ -138,21 +139,24 @@ class Classifier:
 def validate_config(
     input_shape: list[int], num_classes: int, architecture: str, width: int, learning_rate: float, weight_decay: float
 ) -> ClassifierConfig:
-    if len(input_shape) != 3 or any(d < 1 for d in input_shape):
-        raise invalid("input_shape", f"must be [channels, height, width] with every entry >= 1, got {list(input_shape)}")
+    shape = shape_within(input_shape, "input_shape")
     if num_classes < 2:
         raise invalid("num_classes", f"must be at least 2, got {num_classes}")
+    at_most(num_classes, MAX_CLASSES, "num_classes")
     if architecture not in ARCHITECTURES:
-        raise invalid("architecture", f"must be one of {list(ARCHITECTURES)}, got {architecture!r}")
+        raise invalid("architecture", f"must be one of {list(ARCHITECTURES)}, got {shorten(architecture)}")
     if width < 0:
         raise invalid("width", f"must be non-negative (0 means {DEFAULT_WIDTH}), got {width}")
+    width = at_most(width or DEFAULT_WIDTH, MAX_CLASSIFIER_WIDTH, "width")
+    # The head is [4 * width, num_classes]: each is within its limit, their product may not be.
+    at_most(4 * width * num_classes, MAX_CLASSIFIER_HEAD, "num_classes", "4 * width * num_classes (the head's size) must be")
     return ClassifierConfig(
         architecture=architecture,
-        width=width or DEFAULT_WIDTH,
-        input_shape=(int(input_shape[0]), int(input_shape[1]), int(input_shape[2])),
+        width=width,
+        input_shape=shape,
         num_classes=int(num_classes),
-        learning_rate=positive(learning_rate, "learning_rate"),
-        weight_decay=non_negative(weight_decay, "weight_decay"),
+        learning_rate=rate(learning_rate, "learning_rate"),
+        weight_decay=rate(weight_decay, "weight_decay", allow_zero=True),
     )
 
 
@@ -191,15 +195,12 @@ def dataset_batch(
     return dataset.images[rows], dataset.labels[label_column][rows]
 
 
-def check_images(images: torch.Tensor, classifier: Classifier, field_name: str) -> torch.Tensor:
-    """Given uint8 images [n, H, W, C] -> [n, C, H, W] after checking them against the input shape."""
+def decode_images(message, classifier: Classifier, field_name: str) -> torch.Tensor:
+    """A Tensor message of uint8 images [n, H, W, C] -> [n, C, H, W], its dtype and shape checked
+    against the classifier's input before it is decoded."""
     channels, height, width = classifier.config.input_shape
-    if images.dtype != torch.uint8:
-        raise invalid(f"{field_name}.dtype", "must be DTYPE_UINT8")
-    if images.dim() != 4 or images.shape[0] < 1 or tuple(images.shape[1:]) != (height, width, channels):
-        raise invalid(
-            f"{field_name}.shape", f"expected [n >= 1, {height}, {width}, {channels}], got {list(images.shape)}"
-        )
+    images = from_proto(message, field_name, (None, height, width, channels), dtype=torch.uint8)
+    count_at_most(images, MAX_BATCH_SIZE, f"{field_name}.shape[0]")
     return images.permute(0, 3, 1, 2)
 
 
@@ -209,8 +210,6 @@ def check_images(images: torch.Tensor, classifier: Classifier, field_name: str) 
 # (clean images in [-1, 1], the batch's generator) -> (noised images, their timesteps).
 Noising = Callable[[torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
 
-# Attack steps above this buy little robustness (Madry et al. use 7-10 on CIFAR) for their cost.
-MAX_ADVERSARIAL_STEPS = 20
 
 
 @dataclass(frozen=True)
@@ -268,7 +267,7 @@ def check_adversary(epsilon: float, steps: int) -> Adversary | None:
 
 def check_learning_rate(learning_rate: float, field: str = "learning_rate") -> float | None:
     """A step's learning rate: None (0: keep the current one) or a positive finite number."""
-    return None if learning_rate == 0 else positive(learning_rate, field)
+    return None if learning_rate == 0 else rate(learning_rate, field)
 
 
 def train_step(
@@ -412,7 +411,7 @@ def save_classifier(classifier: Classifier, directory: str, overwrite: bool) -> 
         with classifier.lock:
             write_tensors(folder / WEIGHTS_FILE, classifier.model.state_dict())
 
-    return save_folder(directory, overwrite, write)
+    return save_folder(directory, overwrite, write, Marker(CONFIG_FILE, FORMAT))
 
 
 def load_classifier(directory: str, device: torch.device) -> Classifier:

@@ -23,7 +23,8 @@ import torch
 from torch import nn
 
 from .backbones import Backbone
-from .errors import invalid, precondition
+from .errors import invalid, precondition, shorten
+from .limits import MAX_CLASSES, MAX_LABEL_FIELDS, MAX_LORA_RANK, MAX_LORA_TARGETS, at_most, count_at_most
 from .tensors import seeded
 from .validation import positive, unique
 
@@ -66,13 +67,15 @@ class Labels:
 def validate_fields(fields: Sequence[tuple[str, int]], field: str = "fields") -> list[LabelField]:
     if not fields:
         raise invalid(field, "at least one label field is required")
+    count_at_most(fields, MAX_LABEL_FIELDS, field)
     unique([name for name, _ in fields], field, ".name")
     result = []
     for i, (name, num_classes) in enumerate(fields):
         if not _FIELD_NAME.match(name):
-            raise invalid(f"{field}[{i}].name", f"use letters, digits, '_' and '-' only, got {name!r}")
+            raise invalid(f"{field}[{i}].name", f"use letters, digits, '_' and '-' only, got {shorten(name)}")
         if num_classes < 1:
             raise invalid(f"{field}[{i}].num_classes", f"must be at least 1, got {num_classes}")
+        at_most(num_classes, MAX_CLASSES, f"{field}[{i}].num_classes")
         result.append(LabelField(name, int(num_classes)))
     return result
 
@@ -80,7 +83,8 @@ def validate_fields(fields: Sequence[tuple[str, int]], field: str = "fields") ->
 def validate_lora(rank: int, alpha: float, target_modules: Sequence[str]) -> LoraSpec:
     if rank < 1:
         raise invalid("lora_rank", f"must be at least 1, got {rank}")
-    targets = unique(target_modules, "lora_target_modules")
+    at_most(rank, MAX_LORA_RANK, "lora_rank")
+    targets = unique(count_at_most(target_modules, MAX_LORA_TARGETS, "lora_target_modules"), "lora_target_modules")
     if not targets:
         raise invalid("lora_target_modules", "name at least one module, e.g. to_q, to_k, to_v, to_out.0")
     return LoraSpec(int(rank), positive(alpha, "lora_alpha"), tuple(targets))
@@ -260,12 +264,12 @@ class Control:
         for i, message in enumerate(messages):
             spec = self.field(message.field)
             if spec is None:
-                raise invalid(f"{field}[{i}].field", f"no label field {message.field!r}; this control has {names}")
+                raise invalid(f"{field}[{i}].field", f"no label field {shorten(message.field)}; this control has {names}")
             if message.field in given:
-                raise invalid(f"{field}[{i}].field", f"{message.field!r} is given twice")
+                raise invalid(f"{field}[{i}].field", f"{shorten(message.field)} is given twice")
+            if len(message.values) != num_samples:
+                raise invalid(f"{field}[{i}].values", f"expected {num_samples} values (num_samples), got {len(message.values)}")
             values = torch.tensor(list(message.values), dtype=torch.long)
-            if values.numel() != num_samples:
-                raise invalid(f"{field}[{i}].values", f"expected {num_samples} values (num_samples), got {values.numel()}")
             bad = ((values < -1) | (values >= spec.num_classes)).nonzero()
             if bad.numel():
                 j = int(bad[0])

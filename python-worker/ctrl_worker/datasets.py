@@ -8,15 +8,15 @@ Problems are reported with the file, line and column they come from, so a user c
 from __future__ import annotations
 
 import csv
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 
-from .errors import invalid, not_found
+from .errors import invalid, not_found, shorten
+from .files import parse_json, read_rgb_image, read_text, resolve_inside, user_path
+from .limits import MAX_BATCH_SIZE, MAX_CLASSES, MAX_LABEL_FIELDS, MAX_DATASET_BYTES, MAX_DATASET_ROWS, count_at_most
 from .validation import unique
 
 FILE_COLUMN = "file"
@@ -54,6 +54,7 @@ class Dataset:
     def check_indices(self, indices: list[int], field: str) -> torch.Tensor:
         if not indices:
             raise invalid(field, "at least one row index is required")
+        count_at_most(indices, MAX_BATCH_SIZE, field)
         for i, index in enumerate(indices):
             if index >= self.size:
                 raise invalid(f"{field}[{i}]", f"must be below the dataset size {self.size}, got {index}")
@@ -69,9 +70,10 @@ class _Row:
 def load_dataset(path: str, labels_file: str, label_columns: list[str]) -> Dataset:
     if not path:
         raise invalid("path", "a dataset folder is required")
-    folder = Path(path).expanduser()
+    folder = user_path(path, "path")
     if not folder.is_dir():
-        raise not_found("path", f"no folder {path!r}")
+        raise not_found("path", f"no folder {shorten(path)}")
+    folder = folder.resolve()
     labels_path = _labels_path(folder, labels_file)
     rows, columns = _read_rows(labels_path)
     where = labels_path.name
@@ -79,7 +81,9 @@ def load_dataset(path: str, labels_file: str, label_columns: list[str]) -> Datas
         raise invalid("path", f"{where} has no {FILE_COLUMN!r} column (columns: {', '.join(columns) or 'none'})")
     if not rows:
         raise invalid("path", f"{where} has no rows: the dataset is empty")
-    names = _select_columns(columns, unique(label_columns, "label_columns"), where)
+    if len(rows) > MAX_DATASET_ROWS:
+        raise invalid("path", f"{where} has {len(rows):,} rows; at most {MAX_DATASET_ROWS:,} (the worker's limit)")
+    names = _select_columns(columns, unique(count_at_most(label_columns, MAX_LABEL_FIELDS, "label_columns"), "label_columns"), where)
     labels = {name: _parse_labels(rows, name, where) for name in names}
     infos = [_column_info(name, values, where) for name, values in labels.items()]
     images = _read_images(folder, rows, where)
@@ -87,34 +91,36 @@ def load_dataset(path: str, labels_file: str, label_columns: list[str]) -> Datas
 
 
 def _labels_path(folder: Path, labels_file: str) -> Path:
+    """The labels file, resolved (symlinks too) inside the resolved dataset folder."""
     if labels_file:
-        candidate = (folder / labels_file).resolve()
-        if not candidate.is_relative_to(folder.resolve()):
-            raise invalid("labels_file", f"{labels_file!r} is outside the dataset folder")
+        candidate = resolve_inside(folder, labels_file, "labels_file", "")
         if not candidate.is_file():
-            raise not_found("labels_file", f"no file {labels_file!r} in {folder}")
+            raise not_found("labels_file", f"no file {shorten(labels_file)} in {folder}")
         if candidate.suffix.lower() not in {".csv", ".jsonl"}:
-            raise invalid("labels_file", f"{labels_file!r} must end in .csv or .jsonl")
+            raise invalid("labels_file", f"{shorten(labels_file)} must end in .csv or .jsonl")
         return candidate
     for name in _DEFAULT_LABEL_FILES:
-        if (folder / name).is_file():
-            return folder / name
+        if (folder / name).is_file() or (folder / name).is_symlink():
+            return resolve_inside(folder, name, "path", name)
     raise invalid("path", f"{folder} has no labels file (expected {' or '.join(_DEFAULT_LABEL_FILES)})")
 
 
 def _read_rows(labels_path: Path) -> tuple[list[_Row], list[str]]:
     """Rows and the column names (CSV: the header; JSONL: every key, in order of appearance)."""
-    try:
-        text = labels_path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as error:
-        raise invalid("path", f"{labels_path.name} is not readable UTF-8 text: {error}") from error
+    text = read_text(labels_path, "path")
     if labels_path.suffix.lower() == ".jsonl":
         return _read_jsonl(text, labels_path.name)
     return _read_csv(text, labels_path.name)
 
 
 def _read_csv(text: str, where: str) -> tuple[list[_Row], list[str]]:
-    reader = csv.reader(text.splitlines())
+    try:
+        return _csv_rows(csv.reader(text.splitlines()), where)
+    except csv.Error as error:  # e.g. a field larger than csv.field_size_limit()
+        raise invalid("path", f"{where} is not valid CSV: {error}") from error
+
+
+def _csv_rows(reader, where: str) -> tuple[list[_Row], list[str]]:
     header = next(reader, None)
     if header is None:
         raise invalid("path", f"{where} is empty; it needs a header row with a {FILE_COLUMN!r} column")
@@ -137,10 +143,7 @@ def _read_jsonl(text: str, where: str) -> tuple[list[_Row], list[str]]:
     for line, raw in enumerate(text.splitlines(), start=1):
         if not raw.strip():
             continue
-        try:
-            values = json.loads(raw)
-        except json.JSONDecodeError as error:
-            raise invalid("path", f"{where} line {line}: not valid JSON: {error.msg}") from error
+        values = parse_json(raw, "path", f"{where} line {line}")
         if not isinstance(values, dict):
             raise invalid("path", f"{where} line {line}: expected a JSON object, got {type(values).__name__}")
         columns.extend(key for key in values if key not in columns)
@@ -153,6 +156,8 @@ def _select_columns(columns: list[str], requested: list[str], where: str) -> lis
     if not requested:
         if not available:
             raise invalid("path", f"{where} has no label columns besides {FILE_COLUMN!r}")
+        if len(available) > MAX_LABEL_FIELDS:
+            raise invalid("label_columns", f"{where} has {len(available):,} label columns; name at most {MAX_LABEL_FIELDS} to load")
         return available
     for i, name in enumerate(requested):
         if name not in available:
@@ -167,19 +172,23 @@ def _parse_labels(rows: list[_Row], column: str, where: str) -> torch.Tensor:
             raise invalid("path", f"{where} line {row.line}: no value for column {column!r}")
         value = _as_label(row.values[column])
         if value is None:
-            raise invalid("path", f"{where} line {row.line}, column {column!r}: expected a class index 0, 1, 2, ..., got {row.values[column]!r}")
+            raise invalid(
+                "path",
+                f"{where} line {row.line}, column {shorten(column)}: expected a class index 0, 1, 2, ..., "
+                f"got {shorten(row.values[column])} (classes are below {MAX_CLASSES:,})",
+            )
         values.append(value)
     return torch.tensor(values, dtype=torch.long)
 
 
 def _as_label(value: object) -> int | None:
-    """A non-negative integer from a CSV cell or a JSON value; None for anything else."""
+    """A class index below MAX_CLASSES from a CSV cell or a JSON value; None for anything else."""
     if isinstance(value, bool):
         return None
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 9:
+        value = int(value)
     if isinstance(value, int):
-        return value if value >= 0 else None
-    if isinstance(value, str) and value.isascii() and value.isdigit():
-        return int(value)
+        return value if 0 <= value < MAX_CLASSES else None
     return None
 
 
@@ -199,28 +208,27 @@ def _column_info(name: str, values: torch.Tensor, where: str) -> LabelColumnInfo
 
 
 def _read_images(folder: Path, rows: list[_Row], where: str) -> torch.Tensor:
-    root = folder.resolve()
+    """The rows' images; `folder` is resolved, and every image must resolve inside it."""
     images: list[np.ndarray] = []
     first_name = ""
     for row in rows:
         name = row.values.get(FILE_COLUMN)
+        line = f"{where} line {row.line}"
         if not isinstance(name, str) or not name:
-            raise invalid("path", f"{where} line {row.line}: column {FILE_COLUMN!r} must name an image file")
-        file = (folder / name).resolve()
-        if not file.is_relative_to(root):
-            raise invalid("path", f"{where} line {row.line}: {name!r} is outside the dataset folder")
+            raise invalid("path", f"{line}: column {FILE_COLUMN!r} must name an image file")
+        file = resolve_inside(folder, name, "path", line)
         if not file.is_file():
-            raise invalid("path", f"{where} line {row.line}: image {name!r} does not exist in {folder}")
-        try:
-            with Image.open(file) as image:
-                array = np.asarray(image.convert("RGB"))
-        except (OSError, UnidentifiedImageError) as error:
-            raise invalid("path", f"{where} line {row.line}: {name!r} is not a readable image: {error}") from error
+            raise invalid("path", f"{line}: image {shorten(name)} does not exist in {folder}")
+        array = read_rgb_image(file, "path", f"{line}: {shorten(name)}")
         if images and array.shape != images[0].shape:
             raise invalid(
                 "path",
-                f"{where} line {row.line}: {name!r} is {_size(array)} but {first_name!r} is {_size(images[0])}; "
+                f"{line}: {shorten(name)} is {_size(array)} but {shorten(first_name)} is {_size(images[0])}; "
                 "all images must have the same size",
+            )
+        if array.nbytes * len(rows) > MAX_DATASET_BYTES:
+            raise invalid(
+                "path", f"{where}: {len(rows):,} images of {_size(array)} exceed the worker's {MAX_DATASET_BYTES >> 30} GiB for a dataset"
             )
         first_name = first_name or name
         images.append(array)

@@ -7,6 +7,7 @@ without taking the worker down.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import logging
@@ -43,30 +44,90 @@ def exhausted(field: str | None, message: str) -> RequestError:
     return RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED, field, message)
 
 
+# The status message travels as the grpc-message header, percent-encoded (a non-ASCII byte takes
+# three characters); past the peer's header limit (8 KiB by default) the call fails with "Stream
+# removed" instead of the message. This budget keeps it well below.
+MAX_STATUS_CHARS = 4000
+
+
+def shorten(value: object, limit: int = 200, quote: bool = True) -> str:
+    """repr(value) (str(value) without `quote`), cut to about `limit` characters: error messages
+    echo user input, which can be huge."""
+    text = repr(value) if quote else str(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit - 40]}... ({len(text) - limit + 40} more characters)"
+
+
 def _status_for(error: BaseException) -> tuple[grpc.StatusCode, str]:
     code, message = _classify(error)
     # Leading or trailing whitespace makes the grpc-message header invalid: clients then see "".
-    return code, " ".join(message.split())
+    return code, _fit_header(" ".join(message.split()))
+
+
+def _fit_header(message: str) -> str:
+    """The message cut so that its percent-encoded form stays within MAX_STATUS_CHARS."""
+    used = 0
+    for i, char in enumerate(message):
+        used += 1 if " " <= char <= "~" else 3 * len(char.encode("utf-8", "replace"))
+        if used > MAX_STATUS_CHARS - 60:
+            return f"{message[:i]}... (message cut, {len(message) - i} more characters)"
+    return message
 
 
 def _classify(error: BaseException) -> tuple[grpc.StatusCode, str]:
     if isinstance(error, RequestError):
         return error.code, str(error)
-    if _is_out_of_memory(error):
+    if is_out_of_memory(error):
         return grpc.StatusCode.RESOURCE_EXHAUSTED, f"out of memory: {error}"
+    user_data = _user_data_error(error)
+    if user_data is not None:
+        # Request paths reach files and parsers below the boundaries that name the field; what
+        # escapes them is still a problem with the user's data, not a bug of the worker.
+        log.warning("user data error outside a boundary: %s: %s", type(error).__name__, error)
+        return grpc.StatusCode.INVALID_ARGUMENT, user_data
     log.error("internal error:\n%s", "".join(traceback.format_exception(error)))
     return grpc.StatusCode.INTERNAL, f"internal error in the worker: {type(error).__name__}: {error}"
 
 
-def _is_out_of_memory(error: BaseException) -> bool:
+def _user_data_error(error: BaseException) -> str | None:
+    """A message for errors that only the user's files or inputs cause, None for anything else."""
+    if isinstance(error, OSError):
+        where = f" ({shorten(error.filename)})" if error.filename else ""
+        return f"file system error{where}: {error.strerror or error}"
+    if isinstance(error, UnicodeError):
+        return f"undecodable text: {error}"
+    if isinstance(error, RecursionError):
+        return "input nested too deeply to parse"
+    return None
+
+
+# Messages of allocation failures that torch raises as a plain RuntimeError (CPU allocator, and
+# CUDA builds older than torch.OutOfMemoryError).
+_OOM_MESSAGES = ("DefaultCPUAllocator: can't allocate memory", "not enough memory", "CUDA out of memory", "out of memory")
+
+
+def is_out_of_memory(error: BaseException) -> bool:
     if isinstance(error, MemoryError):
         return True
     try:
         import torch
 
-        return isinstance(error, torch.OutOfMemoryError)
+        if isinstance(error, torch.OutOfMemoryError):
+            return True
     except (ImportError, AttributeError):
-        return False
+        pass
+    return isinstance(error, RuntimeError) and any(m in str(error) for m in _OOM_MESSAGES)
+
+
+def _call_scope(service):
+    """The service's handle registry's scope for one call (its leases), if it has one."""
+    handles = getattr(service, "handles", None)
+    return handles.call_scope() if hasattr(handles, "call_scope") else contextlib.nullcontext()
+
+
+def cancelled(message: str) -> RequestError:
+    return RequestError(grpc.StatusCode.CANCELLED, None, message)
 
 
 def rpc_method(handler):
@@ -84,11 +145,12 @@ def rpc_method(handler):
         @functools.wraps(handler)
         def streaming(self, request, context):
             started = time.perf_counter()
-            try:
-                yield from handler(self, request, context)
-            except Exception as error:  # noqa: BLE001 - the worker must survive any request
-                finish(self, started, ok=False)
-                context.abort(*_status_for(error))
+            with _call_scope(self):
+                try:
+                    yield from handler(self, request, context)
+                except Exception as error:  # noqa: BLE001 - the worker must survive any request
+                    finish(self, started, ok=False)
+                    context.abort(*_status_for(error))
             finish(self, started, ok=True)
 
         return streaming
@@ -96,11 +158,12 @@ def rpc_method(handler):
     @functools.wraps(handler)
     def unary(self, request, context):
         started = time.perf_counter()
-        try:
-            response = handler(self, request, context)
-        except Exception as error:  # noqa: BLE001 - the worker must survive any request
-            finish(self, started, ok=False)
-            context.abort(*_status_for(error))
+        with _call_scope(self):
+            try:
+                response = handler(self, request, context)
+            except Exception as error:  # noqa: BLE001 - the worker must survive any request
+                finish(self, started, ok=False)
+                context.abort(*_status_for(error))
         finish(self, started, ok=True)
         return response
 

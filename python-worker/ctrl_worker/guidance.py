@@ -24,6 +24,7 @@ from .backbones import Backbone, in_batches
 from .classifier import Classifier, frozen, log_prob
 from .control import Control, Labels
 from .errors import invalid
+from .limits import MAX_TERMS, count_at_most
 from .gen.ctrl.v1 import worker_pb2 as pb
 from .noisy_classifier import require_noise_aware, require_pixel_backbone
 
@@ -146,6 +147,7 @@ def parse_terms(
 ) -> list[GuidanceTerm]:
     """GuidanceTerm messages -> terms, each checked against the backbone and the sample count."""
     require_pixel_backbone(backbone, "backbone")
+    count_at_most(messages, MAX_TERMS, "terms")
     terms: list[GuidanceTerm] = []
     for i, message in enumerate(messages):
         field = f"terms[{i}]"

@@ -1,13 +1,21 @@
-"""Typed handles: the worker keeps tensors and models, the orchestrator holds their names."""
+"""Typed handles: the worker keeps tensors and models, the orchestrator holds their names.
+
+A running call holds every handle it looked up until it ends (a lease): releasing a handle, or one
+it depends on, while a call uses it is refused with FAILED_PRECONDITION ("in use by N running
+calls") instead of pulling the model from under the call.
+"""
 
 from __future__ import annotations
 
 import itertools
 import threading
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from .errors import invalid, not_found
+from .errors import invalid, not_found, precondition, shorten
 
 T = TypeVar("T")
 
@@ -29,9 +37,35 @@ class HandleRegistry:
         self._entries: dict[str, Entry] = {}
         self._counter = itertools.count(1)
         self._lock = threading.Lock()
+        self._in_use: Counter[str] = Counter()  # leases of running calls, by handle
+        self._call = threading.local()  # .leases: the current call's Counter, while it runs
+
+    @contextmanager
+    def call_scope(self) -> Iterator[None]:
+        """Runs one call: the handles it looks up stay leased to it until the block ends. A gRPC
+        call runs on one thread from start to end, streaming ones too."""
+        leases: Counter[str] = Counter()
+        self._call.leases = leases
+        try:
+            yield
+        finally:
+            if getattr(self._call, "leases", None) is leases:
+                self._call.leases = None
+            with self._lock:
+                self._in_use.subtract(leases)
+                self._in_use = +self._in_use  # drop the zeros
+
+    def _lease(self, name: str) -> None:
+        """Called with the lock held."""
+        leases = getattr(self._call, "leases", None)
+        if leases is not None:
+            leases[name] += 1
+            self._in_use[name] += 1
 
     def add(self, kind: str, value: object, description: str, parent: str | None = None) -> str:
         with self._lock:
+            if parent is not None and parent not in self._entries:
+                raise precondition(None, f"{shorten(parent)} was released while this call ran; nothing was kept")
             name = f"{kind}/{next(self._counter)}"
             self._entries[name] = Entry(kind, value, description, parent=parent)
             if parent is not None:
@@ -50,10 +84,12 @@ class HandleRegistry:
             raise invalid(field_name, f"a {expected} handle is required")
         with self._lock:
             entry = self._entries.get(name)
+            if entry is not None and entry.kind in kinds:
+                self._lease(name)
         if entry is None:
-            raise not_found(field_name, f"no live handle {name!r} (never created, or already released)")
+            raise not_found(field_name, f"no live handle {shorten(name)} (never created, or already released)")
         if entry.kind not in kinds:
-            raise invalid(field_name, f"handle {name!r} is a {entry.kind}, expected a {expected}")
+            raise invalid(field_name, f"handle {shorten(name)} is a {entry.kind}, expected a {expected}")
         assert isinstance(entry.value, kinds[entry.kind])
         return entry.kind, entry.value
 
@@ -71,7 +107,8 @@ class HandleRegistry:
             raise invalid(field_name, "a handle is required")
         with self._lock:
             if name not in self._entries:
-                raise not_found(field_name, f"no live handle {name!r} (never created, or already released)")
+                raise not_found(field_name, f"no live handle {shorten(name)} (never created, or already released)")
+            self._check_unused(name, field_name)
             released: list[tuple[str, Entry]] = []
             stack = [name]
             while stack:
@@ -88,6 +125,25 @@ class HandleRegistry:
             if callable(close):
                 close()
         return [current for current, _ in released]
+
+    def _check_unused(self, name: str, field_name: str) -> None:
+        """Refuses to release `name` while other calls use it or a handle that goes with it (the
+        calling call's own leases do not count: Backward releases the rollout it consumed)."""
+        own = getattr(self._call, "leases", None) or Counter()
+        users: dict[str, int] = {}
+        stack = [name]
+        while stack:
+            current = stack.pop()
+            count = self._in_use[current] - own[current]
+            if count > 0:
+                users[current] = count
+            stack.extend(self._entries[current].children)
+        if users:
+            total = sum(users.values())
+            where = ", ".join(f"{handle} ({count})" for handle, count in sorted(users.items()))
+            raise precondition(
+                field_name, f"{name} is in use by {total} running call{'s' if total > 1 else ''} ({where}); release it when they finish"
+            )
 
     def list(self) -> list[tuple[str, Entry]]:
         with self._lock:

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import torch
 
-from .errors import invalid, precondition
+from .errors import invalid, is_out_of_memory, precondition
+from .limits import MAX_PROMPT_CHARS
 
 # The sub-folders model_index.json must name for a text-to-image pipeline.
 REQUIRED_PARTS = ("vae", "text_encoder", "tokenizer")
-MAX_PROMPT_CHARS = 2000
 
 
 @dataclass
@@ -72,6 +72,8 @@ def load_parts(root: Path, dtype: torch.dtype, device: torch.device, latent_shap
         text_encoder = CLIPTextModel.from_pretrained(root / "text_encoder", use_safetensors=True, dtype=dtype)
         tokenizer = CLIPTokenizer.from_pretrained(root / "tokenizer")
     except Exception as error:  # corrupt or mismatched files raise many types
+        if is_out_of_memory(error):
+            raise
         raise invalid("source", f"could not load the text-to-image parts in {root}: {type(error).__name__}: {error}") from error
     if int(vae.config.latent_channels) != latent_shape[0]:
         raise invalid(

@@ -14,7 +14,7 @@ import torch
 
 from .control import Control
 from .errors import invalid, precondition
-from .validation import non_negative, positive, unique, unit_interval
+from .validation import non_negative, positive, rate, unique, unit_interval
 
 GROUPS = ("lora", "embedding")
 DEFAULT_BETAS = (0.9, 0.999)
@@ -53,8 +53,8 @@ def create_optimizer(control: Control, groups, beta1: float, beta2: float, eps: 
             {
                 "name": name,
                 "params": params[name],
-                "lr": positive(group.learning_rate, f"groups[{i}].learning_rate"),
-                "weight_decay": non_negative(group.weight_decay, f"groups[{i}].weight_decay"),
+                "lr": rate(group.learning_rate, f"groups[{i}].learning_rate"),
+                "weight_decay": rate(group.weight_decay, f"groups[{i}].weight_decay", allow_zero=True),
             }
         )
     betas = (

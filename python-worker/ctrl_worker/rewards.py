@@ -21,6 +21,7 @@ import torch
 
 from .classifier import Classifier, frozen, log_prob
 from .errors import invalid, precondition
+from .limits import MAX_TERMS, count_at_most
 from .rollout import Rollout
 from .validation import finite, positive
 
@@ -65,6 +66,7 @@ def parse_terms(messages, rollout: Rollout, lookup: ClassifierLookup) -> list[Te
     """RewardTerm messages -> terms, checked against the rollout (labels, sizes, image shapes)."""
     if not messages:
         raise invalid("terms", "at least one reward term is required")
+    count_at_most(messages, MAX_TERMS, "terms")
     return [_parse_term(message, f"terms[{i}]", rollout, lookup) for i, message in enumerate(messages)]
 
 

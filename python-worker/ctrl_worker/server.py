@@ -55,6 +55,50 @@ class _TokenAuth(grpc.ServerInterceptor):
         return self._deny
 
 
+class _UndecodableRequests(grpc.ServerInterceptor):
+    """Bytes that are no protobuf message of the method's type get INVALID_ARGUMENT; grpc itself
+    would answer INTERNAL, which must mean a bug of the worker."""
+
+    def intercept_service(self, continuation, handler_call_details):
+        handler = continuation(handler_call_details)
+        if handler is None or handler.request_deserializer is None or handler.request_streaming:
+            return handler
+        deserialize, behaviour = handler.request_deserializer, handler.unary_unary or handler.unary_stream
+        method = handler_call_details.method
+
+        def safe_deserialize(data):
+            try:
+                return deserialize(data)
+            except Exception as error:  # noqa: BLE001 - protobuf's DecodeError, or worse bytes
+                return _Undecodable(f"request: not a valid {method} request message ({type(error).__name__})")
+
+        def guarded(request, context):
+            if isinstance(request, _Undecodable):
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message)
+            return behaviour(request, context)
+
+        kind = "unary_stream" if handler.response_streaming else "unary_unary"
+        return handler._replace(request_deserializer=safe_deserialize, **{kind: guarded})
+
+
+@dataclass(frozen=True)
+class _Undecodable:
+    message: str
+
+
+def create_server(service: WorkerService, max_message_bytes: int, token: str | None) -> tuple[grpc.Server, health.HealthServicer]:
+    """The gRPC server with the worker and health services (no port yet); with `token`, calls must
+    carry it. Used by `serve` and by in-process tests."""
+    interceptors: list[grpc.ServerInterceptor] = [_TokenAuth(token)] if token else []
+    interceptors.append(_UndecodableRequests())
+    options = [("grpc.max_receive_message_length", max_message_bytes), ("grpc.max_send_message_length", max_message_bytes)]
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), interceptors=interceptors, options=options)
+    pb_grpc.add_WorkerServicer_to_server(service, server)
+    health_service = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_service, server)
+    return server, health_service
+
+
 def _loopback_address(spec: str) -> tuple[str, int]:
     host, _, port = spec.removeprefix("tcp:").rpartition(":")
     host = host.strip("[]") or "127.0.0.1"
@@ -72,12 +116,7 @@ def serve(options: ServerOptions, device) -> None:
     import torch
 
     telemetry = Telemetry(options.telemetry, options.worker_id)
-    message_options = [
-        ("grpc.max_receive_message_length", options.max_message_bytes),
-        ("grpc.max_send_message_length", options.max_message_bytes),
-    ]
     token = None
-    interceptors = []
     private_dir = None
     if options.listen == "unix":
         # mkdtemp makes the directory 0700: only this user can reach the socket inside.
@@ -86,16 +125,12 @@ def serve(options: ServerOptions, device) -> None:
     elif options.listen.startswith("tcp:"):
         host, port = _loopback_address(options.listen)
         token = secrets.token_urlsafe(32)
-        interceptors.append(_TokenAuth(token))
         target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     else:
         raise SystemExit(f"--listen: expected 'unix' or 'tcp:HOST:PORT', got {options.listen!r}")
 
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), interceptors=interceptors, options=message_options)
     service = WorkerService(device, Limits(options.max_message_bytes, options.max_samples), telemetry)
-    pb_grpc.add_WorkerServicer_to_server(service, server)
-    health_service = health.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_service, server)
+    server, health_service = create_server(service, options.max_message_bytes, token)
     port = server.add_insecure_port(target)
     if port == 0:
         raise SystemExit(f"could not listen on {target}")

@@ -20,7 +20,8 @@ from .conditioning import TextCondition, parse_condition
 from .control import Control, validate_fields, validate_lora
 from .datasets import Dataset, load_dataset
 from .denoising import check_rows, denoising_loss
-from .errors import RequestError, exhausted, invalid, precondition, rpc_method
+from .errors import RequestError, cancelled, exhausted, invalid, precondition, rpc_method, shorten
+from .limits import LIMITS, MAX_SYNTHETIC_IMAGES
 from .gen.ctrl.v1 import worker_pb2 as pb
 from .gen.ctrl.v1 import worker_pb2_grpc as pb_grpc
 from .handles import HandleRegistry
@@ -31,12 +32,10 @@ from .rollout import Rollout, check_grad_steps, rollout
 from .sampler import Trajectory, validate_eta, validate_timesteps
 from .telemetry import Telemetry, memory_snapshot
 from .tensors import dtype_enum, from_proto, image_chunks, images_to_uint8, to_proto, torch_dtype
-from .validation import positive, validate_seed
+from .validation import batch_size, rate, validate_seed
 
 PROTOCOL = "ctrl.v1"
 _PACKAGES = ("torch", "diffusers", "peft", "transformers", "safetensors", "grpcio", "protobuf", "pyzmq", "msgpack", "numpy")
-# SyntheticImages holds the whole set in memory before streaming it (32x32 RGB: 3 KiB an image).
-MAX_SYNTHETIC_IMAGES = 100_000
 
 
 @dataclass(frozen=True)
@@ -68,6 +67,7 @@ class WorkerService(pb_grpc.WorkerServicer):
             pid=os.getpid(),
             max_message_bytes=self.limits.max_message_bytes,
             max_samples=self.limits.max_samples,
+            limits=LIMITS,
             max_rss_bytes=memory["max_rss_bytes"],
             accelerator_peak_bytes=memory.get("cuda_peak_bytes", 0),
         )
@@ -92,8 +92,8 @@ class WorkerService(pb_grpc.WorkerServicer):
         dtype = torch_dtype(request.dtype, "dtype", default=torch.float32)
         autocast = None if request.autocast == pb.DTYPE_UNSPECIFIED else torch_dtype(request.autocast, "autocast")
         backbone = load_backbone(request.source, request.revision, dtype, self.device, autocast)
-        description = f"{backbone.model_class} from {request.source}, {backbone.num_parameters():,} parameters"
-        handle = self.handles.add("backbone", backbone, description)
+        description = f"{backbone.model_class} from {shorten(request.source, quote=False)}, {backbone.num_parameters():,} parameters"
+        handle = self._register(context, "backbone", backbone, description)
         return pb.Backbone(
             handle=handle,
             source=request.source,
@@ -109,6 +109,19 @@ class WorkerService(pb_grpc.WorkerServicer):
             steps_offset=backbone.steps_offset,
             content_hash=backbone.content_hash,
         )
+
+    def _register(self, context, kind: str, value: object, description: str, parent: str | None = None) -> str:
+        """Registers a new handle, unless the client is gone (cancelled, or past its deadline): no
+        one would ever learn its name, so what the call made is closed instead."""
+        try:
+            if not context.is_active():
+                raise cancelled(f"the call was cancelled or its deadline passed; the new {kind} was not kept")
+            return self.handles.add(kind, value, description, parent=parent)
+        except BaseException:
+            close = getattr(value, "close", None)
+            if callable(close):
+                close()
+            raise
 
     def _backbone(self, name: str, field: str) -> Backbone:
         return self.handles.get(name, "backbone", Backbone, field)
@@ -163,13 +176,14 @@ class WorkerService(pb_grpc.WorkerServicer):
         timesteps = validate_timesteps(list(request.timesteps), backbone.num_train_timesteps, "timesteps")
         eta = validate_eta(request.eta, "eta")
         seed = validate_seed(request.seed, "seed")
+        rows = batch_size(request.batch_size)
         trajectory = self._trajectory(request, num_samples, seed, compute_kl=request.compute_kl)
         started = time.perf_counter()
         for i, t in enumerate(timesteps):
             if not context.is_active():
                 return  # the client went away: stop computing
             prev = timesteps[i + 1] if i + 1 < len(timesteps) else -1
-            trajectory.step(t, prev, eta, request.batch_size)
+            trajectory.step(t, prev, eta, rows)
             elapsed = time.perf_counter() - started
             self.telemetry.progress("sample", i + 1, len(timesteps), timestep=t)
             yield pb.SampleEvent(
@@ -177,7 +191,7 @@ class WorkerService(pb_grpc.WorkerServicer):
             )
         if request.compute_kl:
             yield pb.SampleEvent(kl=pb.SampleKl(per_sample=trajectory.kl.tolist()))
-        for chunk in image_chunks(self._images(backbone, trajectory, request.batch_size)):
+        for chunk in image_chunks(self._images(backbone, trajectory, rows)):
             yield pb.SampleEvent(images=chunk)
 
     @staticmethod
@@ -193,19 +207,17 @@ class WorkerService(pb_grpc.WorkerServicer):
         seed = validate_seed(request.seed, "seed")
         initial = None
         if request.HasField("initial_noise"):
-            initial = from_proto(request.initial_noise, "initial_noise", (num_samples, *backbone.sample_shape))
-            if initial.dtype != torch.float32:
-                raise invalid("initial_noise.dtype", "must be DTYPE_FLOAT32")
+            initial = from_proto(request.initial_noise, "initial_noise", (num_samples, *backbone.sample_shape), torch.float32)
         trajectory = self._trajectory(request, num_samples, seed, initial)
-        handle = self.handles.add(
-            "trajectory", trajectory, f"{num_samples} samples of {list(backbone.sample_shape)}", parent=request.model
+        handle = self._register(
+            context, "trajectory", trajectory, f"{num_samples} samples of {list(backbone.sample_shape)}", parent=request.model
         )
         return pb.Trajectory(handle=handle, shape=list(trajectory.shape))
 
     @rpc_method
     def StepTrajectory(self, request, context):
         trajectory = self.handles.get(request.trajectory, "trajectory", Trajectory, "trajectory")
-        trajectory.step(request.timestep, request.prev_timestep, request.eta, request.batch_size)
+        trajectory.step(request.timestep, request.prev_timestep, request.eta, batch_size(request.batch_size))
         return pb.StepTrajectoryResponse(steps_taken=trajectory.steps_taken, seconds=trajectory.seconds)
 
     @rpc_method
@@ -219,7 +231,7 @@ class WorkerService(pb_grpc.WorkerServicer):
     def LoadDataset(self, request, context):
         dataset = load_dataset(request.path, request.labels_file, list(request.label_columns))
         columns = ", ".join(f"{c.name} ({c.num_classes})" for c in dataset.columns)
-        handle = self.handles.add("dataset", dataset, f"{dataset.size} images {list(dataset.image_shape)} from {request.path}; {columns}")
+        handle = self._register(context, "dataset", dataset, f"{dataset.size} images {list(dataset.image_shape)} from {shorten(request.path, quote=False)}; {columns}")
         return pb.Dataset(
             handle=handle,
             size=dataset.size,
@@ -249,10 +261,10 @@ class WorkerService(pb_grpc.WorkerServicer):
             request.learning_rate, request.weight_decay,
         )
         classifier = clf.create_classifier(config, validate_seed(request.seed, "seed"), self.device)
-        return self._add_classifier(classifier)
+        return self._add_classifier(context, classifier)
 
-    def _add_classifier(self, classifier: clf.Classifier) -> pb.Classifier:
-        handle = self.handles.add("classifier", classifier, classifier.describe())
+    def _add_classifier(self, context, classifier: clf.Classifier) -> pb.Classifier:
+        handle = self._register(context, "classifier", classifier, classifier.describe())
         return pb.Classifier(
             handle=handle,
             num_parameters=classifier.num_parameters(),
@@ -293,7 +305,7 @@ class WorkerService(pb_grpc.WorkerServicer):
         if request.HasField("images"):
             if request.dataset or request.label_column or request.indices:
                 raise invalid("images", "give either images or dataset rows (dataset, label_column, indices), not both")
-            images = clf.check_images(from_proto(request.images, "images"), classifier, "images")
+            images = clf.decode_images(request.images, classifier, "images")
         else:
             dataset = self._dataset(request.dataset, "dataset")
             images, labels = clf.dataset_batch(classifier, dataset, request.label_column, list(request.indices))
@@ -321,7 +333,7 @@ class WorkerService(pb_grpc.WorkerServicer):
 
     @rpc_method
     def LoadClassifier(self, request, context):
-        return self._add_classifier(clf.load_classifier(request.directory, self.device))
+        return self._add_classifier(context, clf.load_classifier(request.directory, self.device))
 
     # -- controls --------------------------------------------------------------------------------
 
@@ -330,8 +342,8 @@ class WorkerService(pb_grpc.WorkerServicer):
         if existing:
             raise precondition("backbone", f"{backbone} already has a control ({existing[0]}); release it first")
 
-    def _add_control(self, backbone: str, control: Control) -> pb.Control:
-        handle = self.handles.add("control", control, control.describe(), parent=backbone)
+    def _add_control(self, context, backbone: str, control: Control) -> pb.Control:
+        handle = self._register(context, "control", control, control.describe(), parent=backbone)
         return pb.Control(
             handle=handle,
             backbone=backbone,
@@ -349,13 +361,13 @@ class WorkerService(pb_grpc.WorkerServicer):
         seed = validate_seed(request.seed, "seed")
         with backbone.lock:  # check and add as one: two calls must not both add a control
             self._check_no_control(request.backbone)
-            return self._add_control(request.backbone, Control(backbone, fields, lora, seed))
+            return self._add_control(context, request.backbone, Control(backbone, fields, lora, seed))
 
     @rpc_method
     def CreateOptimizer(self, request, context):
         control = self._control(request.control, "control")
         opt = create_optimizer(control, request.groups, request.beta1, request.beta2, request.eps, request.max_grad_norm)
-        handle = self.handles.add("optimizer", opt, opt.describe(), parent=request.control)
+        handle = self._register(context, "optimizer", opt, opt.describe(), parent=request.control)
         return pb.Optimizer(handle=handle, steps=opt.steps)
 
     @rpc_method
@@ -368,6 +380,7 @@ class WorkerService(pb_grpc.WorkerServicer):
         eta = validate_eta(request.eta, "eta")
         seed = validate_seed(request.seed, "seed")
         grad_steps = check_grad_steps(list(request.grad_steps), len(timesteps))
+        rows = batch_size(request.batch_size)
         model = StepModel(
             backbone,
             control,
@@ -380,9 +393,9 @@ class WorkerService(pb_grpc.WorkerServicer):
         def progress(step: int, total: int) -> None:
             self.telemetry.progress("rollout", step, total)
 
-        result = rollout(model, num_samples, timesteps, eta, seed, grad_steps, request.batch_size, progress)
+        result = rollout(model, num_samples, timesteps, eta, seed, grad_steps, rows, progress)
         description = f"{num_samples} samples, {len(timesteps)} steps, {result.grad_steps_kept} with gradients"
-        handle = self.handles.add("rollout", result, description, parent=request.control)
+        handle = self._register(context, "rollout", result, description, parent=request.control)
         return pb.RolloutResult(
             handle=handle,
             kl_per_step=result.kl_per_step,
@@ -416,7 +429,7 @@ class WorkerService(pb_grpc.WorkerServicer):
     @rpc_method
     def OptimizerStep(self, request, context):
         opt = self._optimizer(request.optimizer, "optimizer")
-        scale = 1.0 if request.learning_rate_scale == 0 else positive(request.learning_rate_scale, "learning_rate_scale")
+        scale = 1.0 if request.learning_rate_scale == 0 else rate(request.learning_rate_scale, "learning_rate_scale")
         outcome = optimizer_step(opt, scale, discard=request.discard)
         return pb.OptimizerStepResponse(grad_norm=outcome.grad_norm, steps=opt.steps, skipped=outcome.skipped)
 
@@ -436,7 +449,7 @@ class WorkerService(pb_grpc.WorkerServicer):
         checkpoint = read_control(backbone, request.directory)  # the arguments first, then the state
         with backbone.lock:
             self._check_no_control(request.backbone)
-            return self._add_control(request.backbone, checkpoint.create(backbone))
+            return self._add_control(context, request.backbone, checkpoint.create(backbone))
 
     @rpc_method
     def LoadOptimizerState(self, request, context):
@@ -481,7 +494,7 @@ class WorkerService(pb_grpc.WorkerServicer):
         # A trajectory guided by a control goes with it when the control is released.
         controls = [t.classifier_free.control for t in request.terms if t.WhichOneof("kind") == "classifier_free"]
         description = f"{num_samples} guided samples of {list(backbone.sample_shape)} ({len(terms)} guidance terms)"
-        handle = self.handles.add("trajectory", trajectory, description, parent=controls[0] if controls else request.backbone)
+        handle = self._register(context, "trajectory", trajectory, description, parent=controls[0] if controls else request.backbone)
         return pb.Trajectory(handle=handle, shape=list(trajectory.shape))
 
     @rpc_method

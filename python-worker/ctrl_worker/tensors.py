@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from .errors import invalid
+from .limits import MAX_TENSOR_DIMS
 from .gen.ctrl.v1 import worker_pb2 as pb
 
 # dtype enum -> (torch dtype, numpy dtype used on the wire). bf16 travels as uint16 words.
@@ -37,12 +38,22 @@ def dtype_enum(dtype: torch.dtype) -> int:
     return _BY_TORCH[dtype]
 
 
-def from_proto(message: pb.Tensor, field: str, expected_shape: tuple[int, ...] | None = None) -> torch.Tensor:
-    """Decodes a Tensor message; raises INVALID_ARGUMENT naming `field` when it is malformed."""
-    dtype = torch_dtype(message.dtype, f"{field}.dtype")
+def from_proto(
+    message: pb.Tensor, field: str, expected_shape: tuple[int | None, ...] | None = None, dtype: torch.dtype | None = None
+) -> torch.Tensor:
+    """Decodes a Tensor message; raises INVALID_ARGUMENT naming `field` when it is malformed. Shape
+    (None: any size >= 1 in that place) and dtype are checked before any byte is decoded."""
+    dtype_given = torch_dtype(message.dtype, f"{field}.dtype")
+    if dtype is not None and dtype_given != dtype:
+        raise invalid(f"{field}.dtype", f"must be {pb.DType.Name(dtype_enum(dtype))}")
+    if len(message.shape) > MAX_TENSOR_DIMS:
+        raise invalid(f"{field}.shape", f"at most {MAX_TENSOR_DIMS} dimensions, got {len(message.shape)}")
     shape = tuple(int(d) for d in message.shape)
     if any(d < 0 for d in shape):
         raise invalid(f"{field}.shape", f"dimensions must be non-negative, got {list(shape)}")
+    if expected_shape is not None and not _matches(shape, expected_shape):
+        wanted = ["n >= 1" if d is None else d for d in expected_shape]
+        raise invalid(f"{field}.shape", f"expected {wanted}, got {list(shape)}")
     wire = _WIRE[message.dtype][1]
     expected_bytes = math.prod(shape) * wire.itemsize
     if len(message.data) != expected_bytes:
@@ -50,11 +61,13 @@ def from_proto(message: pb.Tensor, field: str, expected_shape: tuple[int, ...] |
             f"{field}.data",
             f"holds {len(message.data)} bytes but shape {list(shape)} of {pb.DType.Name(message.dtype)} needs {expected_bytes}",
         )
-    if expected_shape is not None and shape != tuple(expected_shape):
-        raise invalid(f"{field}.shape", f"expected {list(expected_shape)}, got {list(shape)}")
     array = np.frombuffer(message.data, dtype=wire).reshape(shape).copy()
     tensor = torch.from_numpy(array)
-    return tensor.view(torch.bfloat16) if dtype == torch.bfloat16 else tensor
+    return tensor.view(torch.bfloat16) if dtype_given == torch.bfloat16 else tensor
+
+
+def _matches(shape: tuple[int, ...], expected: tuple[int | None, ...]) -> bool:
+    return len(shape) == len(expected) and all(d >= 1 if e is None else d == e for d, e in zip(shape, expected))
 
 
 def to_proto(tensor: torch.Tensor) -> pb.Tensor:

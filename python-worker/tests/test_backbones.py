@@ -66,3 +66,39 @@ def test_unsupported_model_classes_are_a_failed_precondition(tmp_path, tiny_back
 def test_dtype_must_suit_the_device(tiny_backbone_dir):
     with pytest.raises(RequestError, match="^dtype: "):
         load_backbone(str(tiny_backbone_dir), "", torch.float16, CPU)
+
+
+def _edit_json(path, **changes):
+    config = json.loads(path.read_text())
+    config.update(changes)
+    path.write_text(json.dumps(config))
+
+
+@pytest.mark.parametrize(
+    "file, edit",
+    [
+        ("unet/config.json", lambda p: p.write_bytes(b"\xff\xfe{")),
+        ("unet/config.json", lambda p: p.write_bytes(b"[" * 100_000)),
+        ("unet/config.json", lambda p: p.write_text("[1, 2]")),
+        ("unet/config.json", lambda p: _edit_json(p, sample_size=4294967296)),
+        ("unet/config.json", lambda p: _edit_json(p, block_out_channels="wide")),
+        ("scheduler/scheduler_config.json", lambda p: _edit_json(p, beta_schedule="nonsense")),
+        ("scheduler/scheduler_config.json", lambda p: _edit_json(p, num_train_timesteps=10**9)),
+        ("scheduler/scheduler_config.json", lambda p: _edit_json(p, steps_offset="one")),
+        ("model_index.json", lambda p: p.write_text("3")),
+    ],
+)
+def test_model_folders_diffusers_rejects_are_invalid_arguments(tmp_path, tiny_backbone_dir, file, edit):
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_backbone_dir, folder)
+    edit(folder / file)
+    with pytest.raises(RequestError, match=r"^source: ") as info:
+        load_backbone(str(folder), "", torch.float32, CPU)
+    assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT, str(info.value)
+
+
+@pytest.mark.parametrize("source", ["a\0b", "/" + "x" * 300, "/" + "d/" * 3000])
+def test_paths_the_os_refuses_are_invalid_sources(source):
+    with pytest.raises(RequestError, match=r"^source: ") as info:
+        load_backbone(source, "", torch.float32, CPU)
+    assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT

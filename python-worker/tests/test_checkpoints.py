@@ -83,7 +83,7 @@ def test_existing_folders_are_kept_unless_overwrite(tmp_path, make_control, monk
         raise OSError("disk full")
 
     monkeypatch.setattr(checkpoints, "write_tensors", broken)
-    with pytest.raises(OSError):
+    with pytest.raises(RequestError, match=r"^directory: cannot write .*ckpt: disk full"):
         save_control(control, None, str(target), overwrite=True)
     assert (target / "label_embeddings.safetensors").read_bytes() == original
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
@@ -153,3 +153,53 @@ def test_lora_weights_carry_diffusers_adapter_metadata(tmp_path, make_control):
     assert metadata["format"] == "pt"
     assert adapter["unet.r"] == 2 and adapter["unet.lora_alpha"] == 2.0
     assert sorted(adapter["unet.target_modules"]) == sorted(["to_q", "to_k", "to_v", "to_out.0", "conv1", "conv2"])
+
+
+def test_overwrite_replaces_only_a_checkpoint_of_the_same_kind(tmp_path):
+    from ctrl_worker.classifier import save_classifier
+
+    classifier = tiny_classifier()
+    precious = tmp_path / "photos"
+    precious.mkdir()
+    (precious / "holiday.jpg").write_bytes(b"precious")
+    with pytest.raises(RequestError, match=r"^directory: .*photos' is not a ctrl-classifier/1 checkpoint") as info:
+        save_classifier(classifier, str(precious), overwrite=True)
+    assert info.value.code == grpc.StatusCode.FAILED_PRECONDITION
+    assert [p.name for p in precious.iterdir()] == ["holiday.jpg"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photos"]
+
+    # A checkpoint of another kind is not replaced either; one of the same kind is.
+    json_only = tmp_path / "other"
+    json_only.mkdir()
+    (json_only / "classifier.json").write_text(json.dumps({"format": "ctrl-control/1"}))
+    with pytest.raises(RequestError, match=r"classifier.json does not say so"):
+        save_classifier(classifier, str(json_only), overwrite=True)
+    target = tmp_path / "clf"
+    save_classifier(classifier, str(target), overwrite=False)
+    assert save_classifier(classifier, str(target), overwrite=True) == ["classifier.json", "classifier.safetensors"]
+
+
+def test_saves_to_paths_the_os_refuses_are_invalid_arguments(tmp_path):
+    from ctrl_worker.classifier import save_classifier
+    from hostile import hostile_paths
+
+    classifier = tiny_classifier()
+    for path in hostile_paths(tmp_path):
+        with pytest.raises(RequestError, match=r"^directory: ") as info:
+            save_classifier(classifier, path, overwrite=False)
+        assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT, (path[:40], str(info.value))
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"\xff\xfe", b"[" * 100_000, b"[1]", b'{"format": "ctrl-classifier/1", "num_classes": ' + b"9" * 5000 + b"}",
+     b'{"format": "ctrl-classifier/1", "input_shape": [3, 4294967296, 16], "num_classes": 3, "architecture": "convnet",'
+     b' "width": 4, "learning_rate": 0.001, "weight_decay": 0, "temperature": 1}'],
+)
+def test_hostile_classifier_json_is_an_invalid_argument(tmp_path, content):
+    from ctrl_worker.classifier import load_classifier
+
+    (tmp_path / "classifier.json").write_bytes(content)
+    with pytest.raises(RequestError, match=r"^directory: .*classifier.json") as info:
+        load_classifier(str(tmp_path), CPU)
+    assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT

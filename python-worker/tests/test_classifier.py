@@ -152,12 +152,20 @@ def test_batches_are_checked_against_the_classifier():
 
 def test_given_images_are_checked():
     classifier = tiny_classifier(2)
+    from ctrl_worker.gen.ctrl.v1 import worker_pb2 as pb
+    from ctrl_worker.tensors import to_proto
+
     good = torch.zeros(2, 16, 16, 3, dtype=torch.uint8)
-    assert clf.check_images(good, classifier, "images").shape == (2, 3, 16, 16)
+    assert clf.decode_images(to_proto(good), classifier, "images").shape == (2, 3, 16, 16)
     with pytest.raises(RequestError, match=r"^images\.dtype: must be DTYPE_UINT8"):
-        clf.check_images(good.float(), classifier, "images")
-    with pytest.raises(RequestError, match=r"^images\.shape: expected \[n >= 1, 16, 16, 3\], got \[2, 3, 16, 16\]"):
-        clf.check_images(good.permute(0, 3, 1, 2), classifier, "images")
+        clf.decode_images(to_proto(good.float()), classifier, "images")
+    with pytest.raises(RequestError, match=r"^images\.shape: expected \['n >= 1', 16, 16, 3\], got \[2, 3, 16, 16\]"):
+        clf.decode_images(to_proto(good.permute(0, 3, 1, 2).contiguous()), classifier, "images")
+    # Shapes are checked before the bytes: a claimed 2^32 rows with no data never reaches numpy.
+    with pytest.raises(RequestError, match=r"^images\.shape: expected"):
+        clf.decode_images(pb.Tensor(shape=[1, 2**32, 16, 3], dtype=pb.DTYPE_UINT8), classifier, "images")
+    with pytest.raises(RequestError, match=r"^images\.data: holds 0 bytes"):
+        clf.decode_images(pb.Tensor(shape=[2**32, 16, 16, 3], dtype=pb.DTYPE_UINT8), classifier, "images")
 
 
 @pytest.mark.parametrize(

@@ -108,3 +108,33 @@ def test_bad_jsonl_lines(tmp_path):
     (tmp_path / "labels.jsonl").write_text('{"file": "a.png", "y": 0}\n{"file": "a.png"}\n')
     with pytest.raises(RequestError, match=r"line 2: no value for column 'y'"):
         load_dataset(str(tmp_path), "", [])
+
+
+def test_hostile_files_are_invalid_arguments_naming_the_file(tmp_path):
+    from hostile import hostile_dataset
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for labels_file in hostile_dataset(folder):
+        with pytest.raises(RequestError) as info:
+            load_dataset(str(folder), labels_file, [])
+        assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT, (labels_file, str(info.value))
+        assert labels_file.split(".")[0] in str(info.value) or "outside" in str(info.value), str(info.value)
+        assert len(str(info.value)) < 1000
+
+
+def test_the_default_labels_file_must_not_link_outside_the_folder(tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    _image(folder / "a.png")
+    (tmp_path / "secret.csv").write_text("file,a\na.png,0\na.png,1\n")
+    (folder / "labels.csv").symlink_to(tmp_path / "secret.csv")
+    with pytest.raises(RequestError, match=r"^path: labels.csv: 'labels.csv' is outside the dataset folder"):
+        load_dataset(str(folder), "", [])
+
+
+@pytest.mark.parametrize("path", ["a\0b", "x" * 300, "/" + "d/" * 3000])
+def test_paths_the_os_refuses_are_invalid_arguments(path):
+    with pytest.raises(RequestError, match=r"^path: ") as info:
+        load_dataset(path, "", [])
+    assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT

@@ -65,3 +65,35 @@ def test_unexpected_errors_become_internal_and_out_of_memory_resource_exhausted(
     assert context.code == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert service.Good(None, context) == 42
     assert service.telemetry.calls[-1] == ("Good", True)
+
+
+@pytest.mark.parametrize(
+    "error, code",
+    [
+        (RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: you tried 1 TB"),
+         grpc.StatusCode.RESOURCE_EXHAUSTED),
+        (RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"), grpc.StatusCode.RESOURCE_EXHAUSTED),
+        (OSError(36, "File name too long", "x" * 300), grpc.StatusCode.INVALID_ARGUMENT),
+        (UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte"), grpc.StatusCode.INVALID_ARGUMENT),
+        (RecursionError("maximum recursion depth exceeded"), grpc.StatusCode.INVALID_ARGUMENT),
+        # Bugs of the worker's own code stay INTERNAL, so that they are seen and fixed.
+        (TypeError("unsupported operand"), grpc.StatusCode.INTERNAL),
+        (RuntimeError("shape mismatch"), grpc.StatusCode.INTERNAL),
+    ],
+)
+def test_errors_are_classified_by_their_cause(error, code):
+    from ctrl_worker.errors import _status_for
+
+    assert _status_for(error)[0] == code
+
+
+def test_status_messages_stay_below_the_header_limit():
+    from ctrl_worker.errors import MAX_STATUS_CHARS, _status_for, shorten
+
+    for text in ["x" * 100_000, "é" * 100_000, "\u4e2d" * 50_000]:
+        code, message = _status_for(invalid("field", f"got {text!r}"))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and message.startswith("field: got '")
+        encoded = sum(1 if " " <= c <= "~" else 3 * len(c.encode()) for c in message)
+        assert encoded <= MAX_STATUS_CHARS and message.endswith("more characters)")
+    assert shorten("y" * 1000, 100).startswith("'yyy") and len(shorten("y" * 1000, 100)) < 130
+    assert shorten("short") == "'short'"

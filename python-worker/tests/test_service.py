@@ -236,3 +236,94 @@ def test_synthetic_images_stream_in_chunks(service):
 
 def _fields(message) -> dict:
     return {field.name: value for field, value in message.ListFields()}
+
+
+def test_get_info_reports_the_limits(service):
+    from ctrl_worker.limits import LIMITS
+
+    info = _call(service.GetInfo, pb.GetInfoRequest())
+    assert dict(info.limits) == LIMITS and info.limits["max_classes"] == 100_000
+
+
+@pytest.mark.parametrize(
+    "changes, pattern",
+    [
+        (dict(num_classes=10**7), "num_classes: must be at most 100,000"),
+        (dict(width=2000), "width: must be at most 256"),
+        (dict(width=256, num_classes=100_000), "num_classes: 4 \\* width \\* num_classes"),
+        (dict(input_shape=[3, 2**32, 16]), "input_shape\\[1\\]: a side must be at most"),
+        (dict(input_shape=[2**20, 16, 16]), "input_shape\\[0\\]: channels must be at most"),
+    ],
+)
+def test_sizes_that_allocate_have_upper_limits(service, changes, pattern):
+    request = dict(input_shape=[3, 16, 16], num_classes=3, architecture="convnet", width=4, learning_rate=1e-3, **{})
+    request.update(changes)
+    _refused(service.CreateClassifier, pb.CreateClassifierRequest(**request), grpc.StatusCode.INVALID_ARGUMENT, pattern.replace("\\", ""))
+
+
+@pytest.mark.parametrize(
+    "changes, pattern",
+    [
+        (dict(lora_rank=10**6), "lora_rank: must be at most 256"),
+        (dict(fields=[pb.LabelField(name="a", num_classes=10**7)]), "fields[0].num_classes: must be at most 100,000"),
+        (dict(fields=[pb.LabelField(name=f"f{i}", num_classes=2) for i in range(100)]), "fields: at most 64 entries"),
+        (dict(lora_target_modules=["x" * 300]), "lora_target_modules[0]: at most 256 characters"),
+    ],
+)
+def test_control_sizes_have_upper_limits(service, backbone, changes, pattern):
+    request = _control_request(backbone)
+    for key, value in changes.items():
+        request.ClearField(key)
+        field = getattr(request, key)
+        field.extend(value) if isinstance(value, list) else setattr(request, key, value)
+    _refused(service.AddControl, request, grpc.StatusCode.INVALID_ARGUMENT, pattern)
+
+
+def test_batch_sizes_have_upper_limits(service, backbone):
+    request = pb.SampleRequest(model=backbone, num_samples=2, timesteps=TIMESTEPS, eta=1, seed=4, batch_size=10**6)
+    _refused(service.Sample, request, grpc.StatusCode.INVALID_ARGUMENT, "batch_size: must be at most 4,096")
+
+
+def test_a_cancelled_call_keeps_no_new_handle(service):
+    class Cancelled(Context):
+        def is_active(self):
+            return False
+
+    context = Cancelled()
+    request = pb.CreateClassifierRequest(input_shape=[3, 16, 16], num_classes=3, architecture="convnet", width=4, learning_rate=1e-3)
+    with pytest.raises(Aborted):
+        service.CreateClassifier(request, context)
+    assert context.code == grpc.StatusCode.CANCELLED
+    assert list(_call(service.ListHandles, pb.ListHandlesRequest()).handles) == []
+
+
+def test_releasing_a_control_while_its_rollout_runs_is_refused(service, backbone, monkeypatch):
+    import threading
+
+    from ctrl_worker import service as service_module
+
+    control = _add_control(service, backbone).handle
+    started, finish = threading.Event(), threading.Event()
+    real_rollout = service_module.rollout
+
+    def slow_rollout(*args, **kwargs):
+        started.set()
+        finish.wait(30)
+        return real_rollout(*args, **kwargs)
+
+    monkeypatch.setattr(service_module, "rollout", slow_rollout)
+    results = []
+    request = pb.RolloutRequest(
+        control=control, num_samples=2, labels=_labels(0, 1), timesteps=TIMESTEPS, eta=1, seed=0, grad_steps=[False, True, False]
+    )
+    thread = threading.Thread(target=lambda: results.append(_call(service.Rollout, request)))
+    thread.start()
+    assert started.wait(30)
+    for handle in (control, backbone):
+        _refused(service.ReleaseHandle, pb.ReleaseHandleRequest(handle=handle), grpc.StatusCode.FAILED_PRECONDITION,
+                 f"handle: {handle} is in use by 1 running call")
+    finish.set()
+    thread.join()
+    assert results[0].handle.startswith("rollout/")
+    released = _call(service.ReleaseHandle, pb.ReleaseHandleRequest(handle=backbone)).released
+    assert sorted(released) == sorted([backbone, control, results[0].handle])

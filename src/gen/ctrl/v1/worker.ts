@@ -174,11 +174,23 @@ export interface WorkerInfo {
    */
   maxRssBytes: number;
   acceleratorPeakBytes: number;
+  /**
+   * Upper bounds on the request values that size allocations, checked before anything is
+   * allocated (a value above one gets INVALID_ARGUMENT naming the field and the limit), e.g.
+   * max_classes, max_classifier_width, max_lora_rank, max_image_side, max_batch_size,
+   * max_train_timesteps, max_dataset_rows. Names and values: python-worker/ctrl_worker/limits.py.
+   */
+  limits: { [key: string]: number };
 }
 
 export interface WorkerInfo_PackagesEntry {
   key: string;
   value: string;
+}
+
+export interface WorkerInfo_LimitsEntry {
+  key: string;
+  value: number;
 }
 
 export interface LoadBackboneRequest {
@@ -938,6 +950,7 @@ function createBaseWorkerInfo(): WorkerInfo {
     maxSamples: 0,
     maxRssBytes: 0,
     acceleratorPeakBytes: 0,
+    limits: {},
   };
 }
 
@@ -983,6 +996,9 @@ export const WorkerInfo: MessageFns<WorkerInfo> = {
     if (message.acceleratorPeakBytes !== 0) {
       writer.uint32(96).uint64(message.acceleratorPeakBytes);
     }
+    globalThis.Object.entries(message.limits).forEach(([key, value]: [string, number]) => {
+      WorkerInfo_LimitsEntry.encode({ key: key as any, value }, writer.uint32(106).fork()).join();
+    });
     return writer;
   },
 
@@ -1108,6 +1124,17 @@ export const WorkerInfo: MessageFns<WorkerInfo> = {
             message.acceleratorPeakBytes = longToNumber(reader.uint64());
             continue;
           }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            const entry13 = WorkerInfo_LimitsEntry.decode(reader, reader.uint32());
+            if (entry13.value !== undefined) {
+              message.limits[entry13.key] = entry13.value;
+            }
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1179,6 +1206,20 @@ export const WorkerInfo: MessageFns<WorkerInfo> = {
         : isSet(object.accelerator_peak_bytes)
         ? globalThis.Number(object.accelerator_peak_bytes)
         : 0,
+      limits: isObject(object.limits)
+        ? (globalThis.Object.entries(object.limits) as [string, any][]).reduce(
+          (acc: { [key: string]: number }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.Number(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
     };
   },
 
@@ -1226,6 +1267,15 @@ export const WorkerInfo: MessageFns<WorkerInfo> = {
     if (message.acceleratorPeakBytes !== 0) {
       obj.acceleratorPeakBytes = Math.round(message.acceleratorPeakBytes);
     }
+    if (message.limits) {
+      const entries = globalThis.Object.entries(message.limits) as [string, number][];
+      if (entries.length > 0) {
+        obj.limits = {};
+        entries.forEach(([k, v]) => {
+          obj.limits[k] = Math.round(v);
+        });
+      }
+    }
     return obj;
   },
 
@@ -1254,6 +1304,15 @@ export const WorkerInfo: MessageFns<WorkerInfo> = {
     message.maxSamples = object.maxSamples ?? 0;
     message.maxRssBytes = object.maxRssBytes ?? 0;
     message.acceleratorPeakBytes = object.acceleratorPeakBytes ?? 0;
+    message.limits = (globalThis.Object.entries(object.limits ?? {}) as [string, number][]).reduce(
+      (acc: { [key: string]: number }, [key, value]: [string, number]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.Number(value);
+        }
+        return acc;
+      },
+      {},
+    );
     return message;
   },
 };
@@ -1339,6 +1398,91 @@ export const WorkerInfo_PackagesEntry: MessageFns<WorkerInfo_PackagesEntry> = {
     const message = createBaseWorkerInfo_PackagesEntry();
     message.key = object.key ?? "";
     message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseWorkerInfo_LimitsEntry(): WorkerInfo_LimitsEntry {
+  return { key: "", value: 0 };
+}
+
+export const WorkerInfo_LimitsEntry: MessageFns<WorkerInfo_LimitsEntry> = {
+  encode(message: WorkerInfo_LimitsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== 0) {
+      writer.uint32(16).int64(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WorkerInfo_LimitsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWorkerInfo_LimitsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.value = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WorkerInfo_LimitsEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.Number(object.value) : 0,
+    };
+  },
+
+  toJSON(message: WorkerInfo_LimitsEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== 0) {
+      obj.value = Math.round(message.value);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<WorkerInfo_LimitsEntry>, I>>(base?: I): WorkerInfo_LimitsEntry {
+    return WorkerInfo_LimitsEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WorkerInfo_LimitsEntry>, I>>(object: I): WorkerInfo_LimitsEntry {
+    const message = createBaseWorkerInfo_LimitsEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? 0;
     return message;
   },
 };
@@ -8599,6 +8743,14 @@ export const WorkerService = {
     responseSerialize: (value: ListHandlesResponse): Buffer => Buffer.from(ListHandlesResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListHandlesResponse => ListHandlesResponse.decode(value),
   },
+  /**
+   * Releases a handle and the handles that depend on it (a backbone takes its controls and
+   * trajectories along). A running call holds the handles it uses until it ends: releasing one of
+   * them, or a handle they depend on, while such a call runs (a Rollout on a control, a Sample on a
+   * backbone) is refused with FAILED_PRECONDITION "in use by N running calls", and nothing is
+   * released; release it once those calls have finished. A call cancelled by its client or its
+   * deadline keeps no new handle (it ends CANCELLED and frees what it made).
+   */
   releaseHandle: {
     path: "/ctrl.v1.Worker/ReleaseHandle" as const,
     requestStream: false as const,
@@ -8892,6 +9044,14 @@ export interface WorkerServer extends UntypedServiceImplementation {
   loadBackbone: handleUnaryCall<LoadBackboneRequest, Backbone>;
   /** Lists live handles; releases one (and frees what it holds). */
   listHandles: handleUnaryCall<ListHandlesRequest, ListHandlesResponse>;
+  /**
+   * Releases a handle and the handles that depend on it (a backbone takes its controls and
+   * trajectories along). A running call holds the handles it uses until it ends: releasing one of
+   * them, or a handle they depend on, while such a call runs (a Rollout on a control, a Sample on a
+   * backbone) is refused with FAILED_PRECONDITION "in use by N running calls", and nothing is
+   * released; release it once those calls have finished. A call cancelled by its client or its
+   * deadline keeps no new handle (it ends CANCELLED and frees what it made).
+   */
   releaseHandle: handleUnaryCall<ReleaseHandleRequest, ReleaseHandleResponse>;
   /** Fused sampling: the whole reverse process in one call. Streams progress, then the images. */
   sample: handleServerStreamingCall<SampleRequest, SampleEvent>;
@@ -9009,6 +9169,14 @@ export interface WorkerClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListHandlesResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * Releases a handle and the handles that depend on it (a backbone takes its controls and
+   * trajectories along). A running call holds the handles it uses until it ends: releasing one of
+   * them, or a handle they depend on, while such a call runs (a Rollout on a control, a Sample on a
+   * backbone) is refused with FAILED_PRECONDITION "in use by N running calls", and nothing is
+   * released; release it once those calls have finished. A call cancelled by its client or its
+   * deadline keeps no new handle (it ends CANCELLED and frees what it made).
+   */
   releaseHandle(
     request: ReleaseHandleRequest,
     callback: (error: ServiceError | null, response: ReleaseHandleResponse) => void,

@@ -46,7 +46,7 @@ class GetInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class WorkerInfo(_message.Message):
-    __slots__ = ("worker_version", "protocol", "python_version", "packages", "device", "device_name", "supported_dtypes", "pid", "max_message_bytes", "max_samples", "max_rss_bytes", "accelerator_peak_bytes")
+    __slots__ = ("worker_version", "protocol", "python_version", "packages", "device", "device_name", "supported_dtypes", "pid", "max_message_bytes", "max_samples", "max_rss_bytes", "accelerator_peak_bytes", "limits")
     class PackagesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -54,6 +54,13 @@ class WorkerInfo(_message.Message):
         key: str
         value: str
         def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class LimitsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     WORKER_VERSION_FIELD_NUMBER: _ClassVar[int]
     PROTOCOL_FIELD_NUMBER: _ClassVar[int]
     PYTHON_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -66,6 +73,7 @@ class WorkerInfo(_message.Message):
     MAX_SAMPLES_FIELD_NUMBER: _ClassVar[int]
     MAX_RSS_BYTES_FIELD_NUMBER: _ClassVar[int]
     ACCELERATOR_PEAK_BYTES_FIELD_NUMBER: _ClassVar[int]
+    LIMITS_FIELD_NUMBER: _ClassVar[int]
     worker_version: str
     protocol: str
     python_version: str
@@ -78,7 +86,8 @@ class WorkerInfo(_message.Message):
     max_samples: int
     max_rss_bytes: int
     accelerator_peak_bytes: int
-    def __init__(self, worker_version: _Optional[str] = ..., protocol: _Optional[str] = ..., python_version: _Optional[str] = ..., packages: _Optional[_Mapping[str, str]] = ..., device: _Optional[str] = ..., device_name: _Optional[str] = ..., supported_dtypes: _Optional[_Iterable[_Union[DType, str]]] = ..., pid: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., max_samples: _Optional[int] = ..., max_rss_bytes: _Optional[int] = ..., accelerator_peak_bytes: _Optional[int] = ...) -> None: ...
+    limits: _containers.ScalarMap[str, int]
+    def __init__(self, worker_version: _Optional[str] = ..., protocol: _Optional[str] = ..., python_version: _Optional[str] = ..., packages: _Optional[_Mapping[str, str]] = ..., device: _Optional[str] = ..., device_name: _Optional[str] = ..., supported_dtypes: _Optional[_Iterable[_Union[DType, str]]] = ..., pid: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., max_samples: _Optional[int] = ..., max_rss_bytes: _Optional[int] = ..., accelerator_peak_bytes: _Optional[int] = ..., limits: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class LoadBackboneRequest(_message.Message):
     __slots__ = ("source", "revision", "dtype", "autocast")

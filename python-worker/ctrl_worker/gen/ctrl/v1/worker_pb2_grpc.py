@@ -201,7 +201,13 @@ class WorkerServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ReleaseHandle(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Releases a handle and the handles that depend on it (a backbone takes its controls and
+        trajectories along). A running call holds the handles it uses until it ends: releasing one of
+        them, or a handle they depend on, while such a call runs (a Rollout on a control, a Sample on a
+        backbone) is refused with FAILED_PRECONDITION "in use by N running calls", and nothing is
+        released; release it once those calls have finished. A call cancelled by its client or its
+        deadline keeps no new handle (it ends CANCELLED and frees what it made).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
