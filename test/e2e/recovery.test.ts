@@ -79,7 +79,7 @@ function killer(runsDir: string, when: ((metrics: Metric[]) => boolean)[]) {
 /** A record's identity: what must match between the two runs (times and float noise aside). */
 const identity = (m: Metric) => `${String(m.phase)}:${String(m.epoch ?? "")}:${String(m.step ?? "")}`;
 
-test("a run whose worker is killed three times completes exactly as an uninterrupted run", async () => {
+test("a run whose worker is killed three times completes exactly as an uninterrupted run", async (t) => {
   const plain = await runCtrl(config(tempDir("ctrl-runs-")));
 
   const random = new Random(20261202);
@@ -97,6 +97,7 @@ test("a run whose worker is killed three times completes exactly as an uninterru
   const metrics = killed.run.readMetrics();
   const restarts = metrics.filter((m) => m.phase === "restart");
   assert.equal(restarts.length, 3, JSON.stringify(restarts));
+  t.diagnostic(`kills: ${kills.join(", ")}; redone fine-tuning steps per restart: ${restarts.map((r) => r.redone_steps).join(", ")}`);
   for (const restart of restarts) {
     assert.ok(Number(restart.redone_steps) <= CHECKPOINT_EVERY * STEPS_PER_EPOCH, `at most one checkpoint interval redone: ${JSON.stringify(restart)}`);
   }
