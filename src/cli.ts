@@ -143,6 +143,7 @@ interface TrainFlags extends WorkerFlags {
   steps?: number;
   runsDir?: string;
   resume?: string;
+  maxRestarts?: number;
 }
 
 function trainCommand(name: string, description: string) {
@@ -161,7 +162,8 @@ function trainCommand(name: string, description: string) {
       .option("--kl-weight <weight>", "alpha per dimension: the KL's weight, the KL averaged over a sample's dimensions (official: 0.1)", number(0, 1e6))
       .option("--steps <count>", "sampler steps", integer(1, 1000))
       .option("--runs-dir <dir>", "where runs/<id>/ folders go (default: runs)")
-      .option("--resume <run-dir>", "continue runs/<id> from its last checkpoint (other flags are ignored)"),
+      .option("--resume <run-dir>", "continue runs/<id> from its last checkpoint (other flags are ignored)")
+      .option("--max-restarts <count>", "restart a worker that dies mid-run at most this often, continuing from the last checkpoint (default 3)", integer(0, 100)),
   ).action(async (flags: TrainFlags) => {
     const { run, results } = await runCtrl(await configFromFlags(flags), {
       resume: flags.resume,
@@ -200,6 +202,7 @@ async function configFromFlags(flags: TrainFlags): Promise<ConfigInput> {
   if (flags.epochs !== undefined) section("finetune", { epochs: flags.epochs });
   if (flags.klWeight !== undefined) section("finetune", { klWeight: flags.klWeight });
   if (flags.steps !== undefined) section("sampler", { steps: flags.steps });
+  if (flags.maxRestarts !== undefined) section("recovery", { maxRestarts: flags.maxRestarts });
   if (flags.device !== "auto") config.device = flags.device;
   return config;
 }
