@@ -25,6 +25,14 @@ from .telemetry import Telemetry
 log = logging.getLogger("ctrl_worker")
 READY_PREFIX = "CTRL_WORKER_READY "
 
+# Every call holds a thread until it ends, and training or sampling calls run for minutes: these
+# threads serve them. The control plane (below) has threads of its own.
+HEAVY_THREADS = 8
+CONTROL_THREADS = 2
+# Calls that answer from memory at once. On their own threads they answer within milliseconds
+# while every heavy thread is busy, so a client's health watchdog tells "busy" from "hung".
+CONTROL_METHODS = frozenset({"/grpc.health.v1.Health/Check", "/ctrl.v1.Worker/GetInfo", "/ctrl.v1.Worker/ListHandles"})
+
 
 @dataclass(frozen=True)
 class ServerOptions:
@@ -86,13 +94,37 @@ class _Undecodable:
     message: str
 
 
+class _ControlPlane(grpc.ServerInterceptor):
+    """Runs CONTROL_METHODS on a thread pool of their own. grpcio runs a method's behaviour on its
+    `experimental_thread_pool` attribute when it has one (grpc/_server.py,
+    _select_thread_pool_for_behavior); tests/test_control_plane.py fails if that ever stops."""
+
+    def __init__(self, pool: futures.ThreadPoolExecutor):
+        self._pool = pool
+
+    def intercept_service(self, continuation, handler_call_details):
+        handler = continuation(handler_call_details)
+        if handler is None or handler_call_details.method not in CONTROL_METHODS or handler.unary_unary is None:
+            return handler
+        inner = handler.unary_unary
+
+        def behaviour(request, context):
+            return inner(request, context)
+
+        behaviour.experimental_thread_pool = self._pool
+        return handler._replace(unary_unary=behaviour)
+
+
 def create_server(service: WorkerService, max_message_bytes: int, token: str | None) -> tuple[grpc.Server, health.HealthServicer]:
     """The gRPC server with the worker and health services (no port yet); with `token`, calls must
     carry it. Used by `serve` and by in-process tests."""
+    # The first interceptor sees the call first; _ControlPlane wraps what _UndecodableRequests made.
     interceptors: list[grpc.ServerInterceptor] = [_TokenAuth(token)] if token else []
-    interceptors.append(_UndecodableRequests())
+    control_pool = futures.ThreadPoolExecutor(max_workers=CONTROL_THREADS, thread_name_prefix="ctrl-control")
+    interceptors += [_ControlPlane(control_pool), _UndecodableRequests()]
     options = [("grpc.max_receive_message_length", max_message_bytes), ("grpc.max_send_message_length", max_message_bytes)]
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), interceptors=interceptors, options=options)
+    heavy_pool = futures.ThreadPoolExecutor(max_workers=HEAVY_THREADS, thread_name_prefix="ctrl-call")
+    server = grpc.server(heavy_pool, interceptors=interceptors, options=options)
     pb_grpc.add_WorkerServicer_to_server(service, server)
     health_service = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_service, server)
