@@ -66,7 +66,7 @@ reproduce:
 # about 25 minutes on two CPU cores (2500 steps of a 5000-step schedule). The committed checkpoint
 # makes this unnecessary.
 pretrain:
-	cd python-worker && .venv/bin/python -m ctrl_worker.pretrain --out ../models/default --overwrite --steps 5000 --stop-after 2500
+	cd python-worker && .venv/bin/python -m ctrl_worker.tools.pretrain --out ../models/default --overwrite --steps 5000 --stop-after 2500
 
 # One JSON line; see BENCHMARKS.md. Extra flags: make bench ARGS="--iterations 5".
 bench:

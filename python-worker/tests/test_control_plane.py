@@ -18,9 +18,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ctrl_worker.gen.ctrl.v1 import worker_pb2 as pb
 from ctrl_worker.gen.ctrl.v1 import worker_pb2_grpc as pb_grpc
-from ctrl_worker.server import HEAVY_THREADS, create_server
-from ctrl_worker.service import Limits, WorkerService
-from ctrl_worker.telemetry import Telemetry
+from ctrl_worker.rpc.server import HEAVY_THREADS, create_server
+from ctrl_worker.rpc.service import Limits, WorkerService
+from ctrl_worker.rpc.telemetry import Telemetry
 
 BOUND_S = 0.5
 PROBES = 7
