@@ -4,11 +4,12 @@ PYTHON_ENV := python-worker/.venv/bin/python
 NODE_TEST := node --import tsx --test --test-reporter=spec
 TS_TESTS = $(shell find test -name '*.test.ts' | sort)
 
-.PHONY: setup setup-node setup-python test test-ts test-py typecheck gen lock run reproduce pretrain bench bench-bundle bench-bridge clean help
+.PHONY: setup setup-node setup-python test test-ts test-py test-variants typecheck gen lock run reproduce pretrain bench bench-bundle bench-bridge clean help
 
 help:
 	@echo "make setup         install npm packages (lock file) and the worker's Python environment"
-	@echo "make test          typecheck, TypeScript tests (node --test) and Python tests (pytest)"
+	@echo "make test          typecheck, TypeScript tests (node --test), Python tests (pytest) and test-variants"
+	@echo "make test-variants the float-sensitive Python tests under 1 and 2 threads, CUBLAS_WORKSPACE_CONFIG set/unset"
 	@echo "make run           the default CTRL reproduction (runs/latest/summary.json, report.html)"
 	@echo "make reproduce     CTRL against the baselines (runs/reproduce/table.md, report.html); QUICK=1: < 20 min"
 	@echo "make pretrain      re-train the embedded default backbone (slow; it is committed)"
@@ -32,13 +33,16 @@ setup-python:
 typecheck:
 	npx tsc --noEmit -p tsconfig.json
 
-test: typecheck test-ts test-py
+test: typecheck test-ts test-py test-variants
 
 test-ts:
 	$(NODE_TEST) $(TS_TESTS)
 
 test-py:
 	cd python-worker && .venv/bin/python -m pytest -q tests
+
+test-variants:
+	bash scripts/test-variants.sh
 
 gen:
 	bash scripts/gen.sh
@@ -62,7 +66,7 @@ reproduce:
 # about 25 minutes on two CPU cores (2500 steps of a 5000-step schedule). The committed checkpoint
 # makes this unnecessary.
 pretrain:
-	cd python-worker && .venv/bin/python -m ctrl_worker.pretrain --out ../models/default --overwrite --steps 5000 --stop-after 2500
+	cd python-worker && .venv/bin/python -m ctrl_worker.tools.pretrain --out ../models/default --overwrite --steps 5000 --stop-after 2500
 
 # One JSON line; see BENCHMARKS.md. Extra flags: make bench ARGS="--iterations 5".
 bench:

@@ -2,7 +2,7 @@
  * `make bench`: CTRL training throughput and peak memory, three variants doing the same work.
  *   (a) ts:       the TypeScript-driven path: Rollout / Backward / OptimizerStep RPCs to the worker
  *                 (one fused UNet call per step, reference = adapters off, bf16 on a GPU);
- *   (b) pytorch:  the same worker code driven by a Python loop, no RPC (python -m ctrl_worker.bench);
+ *   (b) pytorch:  the same worker code driven by a Python loop, no RPC (python -m ctrl_worker.tools.bench);
  *   (c) official: the official code's setup: fp32 weights + fp16 autocast with loss scaling, four
  *                 separate UNet calls per step, a deep-copied frozen UNet as the reference.
  * GPU mode: the Stable Diffusion 1.5 architecture with random weights (timings need no trained
@@ -147,7 +147,7 @@ async function prepareModel(name: string): Promise<string> {
     process.stderr.write(`bench: writing the ${name} architecture with random weights to ${folder}\n`);
     const command = name === "sd15" ? "sd15-random" : "tiny-text-to-image";
     const half = name === "sd15" ? ["--float16"] : []; // half the disk and load time; the weights are random anyway
-    await execa(defaultPython(), ["-m", "ctrl_worker.testing", command, folder, ...half], { cwd: WORKER_DIR, stdio: "inherit" });
+    await execa(defaultPython(), ["-m", "ctrl_worker.tools.testing", command, folder, ...half], { cwd: WORKER_DIR, stdio: "inherit" });
   }
   return folder;
 }
@@ -260,7 +260,7 @@ async function runTypeScriptDriven(p: Plan): Promise<VariantResult> {
 }
 
 async function runPython(variant: Exclude<Variant, "ts">): Promise<VariantResult> {
-  const args = ["-m", "ctrl_worker.bench", planFile, "--variant", variant, "--threads", String(threads)];
+  const args = ["-m", "ctrl_worker.tools.bench", planFile, "--variant", variant, "--threads", String(threads)];
   const child = await execa(defaultPython(), args, {
     cwd: WORKER_DIR,
     env: { ...env, PYTHONPATH: [WORKER_DIR, process.env.PYTHONPATH].filter(Boolean).join(path.delimiter) },

@@ -14,7 +14,7 @@ export function tempDir(prefix = "ctrl-test-"): string {
 
 /** Writes a random-weight UNet2DModel pipeline with save_pretrained, as users' checkpoints are. */
 export async function makeTinyBackbone(folder = path.join(tempDir(), "tiny"), sampleSize = 16, seed = 0): Promise<string> {
-  const args = ["-m", "ctrl_worker.testing", "tiny-backbone", folder, "--sample-size", String(sampleSize), "--seed", String(seed)];
+  const args = ["-m", "ctrl_worker.tools.testing", "tiny-backbone", folder, "--sample-size", String(sampleSize), "--seed", String(seed)];
   await execa(defaultPython(), args, {
     cwd: WORKER_DIR,
     env: { PYTHONPATH: WORKER_DIR },
@@ -25,7 +25,7 @@ export async function makeTinyBackbone(folder = path.join(tempDir(), "tiny"), sa
 /** Writes a tiny random Stable-Diffusion-layout pipeline (UNet2DConditionModel, AutoencoderKL,
  * CLIP text encoder and tokenizer): 8x8x4 latents, 16x16 images. */
 export async function makeTinyTextToImage(folder = path.join(tempDir(), "tiny-sd")): Promise<string> {
-  await execa(defaultPython(), ["-m", "ctrl_worker.testing", "tiny-text-to-image", folder], {
+  await execa(defaultPython(), ["-m", "ctrl_worker.tools.testing", "tiny-text-to-image", folder], {
     cwd: WORKER_DIR,
     env: { PYTHONPATH: WORKER_DIR },
   });

@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    from .server import ServerOptions, serve
+    from .rpc.server import ServerOptions, serve
 
     options = ServerOptions(
         listen=args.listen,

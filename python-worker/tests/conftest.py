@@ -5,8 +5,8 @@ import os
 import pytest
 import torch
 
-from ctrl_worker.backbones import load_backbone
-from ctrl_worker.testing import make_tiny_backbone
+from ctrl_worker.diffusion.backbones import load_backbone
+from ctrl_worker.tools.testing import make_tiny_backbone
 
 # The hub is out of reach here: without this, diffusers' LoRA loader waits on network timeouts.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -31,7 +31,7 @@ def backbone(tiny_backbone_dir):
 @pytest.fixture
 def make_control(backbone):
     """make_control(fields={"a": 3}, targets=(...), rank=4) -> a control on `backbone`."""
-    from ctrl_worker.control import Control, LabelField, LoraSpec
+    from ctrl_worker.ctrl.control import Control, LabelField, LoraSpec
 
     def make(fields=None, targets=("to_q", "to_k", "to_v", "to_out.0", "conv1", "conv2"), rank=4, seed=0):
         fields = fields or {"a": 3, "b": 2}

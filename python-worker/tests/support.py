@@ -45,8 +45,8 @@ def sample(
     timesteps=TIMESTEPS, condition=None,
 ):
     """A trajectory of the backbone (or of the control with labels) stepped to the end."""
-    from ctrl_worker.branches import StepModel
-    from ctrl_worker.sampler import Trajectory
+    from ctrl_worker.diffusion.branches import StepModel
+    from ctrl_worker.diffusion.sampler import Trajectory
 
     model = StepModel(backbone, control, labels, condition)
     trajectory = Trajectory(backbone, num_samples, seed, predict=model.predict, compute_kl=compute_kl)
@@ -56,14 +56,14 @@ def sample(
 
 
 def tiny_classifier(num_classes: int = 3, seed: int = 0, width: int = 4, size: int = 16):
-    from ctrl_worker.classifier import create_classifier, validate_config
+    from ctrl_worker.classifiers.classifier import create_classifier, validate_config
 
     config = validate_config([3, size, size], num_classes, "convnet", width, 1e-3, 0.0)
     return create_classifier(config, seed, torch.device("cpu"))
 
 
 def classifier_term(classifier, field: str, weight: float = 1.0):
-    from ctrl_worker.rewards import ClassifierLogProb, Term
+    from ctrl_worker.ctrl.rewards import ClassifierLogProb, Term
 
     return lambda rollout: Term(weight, ClassifierLogProb(classifier, rollout.labels.values[field]))
 
@@ -72,8 +72,8 @@ def run_rollout(
     control, labels=None, grad_steps=(False, True, False, True), checkpointing=True, seed=3, eta=1.0, fused=True,
     condition=None, batch_size=0,
 ):
-    from ctrl_worker.branches import StepModel
-    from ctrl_worker.rollout import rollout
+    from ctrl_worker.diffusion.branches import StepModel
+    from ctrl_worker.ctrl.rollout import rollout
 
     labels = labels or control.parse_labels(label_messages(a=[0, 1, 2], b=[1, 0, 1]), 3)
     n = next(iter(labels.values.values())).numel()
@@ -84,7 +84,7 @@ def run_rollout(
 def bright_dark_dataset(n=48, size=16, seed=0, extra_columns=None):
     """Bright vs dark images (column "bright"): an easy two-class problem. `extra_columns` maps
     more column names to their labels."""
-    from ctrl_worker.datasets import Dataset, LabelColumnInfo
+    from ctrl_worker.data.datasets import Dataset, LabelColumnInfo
 
     generator = torch.Generator().manual_seed(seed)
     labels = torch.arange(n) % 2
@@ -97,7 +97,7 @@ def bright_dark_dataset(n=48, size=16, seed=0, extra_columns=None):
 
 def lookup(table: dict):
     """A handle lookup over a dict, raising INVALID_ARGUMENT naming the field like the registry's."""
-    from ctrl_worker.errors import invalid
+    from ctrl_worker.rpc.errors import invalid
 
     def get(name, field):
         if name not in table:

@@ -5,9 +5,9 @@ import grpc
 import pytest
 import torch
 
-from ctrl_worker.backbones import load_backbone
-from ctrl_worker.errors import RequestError
-from ctrl_worker.testing import make_tiny_backbone
+from ctrl_worker.diffusion.backbones import load_backbone
+from ctrl_worker.rpc.errors import RequestError
+from ctrl_worker.tools.testing import make_tiny_backbone
 
 CPU = torch.device("cpu")
 

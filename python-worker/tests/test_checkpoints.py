@@ -5,13 +5,13 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from ctrl_worker.backbones import load_backbone
-from ctrl_worker.checkpoints import fingerprint, load_optimizer_state, read_control, save_control
-from ctrl_worker.errors import RequestError
+from ctrl_worker.diffusion.backbones import load_backbone
+from ctrl_worker.ctrl.checkpoints import fingerprint, load_optimizer_state, read_control, save_control
+from ctrl_worker.rpc.errors import RequestError
 from ctrl_worker.gen.ctrl.v1 import worker_pb2 as pb
-from ctrl_worker.optim import create_optimizer, optimizer_step
-from ctrl_worker.rewards import backward
-from ctrl_worker.testing import make_tiny_backbone
+from ctrl_worker.ctrl.optim import create_optimizer, optimizer_step
+from ctrl_worker.ctrl.rewards import backward
+from ctrl_worker.tools.testing import make_tiny_backbone
 from support import classifier_term, label_messages, perturb, run_rollout, sample, tiny_classifier
 
 CPU = torch.device("cpu")
@@ -48,7 +48,7 @@ def test_round_trip_gives_the_same_samples(tmp_path, backbone, tiny_backbone_dir
 def test_fingerprint_ignores_the_adapters_and_the_folder(backbone, make_control, tiny_backbone_dir, tmp_path):
     before = fingerprint(backbone)
     make_control()
-    from ctrl_worker import checkpoints
+    from ctrl_worker.ctrl import checkpoints
 
     checkpoints._fingerprints.clear()
     assert fingerprint(backbone) == before
@@ -77,7 +77,7 @@ def test_existing_folders_are_kept_unless_overwrite(tmp_path, make_control, monk
     assert info.value.code == grpc.StatusCode.FAILED_PRECONDITION
 
     # A save that fails half-way leaves the earlier checkpoint as it was, and no staging folder.
-    from ctrl_worker import checkpoints
+    from ctrl_worker.ctrl import checkpoints
 
     def broken(*args):
         raise OSError("disk full")
@@ -156,7 +156,7 @@ def test_lora_weights_carry_diffusers_adapter_metadata(tmp_path, make_control):
 
 
 def test_overwrite_replaces_only_a_checkpoint_of_the_same_kind(tmp_path):
-    from ctrl_worker.classifier import save_classifier
+    from ctrl_worker.classifiers.classifier import save_classifier
 
     classifier = tiny_classifier()
     precious = tmp_path / "photos"
@@ -180,7 +180,7 @@ def test_overwrite_replaces_only_a_checkpoint_of_the_same_kind(tmp_path):
 
 
 def test_saves_to_paths_the_os_refuses_are_invalid_arguments(tmp_path):
-    from ctrl_worker.classifier import save_classifier
+    from ctrl_worker.classifiers.classifier import save_classifier
     from hostile import hostile_paths
 
     classifier = tiny_classifier()
@@ -197,7 +197,7 @@ def test_saves_to_paths_the_os_refuses_are_invalid_arguments(tmp_path):
      b' "width": 4, "learning_rate": 0.001, "weight_decay": 0, "temperature": 1}'],
 )
 def test_hostile_classifier_json_is_an_invalid_argument(tmp_path, content):
-    from ctrl_worker.classifier import load_classifier
+    from ctrl_worker.classifiers.classifier import load_classifier
 
     (tmp_path / "classifier.json").write_bytes(content)
     with pytest.raises(RequestError, match=r"^directory: .*classifier.json") as info:

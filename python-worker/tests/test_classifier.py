@@ -5,9 +5,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ctrl_worker import classifier as clf
-from ctrl_worker.datasets import Dataset
-from ctrl_worker.errors import RequestError
+from ctrl_worker.classifiers import classifier as clf
+from ctrl_worker.data.datasets import Dataset
+from ctrl_worker.rpc.errors import RequestError
 from support import bright_dark_dataset, tiny_classifier
 
 
@@ -153,7 +153,7 @@ def test_batches_are_checked_against_the_classifier():
 def test_given_images_are_checked():
     classifier = tiny_classifier(2)
     from ctrl_worker.gen.ctrl.v1 import worker_pb2 as pb
-    from ctrl_worker.tensors import to_proto
+    from ctrl_worker.rpc.tensors import to_proto
 
     good = torch.zeros(2, 16, 16, 3, dtype=torch.uint8)
     assert clf.decode_images(to_proto(good), classifier, "images").shape == (2, 3, 16, 16)

@@ -2,11 +2,11 @@ import grpc
 import pytest
 import torch
 
-from ctrl_worker.branches import StepModel
+from ctrl_worker.diffusion.branches import StepModel
 from peft.tuners.tuners_utils import BaseTunerLayer
 
-from ctrl_worker.control import validate_fields, validate_lora
-from ctrl_worker.errors import RequestError
+from ctrl_worker.ctrl.control import validate_fields, validate_lora
+from ctrl_worker.rpc.errors import RequestError
 from support import CLOSE, assert_zero_kl, label_messages, perturb, sample
 
 

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ctrl_worker.datasets import load_dataset
-from ctrl_worker.errors import RequestError
+from ctrl_worker.data.datasets import load_dataset
+from ctrl_worker.rpc.errors import RequestError
 
 
 def _image(path, size=(8, 6), value=0, mode="RGB"):

@@ -2,12 +2,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ctrl_worker.denoising import check_rows, denoising_loss, training_target
-from ctrl_worker.errors import RequestError
-from ctrl_worker.forward_process import add_noise
+from ctrl_worker.diffusion.denoising import check_rows, denoising_loss, training_target
+from ctrl_worker.rpc.errors import RequestError
+from ctrl_worker.diffusion.forward_process import add_noise
 from ctrl_worker.gen.ctrl.v1 import worker_pb2 as pb
-from ctrl_worker.optim import create_optimizer, optimizer_step
-from ctrl_worker.tensors import uint8_to_model_range
+from ctrl_worker.ctrl.optim import create_optimizer, optimizer_step
+from ctrl_worker.rpc.tensors import uint8_to_model_range
 from support import bright_dark_dataset, label_messages
 
 N = 8

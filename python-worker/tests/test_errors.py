@@ -1,7 +1,7 @@
 import grpc
 import pytest
 
-from ctrl_worker.errors import invalid, rpc_method
+from ctrl_worker.rpc.errors import invalid, rpc_method
 
 
 class AbortCalled(Exception):
@@ -82,13 +82,13 @@ def test_unexpected_errors_become_internal_and_out_of_memory_resource_exhausted(
     ],
 )
 def test_errors_are_classified_by_their_cause(error, code):
-    from ctrl_worker.errors import _status_for
+    from ctrl_worker.rpc.errors import _status_for
 
     assert _status_for(error)[0] == code
 
 
 def test_status_messages_stay_below_the_header_limit():
-    from ctrl_worker.errors import MAX_STATUS_CHARS, _status_for, shorten
+    from ctrl_worker.rpc.errors import MAX_STATUS_CHARS, _status_for, shorten
 
     for text in ["x" * 100_000, "é" * 100_000, "\u4e2d" * 50_000]:
         code, message = _status_for(invalid("field", f"got {text!r}"))

@@ -25,9 +25,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ctrl_worker.gen.ctrl.v1 import worker_pb2 as pb
 from ctrl_worker.gen.ctrl.v1 import worker_pb2_grpc as pb_grpc
-from ctrl_worker.server import create_server
-from ctrl_worker.service import Limits, WorkerService
-from ctrl_worker.telemetry import Telemetry
+from ctrl_worker.rpc.server import create_server
+from ctrl_worker.rpc.service import Limits, WorkerService
+from ctrl_worker.rpc.telemetry import Telemetry
 from hostile import hostile_dataset, hostile_paths
 
 SEED = 20261202

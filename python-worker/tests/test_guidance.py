@@ -3,10 +3,10 @@ import math
 import pytest
 import torch
 
-from ctrl_worker.classifier import create_classifier, frozen, log_prob, validate_config
-from ctrl_worker.errors import RequestError
+from ctrl_worker.classifiers.classifier import create_classifier, frozen, log_prob, validate_config
+from ctrl_worker.rpc.errors import RequestError
 from ctrl_worker.gen.ctrl.v1 import worker_pb2 as pb
-from ctrl_worker.guidance import ClassifierFree, ClassifierGradient, GuidedDenoiser, parse_terms
+from ctrl_worker.baselines.guidance import ClassifierFree, ClassifierGradient, GuidedDenoiser, parse_terms
 from support import TIMESTEPS, label_messages, lookup, perturb, sample, tiny_classifier
 
 N = 3
@@ -31,7 +31,7 @@ def classifier_free(scale, control, null_unconditional=False):
 
 
 def guided(backbone, terms, seed=5, kl=False):
-    from ctrl_worker.sampler import Trajectory
+    from ctrl_worker.diffusion.sampler import Trajectory
 
     trajectory = Trajectory(backbone, N, seed, predict=GuidedDenoiser(backbone, terms), compute_kl=kl)
     for i, t in enumerate(TIMESTEPS):

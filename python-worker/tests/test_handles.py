@@ -1,8 +1,8 @@
 import grpc
 import pytest
 
-from ctrl_worker.errors import RequestError
-from ctrl_worker.handles import HandleRegistry
+from ctrl_worker.rpc.errors import RequestError
+from ctrl_worker.rpc.handles import HandleRegistry
 
 
 def test_add_get_and_kind_checks():

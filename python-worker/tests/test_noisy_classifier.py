@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from ctrl_worker import classifier as clf
-from ctrl_worker.errors import RequestError
-from ctrl_worker.noisy_classifier import train_noisy_step
+from ctrl_worker.classifiers import classifier as clf
+from ctrl_worker.rpc.errors import RequestError
+from ctrl_worker.classifiers.noisy_classifier import train_noisy_step
 from support import bright_dark_dataset, tiny_classifier
 
 
@@ -67,7 +67,7 @@ def test_a_noise_aware_classifier_saves_and_loads(tmp_path):
 def test_the_baselines_refuse_a_latent_text_to_image_backbone(backbone):
     from dataclasses import replace
 
-    from ctrl_worker.noisy_classifier import require_pixel_backbone
+    from ctrl_worker.classifiers.noisy_classifier import require_pixel_backbone
 
     assert require_pixel_backbone(backbone, "backbone") is backbone
     with pytest.raises(RequestError) as error:

@@ -2,10 +2,10 @@ import grpc
 import pytest
 import torch
 
-from ctrl_worker.errors import RequestError
+from ctrl_worker.rpc.errors import RequestError
 from ctrl_worker.gen.ctrl.v1 import worker_pb2 as pb
-from ctrl_worker.optim import create_optimizer, load_state_tensors, optimizer_step, state_tensors
-from ctrl_worker.rewards import backward
+from ctrl_worker.ctrl.optim import create_optimizer, load_state_tensors, optimizer_step, state_tensors
+from ctrl_worker.ctrl.rewards import backward
 from support import classifier_term, label_messages, run_rollout, tiny_classifier
 
 GROUPS = [pb.ParamGroup(name="lora", learning_rate=1e-2), pb.ParamGroup(name="embedding", learning_rate=5e-2, weight_decay=0.1)]

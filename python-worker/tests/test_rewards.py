@@ -3,9 +3,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ctrl_worker.errors import RequestError, invalid
+from ctrl_worker.rpc.errors import RequestError, invalid
 from ctrl_worker.gen.ctrl.v1 import worker_pb2 as pb
-from ctrl_worker.rewards import backward, parse_terms
+from ctrl_worker.ctrl.rewards import backward, parse_terms
 from support import label_messages, lookup, perturb, run_rollout, tiny_classifier
 
 

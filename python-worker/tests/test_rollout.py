@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from ctrl_worker.errors import RequestError
-from ctrl_worker.rewards import Term, backward
-from ctrl_worker.rollout import check_grad_steps
+from ctrl_worker.rpc.errors import RequestError
+from ctrl_worker.ctrl.rewards import Term, backward
+from ctrl_worker.ctrl.rollout import check_grad_steps
 from support import CLOSE, TIMESTEPS, assert_zero_kl, classifier_term, label_messages, perturb, run_rollout, sample, tiny_classifier
 
 
@@ -82,6 +82,6 @@ def test_grad_steps_need_one_flag_per_timestep():
 
 
 def _kl():
-    from ctrl_worker.rewards import Kl
+    from ctrl_worker.ctrl.rewards import Kl
 
     return Kl()

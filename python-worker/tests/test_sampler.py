@@ -2,8 +2,8 @@ import pytest
 import torch
 from diffusers import DDIMScheduler
 
-from ctrl_worker.errors import RequestError
-from ctrl_worker.sampler import Trajectory, Transition, ddim_step, transition_kl
+from ctrl_worker.rpc.errors import RequestError
+from ctrl_worker.diffusion.sampler import Trajectory, Transition, ddim_step, transition_kl
 from support import TIMESTEPS, sample
 
 
@@ -64,7 +64,7 @@ def test_transition_kl_is_the_closed_form_for_equal_isotropic_gaussians():
 
 
 def test_a_trajectory_against_itself_has_zero_kl_and_unchanged_images(tiny_backbone):
-    from ctrl_worker.sampler import Trajectory
+    from ctrl_worker.diffusion.sampler import Trajectory
 
     plain = sample(tiny_backbone)
     def self_reference(x, t, with_reference, batch_size):

@@ -7,9 +7,9 @@ import torch
 from PIL import Image
 
 from ctrl_worker.gen.ctrl.v1 import worker_pb2 as pb
-from ctrl_worker.service import Limits, WorkerService
-from ctrl_worker.telemetry import Telemetry
-from ctrl_worker.tensors import from_proto, to_proto
+from ctrl_worker.rpc.service import Limits, WorkerService
+from ctrl_worker.rpc.telemetry import Telemetry
+from ctrl_worker.rpc.tensors import from_proto, to_proto
 from support import assert_zero_kl
 
 TIMESTEPS = [900, 500, 100]
@@ -228,7 +228,7 @@ def test_classifier_rpcs_on_a_dataset(service, tmp_path):
 def test_synthetic_images_stream_in_chunks(service):
     chunks = _call(service.SyntheticImages, pb.SyntheticImagesRequest(num_images=3, seed=7))
     images = torch.cat([from_proto(c.images, "images") for c in chunks])
-    from ctrl_worker.synthetic import generate_images
+    from ctrl_worker.data.synthetic import generate_images
 
     assert np.array_equal(images.numpy(), generate_images(3, 7))
     _refused(service.SyntheticImages, pb.SyntheticImagesRequest(num_images=0), grpc.StatusCode.INVALID_ARGUMENT, "num_images: must be at least 1")
@@ -239,7 +239,7 @@ def _fields(message) -> dict:
 
 
 def test_get_info_reports_the_limits(service):
-    from ctrl_worker.limits import LIMITS
+    from ctrl_worker.rpc.limits import LIMITS
 
     info = _call(service.GetInfo, pb.GetInfoRequest())
     assert dict(info.limits) == LIMITS and info.limits["max_classes"] == 100_000
@@ -300,7 +300,7 @@ def test_a_cancelled_call_keeps_no_new_handle(service):
 def test_releasing_a_control_while_its_rollout_runs_is_refused(service, backbone, monkeypatch):
     import threading
 
-    from ctrl_worker import service as service_module
+    from ctrl_worker.rpc.service import controls as service_module
 
     control = _add_control(service, backbone).handle
     started, finish = threading.Event(), threading.Event()

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from ctrl_worker import pretrain
-from ctrl_worker.synthetic import generate_images, jpeg_size
+from ctrl_worker.tools import pretrain
+from ctrl_worker.data.synthetic import generate_images, jpeg_size
 
 
 def test_images_are_deterministic_by_seed():

@@ -2,9 +2,9 @@ import grpc
 import pytest
 import torch
 
-from ctrl_worker.errors import RequestError
+from ctrl_worker.rpc.errors import RequestError
 from ctrl_worker.gen.ctrl.v1 import worker_pb2 as pb
-from ctrl_worker.tensors import from_proto, images_to_uint8, to_proto
+from ctrl_worker.rpc.tensors import from_proto, images_to_uint8, to_proto
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.uint8, torch.int32, torch.int64])

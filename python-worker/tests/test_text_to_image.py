@@ -5,14 +5,14 @@ import grpc
 import pytest
 import torch
 
-from ctrl_worker.backbones import load_backbone
-from ctrl_worker.branches import StepModel
-from ctrl_worker.checkpoints import save_control
-from ctrl_worker.conditioning import DEFAULT_GUIDANCE_SCALE, parse_condition
-from ctrl_worker.control import Control, LabelField, LoraSpec
-from ctrl_worker.errors import RequestError
-from ctrl_worker.rewards import backward
-from ctrl_worker.testing import make_text_to_image
+from ctrl_worker.diffusion.backbones import load_backbone
+from ctrl_worker.diffusion.branches import StepModel
+from ctrl_worker.ctrl.checkpoints import save_control
+from ctrl_worker.diffusion.conditioning import DEFAULT_GUIDANCE_SCALE, parse_condition
+from ctrl_worker.ctrl.control import Control, LabelField, LoraSpec
+from ctrl_worker.rpc.errors import RequestError
+from ctrl_worker.ctrl.rewards import backward
+from ctrl_worker.tools.testing import make_text_to_image
 from support import CLOSE_DECODED, TIMESTEPS, assert_zero_kl, label_messages, perturb, run_rollout, sample, tiny_classifier
 
 CPU = torch.device("cpu")
@@ -57,7 +57,7 @@ def test_prompts_and_guidance_are_validated(sd, tmp_path):
         parse_condition(sd, ["a", "b"], None, 3)
     with pytest.raises(RequestError, match=r"^text.guidance_scale: must be in \[0, 100"):
         parse_condition(sd, ["a"], -1.0, 3)
-    pixel = load_backbone(str(__import__("ctrl_worker.testing").testing.make_tiny_backbone(tmp_path / "px")), "", torch.float32, CPU)
+    pixel = load_backbone(str(__import__("ctrl_worker.tools.testing").tools.testing.make_tiny_backbone(tmp_path / "px")), "", torch.float32, CPU)
     with pytest.raises(RequestError, match="^text.prompts: UNet2DModel is an unconditional pixel-space model"):
         parse_condition(pixel, ["a cat"], None, 1)
     assert parse_condition(pixel, [], None, 1) is None
@@ -107,7 +107,7 @@ def test_one_fused_call_equals_the_official_four_calls(sd):
             p.grad = None
         result = run_rollout(control, labels_of(control), condition=cond, fused=fused)
         classifier = tiny_classifier(num_classes=4)
-        from ctrl_worker.rewards import ClassifierLogProb, Kl, Term
+        from ctrl_worker.ctrl.rewards import ClassifierLogProb, Kl, Term
 
         backward(result, [Term(1.0, ClassifierLogProb(classifier, result.labels.values["y"])), Term(-0.5, Kl())], 1.0)
         results[fused] = (result, [p.grad.clone() for p in control.parameters()])

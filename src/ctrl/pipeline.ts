@@ -362,7 +362,7 @@ async function evaluateReference(
   };
 }
 
-// The project's synthetic offline images (ctrl_worker/synthetic.py), [channels, height, width].
+// The project's synthetic offline images (ctrl_worker/data/synthetic.py), [channels, height, width].
 const SYNTHETIC_SHAPE = "3x32x32";
 const DTYPES = { float32: DType.DTYPE_FLOAT32, bfloat16: DType.DTYPE_BFLOAT16, float16: DType.DTYPE_FLOAT16 } as const;
 

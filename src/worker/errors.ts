@@ -47,3 +47,17 @@ export class WorkerClosedError extends Error {
     super("the ctrl worker was closed; start a new one");
   }
 }
+
+/** The worker's process is alive but stopped answering health checks; it was killed. */
+export class WorkerHungError extends Error {
+  override name = "WorkerHungError";
+  constructor(
+    readonly failedChecks: number,
+    readonly lastError: string,
+  ) {
+    super(
+      `the ctrl worker stopped answering health checks (${failedChecks} in a row failed; last: ${lastError}), ` +
+        "so it was killed; start a new worker to continue",
+    );
+  }
+}

@@ -4,3 +4,4 @@ export * from "./spawn.js";
 export * from "./telemetry.js";
 export * from "./tensors.js";
 export * from "./worker.js";
+export * from "./watchdog.js";

@@ -2,10 +2,13 @@
  * The orchestrator's handle on one PyTorch worker: spawn, connect, typed promise-based calls,
  * telemetry, clean shutdown and crash detection. When the worker dies, every pending and later
  * call fails at once with a WorkerCrashedError that carries the exit code and its last stderr.
+ * Calls with a natural bound carry a deadline; a watchdog checks health and kills a hung worker.
  */
 import {
+  type CallOptions,
   credentials,
   InterceptingCall,
+  Metadata,
   type Interceptor,
   type ClientReadableStream,
   type ServiceError,
@@ -52,15 +55,24 @@ import {
   WorkerClient,
 } from "../gen/ctrl/v1/worker.js";
 import { type HealthCheckResponse, HealthCheckResponse_ServingStatus, HealthClient } from "../gen/grpc/health/v1/health.js";
-import { WorkerCallError, WorkerClosedError, WorkerCrashedError } from "./errors.js";
+import { WorkerCallError, WorkerClosedError, WorkerCrashedError, WorkerHungError } from "./errors.js";
 import { type ExitInfo, type SpawnOptions, type SpawnedWorker, spawnWorker } from "./spawn.js";
 import type { TelemetrySubscriber } from "./telemetry.js";
 import { type ImageBatch, imagesFromChunks, rows } from "./tensors.js";
+import { WATCHDOG_DEFAULTS, Watchdog, type WatchdogOptions } from "./watchdog.js";
 
 export interface WorkerOptions extends SpawnOptions {
   /** Bind a telemetry subscriber for this worker (default true). */
   telemetry?: boolean;
+  /** Periodic health checks that kill a hung worker (default on, every 10 s); false turns it off. */
+  watchdog?: WatchdogOptions | false;
 }
+
+// Deadlines of the calls with a natural bound. The control calls (health, GetInfo, ListHandles)
+// run on the worker's own threads and answer in milliseconds; the other small calls may wait
+// behind long calls for a free thread. Sampling, rollouts, training and file I/O have none.
+export const CONTROL_DEADLINE_MS = 10_000;
+export const SMALL_CALL_DEADLINE_MS = 60_000;
 
 /** Class labels per label field of a control, one value per sample (-1: the null label). */
 export type Labels = Record<string, number[]>;
@@ -121,14 +133,20 @@ export class Worker {
   private readonly pending = new Set<Pending>();
   private failure: Error | undefined;
   private closing = false;
+  private watchdog: Watchdog | undefined;
 
   private constructor(
     private readonly spawned: SpawnedWorker,
     private readonly client: WorkerClient,
     private readonly healthClient: HealthClient,
     readonly telemetry: TelemetrySubscriber | undefined,
+    watchdog: WatchdogOptions | false,
   ) {
     void spawned.exited.then((exit) => this.onExit(exit));
+    if (watchdog !== false) {
+      const options = { ...WATCHDOG_DEFAULTS, ...watchdog };
+      this.watchdog = new Watchdog((ms) => this.checkServing(ms), (n, last) => this.onHung(n, last), options);
+    }
   }
 
   static async start(options: WorkerOptions = {}): Promise<Worker> {
@@ -149,7 +167,7 @@ export class Worker {
     };
     const client = new WorkerClient(spawned.address, credentials.createInsecure(), channelOptions);
     const healthClient = new HealthClient(spawned.address, credentials.createInsecure(), channelOptions);
-    return new Worker(spawned, client, healthClient, telemetry);
+    return new Worker(spawned, client, healthClient, telemetry, options.watchdog ?? {});
   }
 
   get pid(): number {
@@ -172,11 +190,13 @@ export class Worker {
   // -- calls -------------------------------------------------------------------------------------
 
   info(): Promise<WorkerInfo> {
-    return this.unary<WorkerInfo>("GetInfo", (done) => this.client.getInfo({}, done));
+    return this.unary<WorkerInfo>("GetInfo", (done) => this.client.getInfo({}, new Metadata(), within(CONTROL_DEADLINE_MS), done));
   }
 
-  async health(service = ""): Promise<string> {
-    const response = await this.unary<HealthCheckResponse>("Health.Check", (done) => this.healthClient.check({ service }, done));
+  async health(service = "", timeoutMs = CONTROL_DEADLINE_MS): Promise<string> {
+    const response = await this.unary<HealthCheckResponse>("Health.Check", (done) =>
+      this.healthClient.check({ service }, new Metadata(), within(timeoutMs), done),
+    );
     return HealthCheckResponse_ServingStatus[response.status] ?? String(response.status);
   }
 
@@ -187,11 +207,15 @@ export class Worker {
   }
 
   async listHandles(): Promise<HandleInfo[]> {
-    return (await this.unary<ListHandlesResponse>("ListHandles", (done) => this.client.listHandles({}, done))).handles;
+    const call = (done: (error: ServiceError | null, response?: ListHandlesResponse) => void) =>
+      this.client.listHandles({}, new Metadata(), within(CONTROL_DEADLINE_MS), done);
+    return (await this.unary<ListHandlesResponse>("ListHandles", call)).handles;
   }
 
   async release(handle: string): Promise<string[]> {
-    return (await this.unary<ReleaseHandleResponse>("ReleaseHandle", (done) => this.client.releaseHandle({ handle }, done))).released;
+    const call = (done: (error: ServiceError | null, response?: ReleaseHandleResponse) => void) =>
+      this.client.releaseHandle({ handle }, new Metadata(), within(SMALL_CALL_DEADLINE_MS), done);
+    return (await this.unary<ReleaseHandleResponse>("ReleaseHandle", call)).released;
   }
 
   /** Fused sampling: the worker runs the whole loop and streams progress, then the images. */
@@ -356,7 +380,9 @@ export class Worker {
 
   /** Each sample's KL to the pre-trained transitions so far (a trajectory started with computeKl). */
   async readTrajectoryKl(trajectory: string): Promise<number[]> {
-    return (await this.unary<SampleKl>("ReadTrajectoryKl", (done) => this.client.readTrajectoryKl({ trajectory }, done))).perSample;
+    const call = (done: (error: ServiceError | null, response?: SampleKl) => void) =>
+      this.client.readTrajectoryKl({ trajectory }, new Metadata(), within(SMALL_CALL_DEADLINE_MS), done);
+    return (await this.unary<SampleKl>("ReadTrajectoryKl", call)).perSample;
   }
 
   // -- lifecycle ---------------------------------------------------------------------------------
@@ -365,6 +391,7 @@ export class Worker {
   async close(timeoutMs = 5000): Promise<ExitInfo> {
     if (!this.closing) {
       this.closing = true;
+      this.watchdog?.stop();
       this.failure ??= new WorkerClosedError();
       this.client.close();
       this.healthClient.close();
@@ -377,16 +404,35 @@ export class Worker {
   }
 
   private onExit(exit: ExitInfo): void {
-    if (!this.closing) this.failure = new WorkerCrashedError(exit.exitCode, exit.signal, this.spawned.stderrTail());
-    const error = this.failure ?? new WorkerClosedError();
+    this.watchdog?.stop();
+    // A hung worker's failure (set before it was killed) stays the one calls see.
+    if (!this.closing) this.failure ??= new WorkerCrashedError(exit.exitCode, exit.signal, this.spawned.stderrTail());
+    this.failPending(this.failure ?? new WorkerClosedError());
+    this.client.close();
+    this.healthClient.close();
+    if (!this.closing) this.telemetry?.close();
+  }
+
+  private failPending(error: Error): void {
     for (const call of this.pending) {
       call.reject(error);
       call.cancel();
     }
     this.pending.clear();
-    this.client.close();
-    this.healthClient.close();
-    if (!this.closing) this.telemetry?.close();
+  }
+
+  private async checkServing(timeoutMs: number): Promise<void> {
+    const serving = await this.health("", timeoutMs);
+    if (serving !== "SERVING") throw new Error(`health status ${serving}`);
+  }
+
+  /** The watchdog's verdict: fail every call now (the exit may take a moment), then kill. */
+  private onHung(failedChecks: number, lastError: string): void {
+    if (this.failure) return;
+    this.failure = new WorkerHungError(failedChecks, lastError);
+    this.failPending(this.failure);
+    // SIGKILL: a stopped or deadlocked process would not act on SIGTERM.
+    this.spawned.process.kill("SIGKILL");
   }
 
   private async explain(method: string, error: ServiceError): Promise<Error> {
@@ -451,11 +497,16 @@ function bearerToken(token: string): Interceptor {
     });
 }
 
-/** Resolves with the promise's value, or undefined after `ms` (calling `onTimeout` first). */
+/** Call options with a deadline `ms` from now. */
+function within(ms: number): Partial<CallOptions> {
+  return { deadline: Date.now() + ms };
+}
+
 function textCondition(text: TextCondition | undefined): TextConditionMessage | undefined {
   return text === undefined ? undefined : TextConditionMessage.fromPartial(text);
 }
 
+/** Resolves with the promise's value, or undefined after `ms` (calling `onTimeout` first). */
 async function withTimeout<T>(promise: Promise<T>, ms: number, onTimeout?: () => void): Promise<T | undefined> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<undefined>((resolve) => {

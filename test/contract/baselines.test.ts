@@ -35,7 +35,7 @@ const control = { loraRank: 4, loraAlpha: 4, loraTargets: ["to_q", "to_k", "to_v
 before(async () => {
   const modelDir = await makeTinyBackbone(undefined, 16);
   const datasetDir = await writeDataset(path.join(tempDir(), "data"), { width: 16, height: 16, pixels: brightnessImages(16, levels) }, { a: levels, b: parity });
-  worker = await Worker.start({ device: "cpu", telemetry: false, threads: 1 });
+  worker = await Worker.start({ device: "cpu", watchdog: false, telemetry: false, threads: 1 });
   backbone = (await worker.loadBackbone(modelDir)).handle;
   dataset = (await worker.loadDataset(datasetDir)).handle;
 });

@@ -26,7 +26,7 @@ before(async () => {
     level: classes,
     parity: classes.map((_, i) => i % 2),
   });
-  worker = await Worker.start({ device: "cpu", telemetry: false });
+  worker = await Worker.start({ device: "cpu", watchdog: false, telemetry: false });
   backbone = (await worker.loadBackbone(modelDir)).handle;
 });
 

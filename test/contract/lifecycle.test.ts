@@ -1,9 +1,9 @@
-/** The worker's life: readiness deadline, start failures, crashes, parent exit, TCP with a token. */
+/** The worker's life: readiness deadline, start failures, crashes, hangs, parent exit, TCP with a token. */
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { credentials, Metadata } from "@grpc/grpc-js";
 import { WorkerClient } from "../../src/gen/ctrl/v1/worker.js";
-import { WorkerClosedError, WorkerCrashedError, WorkerStartError } from "../../src/worker/errors.js";
+import { WorkerClosedError, WorkerCrashedError, WorkerHungError, WorkerStartError } from "../../src/worker/errors.js";
 import { spawnWorker } from "../../src/worker/spawn.js";
 import { Worker } from "../../src/worker/worker.js";
 import { ddimTimesteps } from "../../src/sampling/schedules.js";
@@ -35,7 +35,7 @@ test("a missing interpreter says how to fix it", async () => {
 });
 
 test("a crash fails the pending call and every later call at once, with exit signal and stderr", async () => {
-  const worker = await Worker.start({ device: "cpu" });
+  const worker = await Worker.start({ device: "cpu", watchdog: false });
   try {
     const backbone = await worker.loadBackbone(await makeTinyBackbone());
     const timesteps = ddimTimesteps({ numTrainTimesteps: 1000, steps: 1000 });
@@ -57,7 +57,7 @@ test("a crash fails the pending call and every later call at once, with exit sig
 });
 
 test("a worker that exits on its own, even cleanly, counts as crashed for later calls", async () => {
-  const worker = await Worker.start({ device: "cpu", telemetry: false });
+  const worker = await Worker.start({ device: "cpu", watchdog: false, telemetry: false });
   process.kill(worker.pid, "SIGTERM"); // the worker turns SIGTERM into a clean exit(0)
   const exit = await worker.exited;
   assert.equal(exit.exitCode, 0);
@@ -65,7 +65,7 @@ test("a worker that exits on its own, even cleanly, counts as crashed for later 
 });
 
 test("close() shuts the worker down through stdin; later calls say it was closed", async () => {
-  const worker = await Worker.start({ device: "cpu", telemetry: false });
+  const worker = await Worker.start({ device: "cpu", watchdog: false, telemetry: false });
   const exit = await worker.close();
   assert.equal(exit.exitCode, 0);
   assert.equal(exit.signal, undefined);
@@ -80,7 +80,7 @@ test("the worker exits by itself when its parent's end of stdin closes", async (
 });
 
 test("TCP transport binds loopback and requires the token", async () => {
-  const worker = await Worker.start({ device: "cpu", transport: "tcp", telemetry: false });
+  const worker = await Worker.start({ device: "cpu", watchdog: false, transport: "tcp", telemetry: false });
   try {
     assert.match(worker.address, /^127\.0\.0\.1:\d+$/);
     assert.equal((await worker.info()).protocol, "ctrl.v1");
@@ -97,6 +97,33 @@ test("TCP transport binds loopback and requires the token", async () => {
     assert.equal((await attempt(wrong)).code, 16);
     stranger.close();
   } finally {
+    await worker.close();
+  }
+});
+
+test("the watchdog kills a worker that stops answering health checks; pending calls fail with WorkerHungError", async () => {
+  const watchdog = { intervalMs: 200, timeoutMs: 300, failures: 2 };
+  const worker = await Worker.start({ device: "cpu", telemetry: false, watchdog });
+  try {
+    await new Promise((resolve) => setTimeout(resolve, 1000)); // several checks pass: a live worker is left alone
+    assert.equal((await worker.info()).protocol, "ctrl.v1");
+    process.kill(worker.pid, "SIGSTOP"); // alive, but answers nothing
+    const started = Date.now();
+    await assert.rejects(worker.info(), (error: unknown) => {
+      assert.ok(error instanceof WorkerHungError, String(error));
+      assert.equal(error.failedChecks, 2);
+      assert.match(error.message, /stopped answering health checks .*killed; start a new worker/);
+      return true;
+    });
+    assert.ok(Date.now() - started < 5000, "declared hung after about two intervals and deadlines");
+    assert.equal((await worker.exited).signal, "SIGKILL");
+    await assert.rejects(worker.info(), WorkerHungError);
+  } finally {
+    try {
+      process.kill(worker.pid, "SIGCONT");
+    } catch {
+      // already gone
+    }
     await worker.close();
   }
 });

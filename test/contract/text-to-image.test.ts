@@ -23,7 +23,7 @@ const text = { prompts: ["a red square", "a blue circle"], guidanceScale: 7.5 };
 
 before(async () => {
   modelDir = await makeTinyTextToImage();
-  worker = await Worker.start({ device: "cpu", telemetry: false, threads: 1 });
+  worker = await Worker.start({ device: "cpu", watchdog: false, telemetry: false, threads: 1 });
 });
 
 after(async () => {

@@ -23,7 +23,7 @@ const timesteps = ddimTimesteps({ numTrainTimesteps: 1000, steps: 8 });
 
 before(async () => {
   modelDir = await makeTinyBackbone();
-  worker = await Worker.start({ device: "cpu", maxSamples: 64, maxMessageMb: 1, env: { HF_HUB_OFFLINE: "1" } });
+  worker = await Worker.start({ device: "cpu", watchdog: false, maxSamples: 64, maxMessageMb: 1, env: { HF_HUB_OFFLINE: "1" } });
   worker.telemetry!.on("progress", (event) => progressEvents.push(event));
   worker.telemetry!.on("rpc", (event) => rpcEvents.push(event));
   backbone = (await worker.loadBackbone(modelDir)).handle;

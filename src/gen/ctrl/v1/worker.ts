@@ -178,7 +178,7 @@ export interface WorkerInfo {
    * Upper bounds on the request values that size allocations, checked before anything is
    * allocated (a value above one gets INVALID_ARGUMENT naming the field and the limit), e.g.
    * max_classes, max_classifier_width, max_lora_rank, max_image_side, max_batch_size,
-   * max_train_timesteps, max_dataset_rows. Names and values: python-worker/ctrl_worker/limits.py.
+   * max_train_timesteps, max_dataset_rows. Names and values: python-worker/ctrl_worker/rpc/limits.py.
    */
   limits: { [key: string]: number };
 }

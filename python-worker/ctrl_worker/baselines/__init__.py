@@ -1,0 +1,1 @@
+"""Baselines computed in the worker: guided sampling (classifier-free, reconstruction, classifier)."""

@@ -1,0 +1,1 @@
+"""Reward classifiers: the convnet, its noise-aware variant and their training steps."""

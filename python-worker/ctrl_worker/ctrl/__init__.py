@@ -1,0 +1,1 @@
+"""CTRL: the control (label embedding + LoRA), rollouts, rewards, the optimiser, checkpoints."""

@@ -1,0 +1,1 @@
+"""Offline data: image-folder datasets and the seeded synthetic generator."""

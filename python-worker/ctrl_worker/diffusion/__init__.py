@@ -1,0 +1,1 @@
+"""Diffusion primitives: backbones, the SDE sampler, text conditioning, fused branches, denoising."""

@@ -1,0 +1,1 @@
+"""Entry points run by hand or by scripts, never imported by the server: pretrain, bench, testing."""
