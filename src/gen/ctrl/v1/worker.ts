@@ -181,6 +181,11 @@ export interface WorkerInfo {
    * max_train_timesteps, max_dataset_rows. Names and values: python-worker/ctrl_worker/rpc/limits.py.
    */
   limits: { [key: string]: number };
+  /**
+   * The torch.distributed process group this worker joined at start (`--distributed`: torchrun's
+   * RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT); world_size 1 and an empty backend without one.
+   */
+  distributed: DistributedInfo | undefined;
 }
 
 export interface WorkerInfo_PackagesEntry {
@@ -191,6 +196,15 @@ export interface WorkerInfo_PackagesEntry {
 export interface WorkerInfo_LimitsEntry {
   key: string;
   value: number;
+}
+
+export interface DistributedInfo {
+  rank: number;
+  worldSize: number;
+  /** "gloo" (CPU) or "nccl" (CUDA); empty when the worker is alone. */
+  backend: string;
+  /** LOCAL_RANK: this worker's index among the group's workers on its machine. */
+  localRank: number;
 }
 
 export interface LoadBackboneRequest {
@@ -301,7 +315,17 @@ export interface SampleRequest {
   labels: LabelValues[];
   /** With a control: also compute each sample's KL to the pre-trained model along its trajectory. */
   computeKl: boolean;
-  text: TextCondition | undefined;
+  text:
+    | TextCondition
+    | undefined;
+  /**
+   * Data parallel: these num_samples samples are rows [shard_offset, shard_offset + num_samples)
+   * of one batch of shard_total samples drawn from `seed` (each rank draws the whole batch's noise
+   * and keeps its rows, so N shards give the same samples as one batch). 0 means num_samples
+   * (no sharding). Labels and prompts are this shard's only.
+   */
+  shardOffset: number;
+  shardTotal: number;
 }
 
 /** Per-sample KL(fine-tuned || pre-trained) summed over the trajectory's stochastic steps. */
@@ -560,6 +584,14 @@ export interface RolloutRequest {
   batchSize: number;
   /** One UNet call per branch (as the official code does) instead of one call for all branches. */
   separateUnetCalls: boolean;
+  /**
+   * Data parallel: these num_samples samples are rows [shard_offset, shard_offset + num_samples)
+   * of one batch of shard_total samples drawn from `seed` (each rank draws the whole batch's noise
+   * and keeps its rows, so N shards give the same samples as one batch). 0 means num_samples
+   * (no sharding). Labels and prompts are this shard's only.
+   */
+  shardOffset: number;
+  shardTotal: number;
 }
 
 export interface RolloutResult {
@@ -636,6 +668,8 @@ export interface OptimizerStepRequest {
   learningRateScale: number;
   /** Zero the accumulated gradients without stepping (a step whose loss was not finite). */
   discard: boolean;
+  /** Also return parameter_checksum (costs one pass over the trainable parameters). */
+  checksum: boolean;
 }
 
 export interface OptimizerStepResponse {
@@ -648,6 +682,11 @@ export interface OptimizerStepResponse {
    * parameters and the optimiser's state are untouched; the gradients are zeroed either way.
    */
   skipped: boolean;
+  /**
+   * SHA-256 (hex) of the control's trainable parameters after this step, in the optimiser's
+   * order, when `checksum` was asked: data-parallel ranks must agree bit for bit.
+   */
+  parameterChecksum: string;
 }
 
 export interface SaveRequest {
@@ -951,6 +990,7 @@ function createBaseWorkerInfo(): WorkerInfo {
     maxRssBytes: 0,
     acceleratorPeakBytes: 0,
     limits: {},
+    distributed: undefined,
   };
 }
 
@@ -999,6 +1039,9 @@ export const WorkerInfo: MessageFns<WorkerInfo> = {
     globalThis.Object.entries(message.limits).forEach(([key, value]: [string, number]) => {
       WorkerInfo_LimitsEntry.encode({ key: key as any, value }, writer.uint32(106).fork()).join();
     });
+    if (message.distributed !== undefined) {
+      DistributedInfo.encode(message.distributed, writer.uint32(114).fork()).join();
+    }
     return writer;
   },
 
@@ -1135,6 +1178,14 @@ export const WorkerInfo: MessageFns<WorkerInfo> = {
             }
             continue;
           }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.distributed = DistributedInfo.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1220,6 +1271,7 @@ export const WorkerInfo: MessageFns<WorkerInfo> = {
           {},
         )
         : {},
+      distributed: isSet(object.distributed) ? DistributedInfo.fromJSON(object.distributed) : undefined,
     };
   },
 
@@ -1276,6 +1328,9 @@ export const WorkerInfo: MessageFns<WorkerInfo> = {
         });
       }
     }
+    if (message.distributed !== undefined) {
+      obj.distributed = DistributedInfo.toJSON(message.distributed);
+    }
     return obj;
   },
 
@@ -1313,6 +1368,9 @@ export const WorkerInfo: MessageFns<WorkerInfo> = {
       },
       {},
     );
+    message.distributed = (object.distributed !== undefined && object.distributed !== null)
+      ? DistributedInfo.fromPartial(object.distributed)
+      : undefined;
     return message;
   },
 };
@@ -1483,6 +1541,131 @@ export const WorkerInfo_LimitsEntry: MessageFns<WorkerInfo_LimitsEntry> = {
     const message = createBaseWorkerInfo_LimitsEntry();
     message.key = object.key ?? "";
     message.value = object.value ?? 0;
+    return message;
+  },
+};
+
+function createBaseDistributedInfo(): DistributedInfo {
+  return { rank: 0, worldSize: 0, backend: "", localRank: 0 };
+}
+
+export const DistributedInfo: MessageFns<DistributedInfo> = {
+  encode(message: DistributedInfo, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.rank !== 0) {
+      writer.uint32(8).uint32(message.rank);
+    }
+    if (message.worldSize !== 0) {
+      writer.uint32(16).uint32(message.worldSize);
+    }
+    if (message.backend !== "") {
+      writer.uint32(26).string(message.backend);
+    }
+    if (message.localRank !== 0) {
+      writer.uint32(32).uint32(message.localRank);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DistributedInfo {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDistributedInfo();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.rank = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.worldSize = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.backend = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.localRank = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DistributedInfo {
+    return {
+      rank: isSet(object.rank) ? globalThis.Number(object.rank) : 0,
+      worldSize: isSet(object.worldSize)
+        ? globalThis.Number(object.worldSize)
+        : isSet(object.world_size)
+        ? globalThis.Number(object.world_size)
+        : 0,
+      backend: isSet(object.backend) ? globalThis.String(object.backend) : "",
+      localRank: isSet(object.localRank)
+        ? globalThis.Number(object.localRank)
+        : isSet(object.local_rank)
+        ? globalThis.Number(object.local_rank)
+        : 0,
+    };
+  },
+
+  toJSON(message: DistributedInfo): unknown {
+    const obj: any = {};
+    if (message.rank !== 0) {
+      obj.rank = Math.round(message.rank);
+    }
+    if (message.worldSize !== 0) {
+      obj.worldSize = Math.round(message.worldSize);
+    }
+    if (message.backend !== "") {
+      obj.backend = message.backend;
+    }
+    if (message.localRank !== 0) {
+      obj.localRank = Math.round(message.localRank);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DistributedInfo>, I>>(base?: I): DistributedInfo {
+    return DistributedInfo.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DistributedInfo>, I>>(object: I): DistributedInfo {
+    const message = createBaseDistributedInfo();
+    message.rank = object.rank ?? 0;
+    message.worldSize = object.worldSize ?? 0;
+    message.backend = object.backend ?? "";
+    message.localRank = object.localRank ?? 0;
     return message;
   },
 };
@@ -2500,6 +2683,8 @@ function createBaseSampleRequest(): SampleRequest {
     labels: [],
     computeKl: false,
     text: undefined,
+    shardOffset: 0,
+    shardTotal: 0,
   };
 }
 
@@ -2535,6 +2720,12 @@ export const SampleRequest: MessageFns<SampleRequest> = {
     }
     if (message.text !== undefined) {
       TextCondition.encode(message.text, writer.uint32(74).fork()).join();
+    }
+    if (message.shardOffset !== 0) {
+      writer.uint32(80).uint32(message.shardOffset);
+    }
+    if (message.shardTotal !== 0) {
+      writer.uint32(88).uint32(message.shardTotal);
     }
     return writer;
   },
@@ -2634,6 +2825,22 @@ export const SampleRequest: MessageFns<SampleRequest> = {
             message.text = TextCondition.decode(reader, reader.uint32());
             continue;
           }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.shardOffset = reader.uint32();
+            continue;
+          }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.shardTotal = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2673,6 +2880,16 @@ export const SampleRequest: MessageFns<SampleRequest> = {
         ? globalThis.Boolean(object.compute_kl)
         : false,
       text: isSet(object.text) ? TextCondition.fromJSON(object.text) : undefined,
+      shardOffset: isSet(object.shardOffset)
+        ? globalThis.Number(object.shardOffset)
+        : isSet(object.shard_offset)
+        ? globalThis.Number(object.shard_offset)
+        : 0,
+      shardTotal: isSet(object.shardTotal)
+        ? globalThis.Number(object.shardTotal)
+        : isSet(object.shard_total)
+        ? globalThis.Number(object.shard_total)
+        : 0,
     };
   },
 
@@ -2705,6 +2922,12 @@ export const SampleRequest: MessageFns<SampleRequest> = {
     if (message.text !== undefined) {
       obj.text = TextCondition.toJSON(message.text);
     }
+    if (message.shardOffset !== 0) {
+      obj.shardOffset = Math.round(message.shardOffset);
+    }
+    if (message.shardTotal !== 0) {
+      obj.shardTotal = Math.round(message.shardTotal);
+    }
     return obj;
   },
 
@@ -2724,6 +2947,8 @@ export const SampleRequest: MessageFns<SampleRequest> = {
     message.text = (object.text !== undefined && object.text !== null)
       ? TextCondition.fromPartial(object.text)
       : undefined;
+    message.shardOffset = object.shardOffset ?? 0;
+    message.shardTotal = object.shardTotal ?? 0;
     return message;
   },
 };
@@ -5958,6 +6183,8 @@ function createBaseRolloutRequest(): RolloutRequest {
     text: undefined,
     batchSize: 0,
     separateUnetCalls: false,
+    shardOffset: 0,
+    shardTotal: 0,
   };
 }
 
@@ -6003,6 +6230,12 @@ export const RolloutRequest: MessageFns<RolloutRequest> = {
     }
     if (message.separateUnetCalls !== false) {
       writer.uint32(88).bool(message.separateUnetCalls);
+    }
+    if (message.shardOffset !== 0) {
+      writer.uint32(96).uint32(message.shardOffset);
+    }
+    if (message.shardTotal !== 0) {
+      writer.uint32(104).uint32(message.shardTotal);
     }
     return writer;
   },
@@ -6128,6 +6361,22 @@ export const RolloutRequest: MessageFns<RolloutRequest> = {
             message.separateUnetCalls = reader.bool();
             continue;
           }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.shardOffset = reader.uint32();
+            continue;
+          }
+          case 13: {
+            if (tag !== 104) {
+              break;
+            }
+
+            message.shardTotal = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -6171,6 +6420,16 @@ export const RolloutRequest: MessageFns<RolloutRequest> = {
         : isSet(object.separate_unet_calls)
         ? globalThis.Boolean(object.separate_unet_calls)
         : false,
+      shardOffset: isSet(object.shardOffset)
+        ? globalThis.Number(object.shardOffset)
+        : isSet(object.shard_offset)
+        ? globalThis.Number(object.shard_offset)
+        : 0,
+      shardTotal: isSet(object.shardTotal)
+        ? globalThis.Number(object.shardTotal)
+        : isSet(object.shard_total)
+        ? globalThis.Number(object.shard_total)
+        : 0,
     };
   },
 
@@ -6209,6 +6468,12 @@ export const RolloutRequest: MessageFns<RolloutRequest> = {
     if (message.separateUnetCalls !== false) {
       obj.separateUnetCalls = message.separateUnetCalls;
     }
+    if (message.shardOffset !== 0) {
+      obj.shardOffset = Math.round(message.shardOffset);
+    }
+    if (message.shardTotal !== 0) {
+      obj.shardTotal = Math.round(message.shardTotal);
+    }
     return obj;
   },
 
@@ -6230,6 +6495,8 @@ export const RolloutRequest: MessageFns<RolloutRequest> = {
       : undefined;
     message.batchSize = object.batchSize ?? 0;
     message.separateUnetCalls = object.separateUnetCalls ?? false;
+    message.shardOffset = object.shardOffset ?? 0;
+    message.shardTotal = object.shardTotal ?? 0;
     return message;
   },
 };
@@ -7127,7 +7394,7 @@ export const BackwardResponse: MessageFns<BackwardResponse> = {
 };
 
 function createBaseOptimizerStepRequest(): OptimizerStepRequest {
-  return { optimizer: "", learningRateScale: 0, discard: false };
+  return { optimizer: "", learningRateScale: 0, discard: false, checksum: false };
 }
 
 export const OptimizerStepRequest: MessageFns<OptimizerStepRequest> = {
@@ -7140,6 +7407,9 @@ export const OptimizerStepRequest: MessageFns<OptimizerStepRequest> = {
     }
     if (message.discard !== false) {
       writer.uint32(24).bool(message.discard);
+    }
+    if (message.checksum !== false) {
+      writer.uint32(32).bool(message.checksum);
     }
     return writer;
   },
@@ -7181,6 +7451,14 @@ export const OptimizerStepRequest: MessageFns<OptimizerStepRequest> = {
             message.discard = reader.bool();
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.checksum = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -7202,6 +7480,7 @@ export const OptimizerStepRequest: MessageFns<OptimizerStepRequest> = {
         ? globalThis.Number(object.learning_rate_scale)
         : 0,
       discard: isSet(object.discard) ? globalThis.Boolean(object.discard) : false,
+      checksum: isSet(object.checksum) ? globalThis.Boolean(object.checksum) : false,
     };
   },
 
@@ -7216,6 +7495,9 @@ export const OptimizerStepRequest: MessageFns<OptimizerStepRequest> = {
     if (message.discard !== false) {
       obj.discard = message.discard;
     }
+    if (message.checksum !== false) {
+      obj.checksum = message.checksum;
+    }
     return obj;
   },
 
@@ -7227,12 +7509,13 @@ export const OptimizerStepRequest: MessageFns<OptimizerStepRequest> = {
     message.optimizer = object.optimizer ?? "";
     message.learningRateScale = object.learningRateScale ?? 0;
     message.discard = object.discard ?? false;
+    message.checksum = object.checksum ?? false;
     return message;
   },
 };
 
 function createBaseOptimizerStepResponse(): OptimizerStepResponse {
-  return { gradNorm: 0, steps: 0, skipped: false };
+  return { gradNorm: 0, steps: 0, skipped: false, parameterChecksum: "" };
 }
 
 export const OptimizerStepResponse: MessageFns<OptimizerStepResponse> = {
@@ -7245,6 +7528,9 @@ export const OptimizerStepResponse: MessageFns<OptimizerStepResponse> = {
     }
     if (message.skipped !== false) {
       writer.uint32(24).bool(message.skipped);
+    }
+    if (message.parameterChecksum !== "") {
+      writer.uint32(34).string(message.parameterChecksum);
     }
     return writer;
   },
@@ -7286,6 +7572,14 @@ export const OptimizerStepResponse: MessageFns<OptimizerStepResponse> = {
             message.skipped = reader.bool();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.parameterChecksum = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -7307,6 +7601,11 @@ export const OptimizerStepResponse: MessageFns<OptimizerStepResponse> = {
         : 0,
       steps: isSet(object.steps) ? globalThis.Number(object.steps) : 0,
       skipped: isSet(object.skipped) ? globalThis.Boolean(object.skipped) : false,
+      parameterChecksum: isSet(object.parameterChecksum)
+        ? globalThis.String(object.parameterChecksum)
+        : isSet(object.parameter_checksum)
+        ? globalThis.String(object.parameter_checksum)
+        : "",
     };
   },
 
@@ -7321,6 +7620,9 @@ export const OptimizerStepResponse: MessageFns<OptimizerStepResponse> = {
     if (message.skipped !== false) {
       obj.skipped = message.skipped;
     }
+    if (message.parameterChecksum !== "") {
+      obj.parameterChecksum = message.parameterChecksum;
+    }
     return obj;
   },
 
@@ -7332,6 +7634,7 @@ export const OptimizerStepResponse: MessageFns<OptimizerStepResponse> = {
     message.gradNorm = object.gradNorm ?? 0;
     message.steps = object.steps ?? 0;
     message.skipped = object.skipped ?? false;
+    message.parameterChecksum = object.parameterChecksum ?? "";
     return message;
   },
 };
@@ -8938,7 +9241,12 @@ export const WorkerService = {
     responseSerialize: (value: BackwardResponse): Buffer => Buffer.from(BackwardResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): BackwardResponse => BackwardResponse.decode(value),
   },
-  /** Clips the accumulated gradients, steps the optimiser and zeroes the gradients. */
+  /**
+   * Clips the accumulated gradients, steps the optimiser and zeroes the gradients. In a
+   * torch.distributed group (WorkerInfo.distributed.world_size > 1) the gradients are first
+   * summed over the ranks (one all-reduce), so every rank must make this call for each step, with
+   * the same `discard`; scale each rank's Backward loss by its share of the batch.
+   */
   optimizerStep: {
     path: "/ctrl.v1.Worker/OptimizerStep" as const,
     requestStream: false as const,
@@ -9091,7 +9399,12 @@ export interface WorkerServer extends UntypedServiceImplementation {
    * the control's parameters (gradients accumulate) and releases the rollout.
    */
   backward: handleUnaryCall<BackwardRequest, BackwardResponse>;
-  /** Clips the accumulated gradients, steps the optimiser and zeroes the gradients. */
+  /**
+   * Clips the accumulated gradients, steps the optimiser and zeroes the gradients. In a
+   * torch.distributed group (WorkerInfo.distributed.world_size > 1) the gradients are first
+   * summed over the ranks (one all-reduce), so every rank must make this call for each step, with
+   * the same `discard`; scale each rank's Backward loss by its share of the batch.
+   */
   optimizerStep: handleUnaryCall<OptimizerStepRequest, OptimizerStepResponse>;
   /** Saves LoRA (diffusers format), label embeddings and, optionally, the optimiser's state. */
   saveControl: handleUnaryCall<SaveRequest, SaveResponse>;
@@ -9427,7 +9740,12 @@ export interface WorkerClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: BackwardResponse) => void,
   ): ClientUnaryCall;
-  /** Clips the accumulated gradients, steps the optimiser and zeroes the gradients. */
+  /**
+   * Clips the accumulated gradients, steps the optimiser and zeroes the gradients. In a
+   * torch.distributed group (WorkerInfo.distributed.world_size > 1) the gradients are first
+   * summed over the ranks (one all-reduce), so every rank must make this call for each step, with
+   * the same `discard`; scale each rank's Backward loss by its share of the batch.
+   */
   optimizerStep(
     request: OptimizerStepRequest,
     callback: (error: ServiceError | null, response: OptimizerStepResponse) => void,

@@ -46,7 +46,7 @@ class GetInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class WorkerInfo(_message.Message):
-    __slots__ = ("worker_version", "protocol", "python_version", "packages", "device", "device_name", "supported_dtypes", "pid", "max_message_bytes", "max_samples", "max_rss_bytes", "accelerator_peak_bytes", "limits")
+    __slots__ = ("worker_version", "protocol", "python_version", "packages", "device", "device_name", "supported_dtypes", "pid", "max_message_bytes", "max_samples", "max_rss_bytes", "accelerator_peak_bytes", "limits", "distributed")
     class PackagesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -74,6 +74,7 @@ class WorkerInfo(_message.Message):
     MAX_RSS_BYTES_FIELD_NUMBER: _ClassVar[int]
     ACCELERATOR_PEAK_BYTES_FIELD_NUMBER: _ClassVar[int]
     LIMITS_FIELD_NUMBER: _ClassVar[int]
+    DISTRIBUTED_FIELD_NUMBER: _ClassVar[int]
     worker_version: str
     protocol: str
     python_version: str
@@ -87,7 +88,20 @@ class WorkerInfo(_message.Message):
     max_rss_bytes: int
     accelerator_peak_bytes: int
     limits: _containers.ScalarMap[str, int]
-    def __init__(self, worker_version: _Optional[str] = ..., protocol: _Optional[str] = ..., python_version: _Optional[str] = ..., packages: _Optional[_Mapping[str, str]] = ..., device: _Optional[str] = ..., device_name: _Optional[str] = ..., supported_dtypes: _Optional[_Iterable[_Union[DType, str]]] = ..., pid: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., max_samples: _Optional[int] = ..., max_rss_bytes: _Optional[int] = ..., accelerator_peak_bytes: _Optional[int] = ..., limits: _Optional[_Mapping[str, int]] = ...) -> None: ...
+    distributed: DistributedInfo
+    def __init__(self, worker_version: _Optional[str] = ..., protocol: _Optional[str] = ..., python_version: _Optional[str] = ..., packages: _Optional[_Mapping[str, str]] = ..., device: _Optional[str] = ..., device_name: _Optional[str] = ..., supported_dtypes: _Optional[_Iterable[_Union[DType, str]]] = ..., pid: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., max_samples: _Optional[int] = ..., max_rss_bytes: _Optional[int] = ..., accelerator_peak_bytes: _Optional[int] = ..., limits: _Optional[_Mapping[str, int]] = ..., distributed: _Optional[_Union[DistributedInfo, _Mapping]] = ...) -> None: ...
+
+class DistributedInfo(_message.Message):
+    __slots__ = ("rank", "world_size", "backend", "local_rank")
+    RANK_FIELD_NUMBER: _ClassVar[int]
+    WORLD_SIZE_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    LOCAL_RANK_FIELD_NUMBER: _ClassVar[int]
+    rank: int
+    world_size: int
+    backend: str
+    local_rank: int
+    def __init__(self, rank: _Optional[int] = ..., world_size: _Optional[int] = ..., backend: _Optional[str] = ..., local_rank: _Optional[int] = ...) -> None: ...
 
 class LoadBackboneRequest(_message.Message):
     __slots__ = ("source", "revision", "dtype", "autocast")
@@ -180,7 +194,7 @@ class TextCondition(_message.Message):
     def __init__(self, prompts: _Optional[_Iterable[str]] = ..., guidance_scale: _Optional[float] = ...) -> None: ...
 
 class SampleRequest(_message.Message):
-    __slots__ = ("model", "num_samples", "timesteps", "eta", "seed", "batch_size", "labels", "compute_kl", "text")
+    __slots__ = ("model", "num_samples", "timesteps", "eta", "seed", "batch_size", "labels", "compute_kl", "text", "shard_offset", "shard_total")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     NUM_SAMPLES_FIELD_NUMBER: _ClassVar[int]
     TIMESTEPS_FIELD_NUMBER: _ClassVar[int]
@@ -190,6 +204,8 @@ class SampleRequest(_message.Message):
     LABELS_FIELD_NUMBER: _ClassVar[int]
     COMPUTE_KL_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
+    SHARD_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    SHARD_TOTAL_FIELD_NUMBER: _ClassVar[int]
     model: str
     num_samples: int
     timesteps: _containers.RepeatedScalarFieldContainer[int]
@@ -199,7 +215,9 @@ class SampleRequest(_message.Message):
     labels: _containers.RepeatedCompositeFieldContainer[LabelValues]
     compute_kl: bool
     text: TextCondition
-    def __init__(self, model: _Optional[str] = ..., num_samples: _Optional[int] = ..., timesteps: _Optional[_Iterable[int]] = ..., eta: _Optional[float] = ..., seed: _Optional[int] = ..., batch_size: _Optional[int] = ..., labels: _Optional[_Iterable[_Union[LabelValues, _Mapping]]] = ..., compute_kl: _Optional[bool] = ..., text: _Optional[_Union[TextCondition, _Mapping]] = ...) -> None: ...
+    shard_offset: int
+    shard_total: int
+    def __init__(self, model: _Optional[str] = ..., num_samples: _Optional[int] = ..., timesteps: _Optional[_Iterable[int]] = ..., eta: _Optional[float] = ..., seed: _Optional[int] = ..., batch_size: _Optional[int] = ..., labels: _Optional[_Iterable[_Union[LabelValues, _Mapping]]] = ..., compute_kl: _Optional[bool] = ..., text: _Optional[_Union[TextCondition, _Mapping]] = ..., shard_offset: _Optional[int] = ..., shard_total: _Optional[int] = ...) -> None: ...
 
 class SampleKl(_message.Message):
     __slots__ = ("per_sample",)
@@ -498,7 +516,7 @@ class Optimizer(_message.Message):
     def __init__(self, handle: _Optional[str] = ..., steps: _Optional[int] = ...) -> None: ...
 
 class RolloutRequest(_message.Message):
-    __slots__ = ("control", "num_samples", "labels", "timesteps", "eta", "seed", "grad_steps", "checkpointing", "text", "batch_size", "separate_unet_calls")
+    __slots__ = ("control", "num_samples", "labels", "timesteps", "eta", "seed", "grad_steps", "checkpointing", "text", "batch_size", "separate_unet_calls", "shard_offset", "shard_total")
     CONTROL_FIELD_NUMBER: _ClassVar[int]
     NUM_SAMPLES_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
@@ -510,6 +528,8 @@ class RolloutRequest(_message.Message):
     TEXT_FIELD_NUMBER: _ClassVar[int]
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     SEPARATE_UNET_CALLS_FIELD_NUMBER: _ClassVar[int]
+    SHARD_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    SHARD_TOTAL_FIELD_NUMBER: _ClassVar[int]
     control: str
     num_samples: int
     labels: _containers.RepeatedCompositeFieldContainer[LabelValues]
@@ -521,7 +541,9 @@ class RolloutRequest(_message.Message):
     text: TextCondition
     batch_size: int
     separate_unet_calls: bool
-    def __init__(self, control: _Optional[str] = ..., num_samples: _Optional[int] = ..., labels: _Optional[_Iterable[_Union[LabelValues, _Mapping]]] = ..., timesteps: _Optional[_Iterable[int]] = ..., eta: _Optional[float] = ..., seed: _Optional[int] = ..., grad_steps: _Optional[_Iterable[bool]] = ..., checkpointing: _Optional[bool] = ..., text: _Optional[_Union[TextCondition, _Mapping]] = ..., batch_size: _Optional[int] = ..., separate_unet_calls: _Optional[bool] = ...) -> None: ...
+    shard_offset: int
+    shard_total: int
+    def __init__(self, control: _Optional[str] = ..., num_samples: _Optional[int] = ..., labels: _Optional[_Iterable[_Union[LabelValues, _Mapping]]] = ..., timesteps: _Optional[_Iterable[int]] = ..., eta: _Optional[float] = ..., seed: _Optional[int] = ..., grad_steps: _Optional[_Iterable[bool]] = ..., checkpointing: _Optional[bool] = ..., text: _Optional[_Union[TextCondition, _Mapping]] = ..., batch_size: _Optional[int] = ..., separate_unet_calls: _Optional[bool] = ..., shard_offset: _Optional[int] = ..., shard_total: _Optional[int] = ...) -> None: ...
 
 class RolloutResult(_message.Message):
     __slots__ = ("handle", "kl_per_step", "kl_per_sample", "grad_steps_kept", "seconds", "unet_calls")
@@ -600,24 +622,28 @@ class BackwardResponse(_message.Message):
     def __init__(self, loss: _Optional[float] = ..., terms: _Optional[_Iterable[_Union[TermValue, _Mapping]]] = ..., seconds: _Optional[float] = ..., non_finite: _Optional[bool] = ...) -> None: ...
 
 class OptimizerStepRequest(_message.Message):
-    __slots__ = ("optimizer", "learning_rate_scale", "discard")
+    __slots__ = ("optimizer", "learning_rate_scale", "discard", "checksum")
     OPTIMIZER_FIELD_NUMBER: _ClassVar[int]
     LEARNING_RATE_SCALE_FIELD_NUMBER: _ClassVar[int]
     DISCARD_FIELD_NUMBER: _ClassVar[int]
+    CHECKSUM_FIELD_NUMBER: _ClassVar[int]
     optimizer: str
     learning_rate_scale: float
     discard: bool
-    def __init__(self, optimizer: _Optional[str] = ..., learning_rate_scale: _Optional[float] = ..., discard: _Optional[bool] = ...) -> None: ...
+    checksum: bool
+    def __init__(self, optimizer: _Optional[str] = ..., learning_rate_scale: _Optional[float] = ..., discard: _Optional[bool] = ..., checksum: _Optional[bool] = ...) -> None: ...
 
 class OptimizerStepResponse(_message.Message):
-    __slots__ = ("grad_norm", "steps", "skipped")
+    __slots__ = ("grad_norm", "steps", "skipped", "parameter_checksum")
     GRAD_NORM_FIELD_NUMBER: _ClassVar[int]
     STEPS_FIELD_NUMBER: _ClassVar[int]
     SKIPPED_FIELD_NUMBER: _ClassVar[int]
+    PARAMETER_CHECKSUM_FIELD_NUMBER: _ClassVar[int]
     grad_norm: float
     steps: int
     skipped: bool
-    def __init__(self, grad_norm: _Optional[float] = ..., steps: _Optional[int] = ..., skipped: _Optional[bool] = ...) -> None: ...
+    parameter_checksum: str
+    def __init__(self, grad_norm: _Optional[float] = ..., steps: _Optional[int] = ..., skipped: _Optional[bool] = ..., parameter_checksum: _Optional[str] = ...) -> None: ...
 
 class SaveRequest(_message.Message):
     __slots__ = ("handle", "directory", "optimizer", "overwrite")

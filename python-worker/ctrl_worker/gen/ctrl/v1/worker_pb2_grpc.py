@@ -323,7 +323,10 @@ class WorkerServicer:
         raise NotImplementedError('Method not implemented!')
 
     def OptimizerStep(self, request, context):
-        """Clips the accumulated gradients, steps the optimiser and zeroes the gradients.
+        """Clips the accumulated gradients, steps the optimiser and zeroes the gradients. In a
+        torch.distributed group (WorkerInfo.distributed.world_size > 1) the gradients are first
+        summed over the ranks (one all-reduce), so every rank must make this call for each step, with
+        the same `discard`; scale each rank's Backward loss by its share of the batch.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
