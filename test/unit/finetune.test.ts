@@ -28,7 +28,7 @@ function fakeWorker(nanLossSteps: number[], nanGradientSteps: number[] = []) {
       calls.push({ step, discard });
       const skipped = discard || nanGradientSteps.includes(step);
       step++;
-      return { gradNorm: skipped ? Number.POSITIVE_INFINITY : 1, steps: 0, skipped };
+      return { gradNorm: skipped ? Number.POSITIVE_INFINITY : 1, steps: 0, skipped, parameterChecksum: "" };
     },
   };
   return { worker, calls, rollouts };
