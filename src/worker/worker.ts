@@ -98,7 +98,15 @@ export interface SampleOptions {
   /** With a control: also return each sample's KL to the pre-trained model. */
   computeKl?: boolean;
   text?: TextCondition;
+  /** Data parallel: these samples are rows [offset, offset + numSamples) of a batch of `total` drawn from `seed`. */
+  shard?: Shard;
   onProgress?: (progress: SampleProgress) => void;
+}
+
+/** Rows [offset, offset + n) of one batch of `total` samples (see SampleRequest.shard_offset). */
+export interface Shard {
+  offset: number;
+  total: number;
 }
 
 export interface ClassifierScores {
@@ -232,6 +240,8 @@ export class Worker {
       labels: labelValues(options.labels),
       computeKl: options.computeKl ?? false,
       text: textCondition(options.text),
+      shardOffset: options.shard?.offset ?? 0,
+      shardTotal: options.shard?.total ?? 0,
     };
     await this.serverStream("Sample", () => this.client.sample(request), (event) => {
       if (event.event?.$case === "progress") options.onProgress?.(event.event.value);
@@ -339,9 +349,10 @@ export class Worker {
   /**
    * Clip, step and zero the gradients; `learningRateScale` multiplies every group's rate for this
    * step (a warm-up). `discard` only zeroes them. `skipped` in the answer: no step was taken.
+   * `checksum`: also return the parameters' SHA-256 after the step.
    */
-  optimizerStep(optimizer: string, learningRateScale = 1, options: { discard?: boolean } = {}): Promise<OptimizerStepResponse> {
-    const request = { optimizer, learningRateScale, discard: options.discard ?? false };
+  optimizerStep(optimizer: string, learningRateScale = 1, options: { discard?: boolean; checksum?: boolean } = {}): Promise<OptimizerStepResponse> {
+    const request = { optimizer, learningRateScale, discard: options.discard ?? false, checksum: options.checksum ?? false };
     return this.unary<OptimizerStepResponse>("OptimizerStep", (done) => this.client.optimizerStep(request, done));
   }
 
