@@ -1,13 +1,13 @@
 /**
  * Runs that survive a killed worker: when the worker process dies mid-run (SIGKILL, the OOM
- * killer, a crash), a new one is started and the run continues from its last saved state, at most
+ * killer, a crash) or hangs (the watchdog kills it), a new one is started and the run continues from its last saved state, at most
  * `maxRestarts` times. What the dead worker did after that state is redone, and its records are cut
  * from metrics.jsonl first, so the file reads as if the run had never been interrupted (plus one
  * "restart" record per restart).
  */
 import { rmSync } from "node:fs";
 import type { Run } from "./runs.js";
-import { WorkerCrashedError } from "../worker/errors.js";
+import { WorkerCrashedError, WorkerHungError } from "../worker/errors.js";
 
 export interface Restart {
   /** 1 for the first restart. */
@@ -16,9 +16,15 @@ export interface Restart {
   reason: string;
 }
 
+/** A worker that died or hung (and was killed by the watchdog): a fresh one can continue. */
+export function isWorkerLoss(error: unknown): error is WorkerCrashedError | WorkerHungError {
+  return error instanceof WorkerCrashedError || error instanceof WorkerHungError;
+}
+
 /**
- * Calls `attempt` until it settles without a worker crash; a crash is retried (with what it was)
- * up to `maxRestarts` times, and rethrown after that. Any other error ends it at once.
+ * Calls `attempt` until it settles without losing its worker (see isWorkerLoss); a loss is retried
+ * (with what it was) up to `maxRestarts` times, and rethrown after that. Any other error ends it
+ * at once.
  */
 export async function withRestarts<T>(maxRestarts: number, attempt: (restart: Restart | undefined) => Promise<T>, log: (message: string) => void): Promise<T> {
   let restart: Restart | undefined;
@@ -26,7 +32,7 @@ export async function withRestarts<T>(maxRestarts: number, attempt: (restart: Re
     try {
       return await attempt(restart);
     } catch (error) {
-      if (!(error instanceof WorkerCrashedError)) throw error;
+      if (!isWorkerLoss(error)) throw error;
       const count = (restart?.count ?? 0) + 1;
       if (count > maxRestarts) {
         error.message += `\n(${maxRestarts} restart${maxRestarts === 1 ? "" : "s"} allowed by recovery.maxRestarts were used up)`;
