@@ -144,6 +144,9 @@ interface TrainFlags extends WorkerFlags {
   runsDir?: string;
   resume?: string;
   maxRestarts?: number;
+  workers?: number;
+  devices?: string;
+  attach?: string;
 }
 
 function trainCommand(name: string, description: string) {
@@ -163,13 +166,20 @@ function trainCommand(name: string, description: string) {
       .option("--steps <count>", "sampler steps", integer(1, 1000))
       .option("--runs-dir <dir>", "where runs/<id>/ folders go (default: runs)")
       .option("--resume <run-dir>", "continue runs/<id> from its last checkpoint (other flags are ignored)")
-      .option("--max-restarts <count>", "restart a worker that dies mid-run at most this often, continuing from the last checkpoint (default 3)", integer(0, 100)),
+      .option("--max-restarts <count>", "restart a worker that dies mid-run at most this often, continuing from the last checkpoint (default 3)", integer(0, 100))
+      .option("--workers <count>", "data parallel: this many workers in one torch.distributed group, each rolling out a shard of every batch", integer(1, 64))
+      .option("--devices <list>", "one device per worker, comma-separated, e.g. cuda:0,cuda:1 (sets --workers)")
+      .option(
+        "--attach <addresses>",
+        "use running workers (host:port,...; e.g. torchrun ranks started with --distributed --listen tcp:...) instead of spawning; token from $CTRL_WORKER_TOKEN",
+      ),
   ).action(async (flags: TrainFlags) => {
     const { run, results } = await runCtrl(await configFromFlags(flags), {
       resume: flags.resume,
       verbose: flags.verbose,
       python: flags.python,
       device: flags.device,
+      attach: flags.attach ? { addresses: commaList("--attach", flags.attach), token: process.env.CTRL_WORKER_TOKEN } : undefined,
     });
     for (const r of results) {
       process.stdout.write(`${r.method.padEnd(12)} accuracy ${r.evaluation.accuracy.toFixed(3)}  macro-F1 ${r.evaluation.macroF1.toFixed(3)}  mean KL ${r.meanKl?.toFixed(2) ?? "-"}\n`);
@@ -203,8 +213,23 @@ async function configFromFlags(flags: TrainFlags): Promise<ConfigInput> {
   if (flags.klWeight !== undefined) section("finetune", { klWeight: flags.klWeight });
   if (flags.steps !== undefined) section("sampler", { steps: flags.steps });
   if (flags.maxRestarts !== undefined) section("recovery", { maxRestarts: flags.maxRestarts });
+  if (flags.devices !== undefined) {
+    config.devices = commaList("--devices", flags.devices);
+    config.workers = (config.devices as string[]).length;
+  }
+  if (flags.workers !== undefined) {
+    if (flags.devices !== undefined && flags.workers !== config.workers) throw new Error("--workers: --devices already gives one worker per device; give one or the other");
+    config.workers = flags.workers;
+  }
   if (flags.device !== "auto") config.device = flags.device;
   return config;
+}
+
+/** "a,b,c" -> ["a", "b", "c"]; empty entries are an error naming the flag. */
+function commaList(flag: string, value: string): string[] {
+  const items = value.split(",").map((item) => item.trim());
+  if (items.some((item) => item === "")) throw new Error(`${flag}: expected a comma-separated list without empty entries, got ${JSON.stringify(value)}`);
+  return items;
 }
 
 trainCommand("run", "the default CTRL reproduction: 4-class compressibility on the embedded model (same flags as train)");

@@ -6,6 +6,7 @@ import { z } from "zod";
 
 const positiveInt = z.number().int().positive();
 const nonNegativeInt = z.number().int().nonnegative();
+const deviceName = z.string().regex(/^(auto|cpu|cuda(:\d+)?)$/, "auto, cpu, cuda or cuda:N");
 const positive = z.number().positive();
 const probability = z.number().min(0).max(1);
 const seed = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
@@ -79,9 +80,16 @@ export const configSchema = z
       })
       .strict()
       .optional(),
-    device: z.string().regex(/^(auto|cpu|cuda(:\d+)?)$/, "auto, cpu, cuda or cuda:N").default("auto"),
-    /** torch CPU threads in the worker; 0 leaves torch's default (one per core). */
+    device: deviceName.default("auto"),
+    /** torch CPU threads in each worker; 0 leaves torch's default (one per core; with several CPU workers, cores / workers). */
     threads: nonNegativeInt.max(256).default(0),
+    /**
+     * Data parallel: this many workers in one torch.distributed group (gloo on CPUs, NCCL on GPUs),
+     * each rolling out a shard of every batch (src/ctrl/dataParallel.ts). With device "cuda",
+     * rank i uses cuda:i unless `devices` lists one device per worker.
+     */
+    workers: positiveInt.max(64).default(1),
+    devices: z.array(deviceName).min(1).max(64).optional(),
     runsDir: z.string().min(1).default("runs"),
     /** A worker that dies mid-run is restarted and the run continues from its last saved state, at most this often. */
     recovery: z.object({ maxRestarts: nonNegativeInt.max(100).default(3) }).strict().prefault({}),
@@ -263,6 +271,12 @@ export function parseConfig(input: unknown): ExperimentConfig {
   }
   if (config.finetune.labelWeights && !config.finetune.labelWeights.some((w) => w > 0)) {
     problems.push("finetune.labelWeights: at least one weight must be positive");
+  }
+  if (config.devices && config.devices.length !== config.workers) {
+    problems.push(`devices: expected one device per worker (workers: ${config.workers}), got ${config.devices.length}`);
+  }
+  if (config.finetune.batchSize < config.workers) {
+    problems.push(`finetune.batchSize: each of the ${config.workers} workers needs at least one sample of every rollout, got ${config.finetune.batchSize}`);
   }
   if (problems.length) throw new ConfigError(problems);
   return config;

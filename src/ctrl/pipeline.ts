@@ -11,9 +11,11 @@ import { ctrlReward, describeReward } from "../rewards/expression.js";
 import { samplerTimesteps } from "../sampling/schedules.js";
 import { showProgress } from "../worker/progress.js";
 import type { ImageBatch } from "../worker/tensors.js";
-import { type SampleOptions, Worker } from "../worker/worker.js";
+import { WorkerGroup } from "../worker/group.js";
+import type { SampleOptions, Worker } from "../worker/worker.js";
 import { addControl, createOptimizer } from "./augment.js";
 import { type RewardClassifierReport, trainRewardClassifier } from "./classifier.js";
+import { DataParallel } from "./dataParallel.js";
 import { ConfigError, type ConfigInput, type ExperimentConfig, parseConfig } from "./config.js";
 import { writeSamplerRecord } from "./controls.js";
 import { buildDefaultDataset } from "./datasets.js";
@@ -36,8 +38,13 @@ export interface RunOptions {
   python?: string;
   /** Overrides the config's device (also on resume). */
   device?: string;
-  /** Called with each worker once it is up (the first one and any restarted after a crash). */
-  onWorkerStarted?: (worker: Worker) => void;
+  /** Called with each worker once it is up (every rank, and again after a restart); rank 0 first. */
+  onWorkerStarted?: (worker: Worker, rank: number) => void;
+  /**
+   * Use workers started elsewhere (e.g. torchrun ranks on other machines, each listening on TCP)
+   * instead of spawning them; they must form one process group. Such workers are not restarted.
+   */
+  attach?: { addresses: string[]; token?: string };
 }
 
 /** The run's sampler settings applied to one model, sample count and seed. */
@@ -70,32 +77,41 @@ export async function runCtrl(input: ConfigInput = {}, options: RunOptions = {})
     throw new Error(`dataset.path: no folder ${config.dataset.path}`);
   }
   const current: { run?: Run } = { run: resumed }; // the run, once made: what a restart continues
+  // Attached workers are someone else's to restart.
   return withRestarts(
-    config.recovery.maxRestarts,
+    options.attach ? 0 : config.recovery.maxRestarts,
     async (restart) => {
-      const worker = await Worker.start({
-        device: options.device && options.device !== "auto" ? options.device : config.device,
-        python: options.python,
-        threads: config.threads,
-        onLog: options.verbose ? (line) => process.stderr.write(`[worker] ${line}\n`) : undefined,
-      });
-      options.onWorkerStarted?.(worker);
-      const stopProgress = worker.telemetry ? showProgress(worker.telemetry, { tasks: ["sample"] }) : () => undefined;
+      const group = options.attach
+        ? await WorkerGroup.attach(options.attach.addresses, { token: options.attach.token })
+        : await WorkerGroup.spawn(config.workers, {
+            device: options.device && options.device !== "auto" ? options.device : config.device,
+            devices: config.devices,
+            python: options.python,
+            threads: config.threads,
+            onLog: options.verbose ? (line) => process.stderr.write(`[worker] ${line}\n`) : undefined,
+          });
+      group.workers.forEach((worker, rank) => options.onWorkerStarted?.(worker, rank));
+      if (group.size > 1) log(`data parallel over ${group.size} workers`);
+      const telemetry = group.primary.telemetry;
+      const stopProgress = telemetry ? showProgress(telemetry, { tasks: ["sample"] }) : () => undefined;
       try {
-        return await pipeline(worker, config, current, restart);
+        return await pipeline(new DataParallel(group), config, current, restart);
       } finally {
         stopProgress();
-        await worker.close();
+        await group.close();
       }
     },
     log,
   );
 }
 
-async function pipeline(worker: Worker, config: ExperimentConfig, current: { run?: Run }, restart: Restart | undefined) {
+async function pipeline(workers: DataParallel, config: ExperimentConfig, current: { run?: Run }, restart: Restart | undefined) {
+  const worker = workers.primary; // everything that is not sharded runs on rank 0
   const resumed = current.run;
   const started = performance.now();
-  const backbone = await worker.loadBackbone(config.backbone, precisionOptions(config.precision));
+  const loadBackbone = (w: Worker) => w.loadBackbone(config.backbone, precisionOptions(config.precision));
+  const backbone = await loadBackbone(worker);
+  await workers.replicate(backbone.handle, async (w) => (await loadBackbone(w)).handle);
   if (config.text && !backbone.textToImage) {
     throw new ConfigError([`text: ${config.backbone} is an unconditional ${backbone.modelClass}; prompts need a text-to-image backbone`]);
   }
@@ -147,9 +163,10 @@ async function pipeline(worker: Worker, config: ExperimentConfig, current: { run
     dataset = userDataset ?? (await worker.loadDataset(state.datasetFolder, { labelColumns: [state.labelColumn] }));
     classifierHandle = (await worker.loadClassifier(run.path("classifier"))).handle;
   } else {
-    ({ state, dataset, classifierHandle } = await prepare(worker, config, run, backbone, userDataset, sampleRequest));
+    ({ state, dataset, classifierHandle } = await prepare(workers, config, run, backbone, userDataset, sampleRequest));
     saveState(run, state);
   }
+  await workers.replicate(classifierHandle, async (w) => (await w.loadClassifier(run.path("classifier"))).handle);
 
   const oracle = config.dataset.kind === "default" ? ORACLES[config.dataset.oracle] : undefined;
   const realFeatures = (
@@ -168,24 +185,32 @@ async function pipeline(worker: Worker, config: ExperimentConfig, current: { run
     realFeatures,
   };
   if (!state.reference) {
-    state.reference = await evaluateReference(worker, run, config, judge, backbone.handle, state.labelColumn, sampleRequest);
+    state.reference = await evaluateReference(workers, run, config, judge, backbone.handle, state.labelColumn, sampleRequest);
     saveState(run, state);
   }
 
   // Step 2: the augmented model, fine-tuned by RL.
   const fields = [{ name: state.labelColumn, numClasses: state.numClasses }];
-  const control = state.checkpoint
-    ? await worker.loadControl(backbone.handle, run.path(state.checkpoint))
-    : await addControl(worker, backbone.handle, fields, config.control, deriveSeed(config.seed, "lora-init"));
-  const optimizer = await createOptimizer(worker, control.handle, config.finetune);
-  if (state.checkpoint) await worker.loadOptimizerState(optimizer.handle, run.path(state.checkpoint));
+  // Every rank starts from the same parameters: the same seed, or the same checkpoint.
+  const checkpoint = state.checkpoint;
+  const setUpControl = (w: Worker, backboneHandle: string) =>
+    checkpoint ? w.loadControl(backboneHandle, run.path(checkpoint)) : addControl(w, backboneHandle, fields, config.control, deriveSeed(config.seed, "lora-init"));
+  const setUpOptimizer = async (w: Worker, controlHandle: string) => {
+    const made = await createOptimizer(w, controlHandle, config.finetune);
+    if (checkpoint) await w.loadOptimizerState(made.handle, run.path(checkpoint));
+    return made;
+  };
+  const control = await setUpControl(worker, backbone.handle);
+  await workers.replicate(control.handle, async (w, rank) => (await setUpControl(w, workers.on(rank, backbone.handle))).handle);
+  const optimizer = await setUpOptimizer(worker, control.handle);
+  await workers.replicate(optimizer.handle, async (w, rank) => (await setUpOptimizer(w, workers.on(rank, control.handle))).handle);
   const dimensions = backbone.sampleShape.reduce((a, b) => a * b, 1);
   const reward = ctrlReward([{ classifier: classifierHandle, field: state.labelColumn }], config.finetune.klWeight, dimensions);
   log(`fine-tuning: reward = ${describeReward(reward)}; ${control.numLoraParameters} LoRA + ${control.numEmbeddingParameters} embedding parameters`);
   const finetuneStarted = performance.now();
   const secondsBefore = state.finetuneSeconds;
   await finetune(
-    worker,
+    workers,
     {
       control: control.handle,
       optimizer: optimizer.handle,
@@ -205,7 +230,7 @@ async function pipeline(worker: Worker, config: ExperimentConfig, current: { run
       if (config.evaluation.checkpointSamples > 0) {
         const targets = equalSplit(config.evaluation.checkpointSamples, state.numClasses);
         const request = { ...sampleRequest(control.handle, targets.length, config.evaluation.seed), labels: { [state.labelColumn]: targets }, computeKl: true };
-        await evaluateCheckpoint(worker, run, judge, { step: epoch * config.finetune.stepsPerEpoch, epoch }, targets, request);
+        await evaluateCheckpoint(workers, run, judge, { step: epoch * config.finetune.stepsPerEpoch, epoch }, targets, request);
       }
       state = { ...state, completedEpochs: epoch, checkpoint, finetuneSeconds: secondsBefore + (performance.now() - finetuneStarted) / 1000 };
       saveState(run, state);
@@ -220,7 +245,7 @@ async function pipeline(worker: Worker, config: ExperimentConfig, current: { run
   // Step 3: conditional sampling for every label, judged like the reference.
   const evalStarted = performance.now();
   const targets = equalSplit(config.evaluation.numSamples, state.numClasses);
-  const samples = await worker.sample({
+  const samples = await workers.sample({
     ...sampleRequest(control.handle, targets.length, config.evaluation.seed),
     labels: { [state.labelColumn]: targets },
     computeKl: true,
@@ -248,13 +273,14 @@ async function pipeline(worker: Worker, config: ExperimentConfig, current: { run
 
 /** Data, classifier and thresholds: everything before the reference evaluation. */
 async function prepare(
-  worker: Worker,
+  workers: DataParallel,
   config: ExperimentConfig,
   run: Run,
   backbone: Backbone,
   userDataset: Dataset | undefined,
   sampleRequest: SampleRequestFor,
 ) {
+  const worker = workers.primary;
   let dataset: Dataset;
   let thresholds: number[] | null = null;
   let labelColumn: string;
@@ -264,13 +290,13 @@ async function prepare(
     let reference;
     if (config.dataset.thresholdsFrom === "reference") {
       log(`sampling ${config.dataset.referenceSamples} pre-trained images to set the ${oracle.name} thresholds`);
-      reference = await worker.sample(sampleRequest(backbone.handle, config.dataset.referenceSamples, deriveSeed(config.seed, "reference")));
+      reference = await workers.sample(sampleRequest(backbone.handle, config.dataset.referenceSamples, deriveSeed(config.seed, "reference")));
     }
     const seed = deriveSeed(config.seed, "dataset");
     log(`making ${config.dataset.numImages} offline images (${config.dataset.images}), labelled by ${oracle.name}`);
     const images =
       config.dataset.images === "samples"
-        ? await offlineSamples(worker, config, backbone, sampleRequest(backbone.handle, config.dataset.numImages, seed))
+        ? await offlineSamples(workers, config, backbone, sampleRequest(backbone.handle, config.dataset.numImages, seed))
         : await worker.syntheticImages(config.dataset.numImages, seed);
     datasetFolder = run.path("dataset");
     const built = await buildDefaultDataset(worker, { folder: datasetFolder, images, oracle, numClasses: config.dataset.numClasses, reference });
@@ -310,15 +336,15 @@ async function prepare(
 
 /** Accuracy against optimiser steps: a checkpoint's samples judged like the final ones, into metrics.jsonl. */
 async function evaluateCheckpoint(
-  worker: Worker,
+  workers: DataParallel,
   run: Run,
   judge: Judge,
   at: { step: number; epoch: number },
   targets: number[],
   request: SampleOptions,
 ): Promise<void> {
-  const samples = await worker.sample(request);
-  const evaluation = await judgeSamples(worker, samples, targets, judge);
+  const samples = await workers.sample(request);
+  const evaluation = await judgeSamples(workers.primary, samples, targets, judge);
   run.logMetrics({
     phase: "checkpoint-eval",
     ...at,
@@ -331,16 +357,16 @@ async function evaluateCheckpoint(
 }
 
 /** The pre-trained model's samples for the offline dataset, from the sample cache when allowed. */
-async function offlineSamples(worker: Worker, config: ExperimentConfig, backbone: Backbone, request: SampleOptions): Promise<ImageBatch> {
-  if (config.dataset.kind !== "default" || !config.dataset.cache) return worker.sample(request);
-  const { images, cached, entry } = await cachedSamples(worker, backbone, request, config.precision);
+async function offlineSamples(workers: DataParallel, config: ExperimentConfig, backbone: Backbone, request: SampleOptions): Promise<ImageBatch> {
+  if (config.dataset.kind !== "default" || !config.dataset.cache) return workers.sample(request);
+  const { images, cached, entry } = await cachedSamples(workers, backbone, request, config.precision);
   log(cached ? `offline samples read from the cache (${entry})` : `offline samples cached in ${entry}`);
   return images;
 }
 
 /** The pre-trained model, sampled and judged exactly like CTRL: the reference row. */
 async function evaluateReference(
-  worker: Worker,
+  workers: DataParallel,
   run: Run,
   config: ExperimentConfig,
   judge: Judge,
@@ -350,11 +376,11 @@ async function evaluateReference(
 ): Promise<MethodResult> {
   const started = performance.now();
   const targets = equalSplit(config.evaluation.numSamples, judge.numClasses);
-  const images = await worker.sample(sampleRequest(backbone, targets.length, config.evaluation.seed));
+  const images = await workers.sample(sampleRequest(backbone, targets.length, config.evaluation.seed));
   const sampleSeconds = (performance.now() - started) / 1000;
   return {
     method: "pretrained",
-    evaluation: await judgeSamples(worker, images, targets, judge),
+    evaluation: await judgeSamples(workers.primary, images, targets, judge),
     meanKl: 0,
     trainSeconds: 0,
     sampleSeconds,

@@ -98,7 +98,7 @@ export class SampleCache {
  * earlier run drew them with the same backbone content, sampler, precision, device and seed.
  */
 export async function cachedSamples(
-  worker: Worker,
+  worker: Pick<Worker, "info" | "sample">,
   backbone: Backbone,
   request: SampleOptions,
   precision: { dtype: string; autocast: string },

@@ -36,6 +36,19 @@ export interface SpawnOptions {
   onLog?: (line: string) => void;
   /** Lines of stderr kept for error messages. Default 30. */
   stderrTailLines?: number;
+  /** Join a torch.distributed process group at start (data parallel; see group.ts). */
+  distributed?: DistributedRank;
+}
+
+/** One rank's place in a process group, passed as torchrun's environment variables. */
+export interface DistributedRank {
+  rank: number;
+  worldSize: number;
+  /** Where rank 0 hosts the rendezvous store. */
+  masterAddr: string;
+  masterPort: number;
+  /** This worker's index among the group's workers on this machine. */
+  localRank: number;
 }
 
 export interface ExitInfo {
@@ -51,6 +64,17 @@ export interface SpawnedWorker {
   process: ResultPromise;
   exited: Promise<ExitInfo>;
   stderrTail: () => string[];
+}
+
+function distributedEnv(rank: DistributedRank | undefined): Record<string, string> {
+  if (!rank) return {};
+  return {
+    RANK: String(rank.rank),
+    WORLD_SIZE: String(rank.worldSize),
+    MASTER_ADDR: rank.masterAddr,
+    MASTER_PORT: String(rank.masterPort),
+    LOCAL_RANK: String(rank.localRank),
+  };
 }
 
 export function defaultPython(): string {
@@ -82,12 +106,13 @@ export async function spawnWorker(options: SpawnOptions = {}): Promise<SpawnedWo
     ...(options.threads ? ["--threads", String(options.threads)] : []),
     ...(options.telemetryAddress ? ["--telemetry", options.telemetryAddress] : []),
     ...(options.workerId ? ["--worker-id", options.workerId] : []),
+    ...(options.distributed ? ["--distributed"] : []),
   ];
   const pythonPath = [WORKER_DIR, process.env.PYTHONPATH].filter(Boolean).join(path.delimiter);
   const child = execa(python, args, {
     // The caller's folder: relative paths in requests mean what they mean to the caller.
     cwd: process.cwd(),
-    env: { PYTHONUNBUFFERED: "1", ...options.env, PYTHONPATH: pythonPath },
+    env: { PYTHONUNBUFFERED: "1", ...options.env, ...distributedEnv(options.distributed), PYTHONPATH: pythonPath },
     stdin: "pipe", // held open: the worker exits when it closes, i.e. when we are gone
     stdout: "pipe",
     stderr: "pipe",

@@ -1,5 +1,6 @@
 /**
- * The orchestrator's handle on one PyTorch worker: spawn, connect, typed promise-based calls,
+ * The orchestrator's handle on one PyTorch worker: spawn (or attach to one started elsewhere),
+ * connect, typed promise-based calls,
  * telemetry, clean shutdown and crash detection. When the worker dies, every pending and later
  * call fails at once with a WorkerCrashedError that carries the exit code and its last stderr.
  * Calls with a natural bound carry a deadline; a watchdog checks health and kills a hung worker.
@@ -55,11 +56,55 @@ import {
   WorkerClient,
 } from "../gen/ctrl/v1/worker.js";
 import { type HealthCheckResponse, HealthCheckResponse_ServingStatus, HealthClient } from "../gen/grpc/health/v1/health.js";
-import { WorkerCallError, WorkerClosedError, WorkerCrashedError, WorkerHungError } from "./errors.js";
+import { WorkerCallError, WorkerClosedError, WorkerCrashedError, WorkerHungError, WorkerStartError } from "./errors.js";
 import { type ExitInfo, type SpawnOptions, type SpawnedWorker, spawnWorker } from "./spawn.js";
 import type { TelemetrySubscriber } from "./telemetry.js";
 import { type ImageBatch, imagesFromChunks, rows } from "./tensors.js";
 import { WATCHDOG_DEFAULTS, Watchdog, type WatchdogOptions } from "./watchdog.js";
+
+/** How a Worker reaches its process and, when it spawned it, controls it. */
+interface Endpoint {
+  address: string;
+  token: string | undefined;
+  maxMessageBytes: number;
+  pid: number;
+  exited: Promise<ExitInfo>;
+  stderrTail(): string[];
+  /** Signals the process; a no-op for an attached worker (not ours to stop). */
+  kill(signal: NodeJS.Signals): void;
+  /** Asks it to exit (stdin closes); for an attached worker, only ends our side. */
+  release(): void;
+}
+
+function spawnedEndpoint(spawned: SpawnedWorker): Endpoint {
+  return {
+    address: spawned.address,
+    token: spawned.token,
+    maxMessageBytes: spawned.maxMessageBytes,
+    pid: spawned.pid,
+    exited: spawned.exited,
+    stderrTail: spawned.stderrTail,
+    kill: (signal) => spawned.process.kill(signal),
+    release: () => spawned.process.stdin?.end(),
+  };
+}
+
+/** A worker started by someone else (torchrun, a scheduler): we connect, and never stop it. */
+function attachedEndpoint(address: string, token: string | undefined, maxMessageBytes: number): Endpoint {
+  let detach: () => void = () => {};
+  const exited = new Promise<ExitInfo>((resolve) => {
+    detach = () => resolve({ exitCode: undefined, signal: undefined });
+  });
+  return { address, token, maxMessageBytes, pid: 0, exited, stderrTail: () => [], kill: () => {}, release: () => detach() };
+}
+
+export interface AttachOptions {
+  /** The worker's token (its readiness line; or CTRL_WORKER_TOKEN it was started with). */
+  token?: string;
+  /** Largest gRPC message in MiB this side accepts. Default 64. */
+  maxMessageMb?: number;
+  watchdog?: WatchdogOptions | false;
+}
 
 export interface WorkerOptions extends SpawnOptions {
   /** Bind a telemetry subscriber for this worker (default true). */
@@ -144,13 +189,13 @@ export class Worker {
   private watchdog: Watchdog | undefined;
 
   private constructor(
-    private readonly spawned: SpawnedWorker,
+    private readonly endpoint: Endpoint,
     private readonly client: WorkerClient,
     private readonly healthClient: HealthClient,
     readonly telemetry: TelemetrySubscriber | undefined,
     watchdog: WatchdogOptions | false,
   ) {
-    void spawned.exited.then((exit) => this.onExit(exit));
+    void endpoint.exited.then((exit) => this.onExit(exit));
     if (watchdog !== false) {
       const options = { ...WATCHDOG_DEFAULTS, ...watchdog };
       this.watchdog = new Watchdog((ms) => this.checkServing(ms), (n, last) => this.onHung(n, last), options);
@@ -167,32 +212,53 @@ export class Worker {
       telemetry?.close();
       throw error;
     }
+    return Worker.connect(spawnedEndpoint(spawned), telemetry, options.watchdog ?? {});
+  }
+
+  /**
+   * Connects to a worker that is already running (`python -m ctrl_worker --listen tcp:...`, e.g.
+   * one rank of a torchrun group on another machine). It has no telemetry here, and close() only
+   * disconnects: the worker stays up for its owner to stop.
+   */
+  static async attach(address: string, options: AttachOptions = {}): Promise<Worker> {
+    const endpoint = attachedEndpoint(address, options.token, (options.maxMessageMb ?? 64) * 1024 * 1024);
+    const worker = Worker.connect(endpoint, undefined, options.watchdog ?? {});
+    try {
+      endpoint.pid = (await worker.info()).pid;
+    } catch (error) {
+      await worker.close();
+      throw new WorkerStartError(`could not attach to the worker at ${address}: ${(error as Error).message}`);
+    }
+    return worker;
+  }
+
+  private static connect(endpoint: Endpoint, telemetry: TelemetrySubscriber | undefined, watchdog: WatchdogOptions | false): Worker {
     const channelOptions = {
-      "grpc.max_receive_message_length": spawned.maxMessageBytes,
+      "grpc.max_receive_message_length": endpoint.maxMessageBytes,
       // The worker enforces the limit on what it receives and says so (RESOURCE_EXHAUSTED).
       "grpc.max_send_message_length": -1,
-      interceptors: spawned.token ? [bearerToken(spawned.token)] : [],
+      interceptors: endpoint.token ? [bearerToken(endpoint.token)] : [],
     };
-    const client = new WorkerClient(spawned.address, credentials.createInsecure(), channelOptions);
-    const healthClient = new HealthClient(spawned.address, credentials.createInsecure(), channelOptions);
-    return new Worker(spawned, client, healthClient, telemetry, options.watchdog ?? {});
+    const client = new WorkerClient(endpoint.address, credentials.createInsecure(), channelOptions);
+    const healthClient = new HealthClient(endpoint.address, credentials.createInsecure(), channelOptions);
+    return new Worker(endpoint, client, healthClient, telemetry, watchdog);
   }
 
   get pid(): number {
-    return this.spawned.pid;
+    return this.endpoint.pid;
   }
 
   get address(): string {
-    return this.spawned.address;
+    return this.endpoint.address;
   }
 
   /** Resolves when the worker process has exited, for whatever reason. */
   get exited(): Promise<ExitInfo> {
-    return this.spawned.exited;
+    return this.endpoint.exited;
   }
 
   stderrTail(): string[] {
-    return this.spawned.stderrTail();
+    return this.endpoint.stderrTail();
   }
 
   // -- calls -------------------------------------------------------------------------------------
@@ -406,18 +472,18 @@ export class Worker {
       this.failure ??= new WorkerClosedError();
       this.client.close();
       this.healthClient.close();
-      this.spawned.process.stdin?.end();
+      this.endpoint.release();
     }
-    const exit = await withTimeout(this.spawned.exited, timeoutMs, () => this.spawned.process.kill("SIGTERM"));
-    const final = exit ?? (await withTimeout(this.spawned.exited, 2000, () => this.spawned.process.kill("SIGKILL")));
+    const exit = await withTimeout(this.endpoint.exited, timeoutMs, () => this.endpoint.kill("SIGTERM"));
+    const final = exit ?? (await withTimeout(this.endpoint.exited, 2000, () => this.endpoint.kill("SIGKILL")));
     this.telemetry?.close();
-    return final ?? (await this.spawned.exited);
+    return final ?? (await this.endpoint.exited);
   }
 
   private onExit(exit: ExitInfo): void {
     this.watchdog?.stop();
     // A hung worker's failure (set before it was killed) stays the one calls see.
-    if (!this.closing) this.failure ??= new WorkerCrashedError(exit.exitCode, exit.signal, this.spawned.stderrTail());
+    if (!this.closing) this.failure ??= new WorkerCrashedError(exit.exitCode, exit.signal, this.endpoint.stderrTail());
     this.failPending(this.failure ?? new WorkerClosedError());
     this.client.close();
     this.healthClient.close();
@@ -443,14 +509,14 @@ export class Worker {
     this.failure = new WorkerHungError(failedChecks, lastError);
     this.failPending(this.failure);
     // SIGKILL: a stopped or deadlocked process would not act on SIGTERM.
-    this.spawned.process.kill("SIGKILL");
+    this.endpoint.kill("SIGKILL");
   }
 
   private async explain(method: string, error: ServiceError): Promise<Error> {
     if (this.failure) return this.failure;
     if (CONNECTION_CODES.has(error.code)) {
       // The process may be dying: give its exit a moment to arrive, so the error says so.
-      await withTimeout(this.spawned.exited, 1000);
+      await withTimeout(this.endpoint.exited, 1000);
       if (this.failure) return this.failure;
     }
     return new WorkerCallError(method, error.code, error.details);
