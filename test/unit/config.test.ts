@@ -50,3 +50,14 @@ test("a folder dataset needs its path and label column", () => {
 test("a label out of range, by its field", () => {
   assert.match(problems({ dataset: { kind: "default", numClasses: 1 } })[0]!, /^dataset\.numClasses/);
 });
+
+test("data parallel: workers, one device per worker, a batch that feeds every worker", () => {
+  assert.equal(parseConfig({}).workers, 1);
+  assert.deepEqual(parseConfig({ workers: 2, devices: ["cuda:0", "cuda:1"] }).devices, ["cuda:0", "cuda:1"]);
+  assert.deepEqual(problems({ workers: 0 }), ["workers: Too small: expected number to be >0"]);
+  assert.deepEqual(problems({ workers: 2, devices: ["cuda:0"] }), ["devices: expected one device per worker (workers: 2), got 1"]);
+  assert.match(problems({ devices: ["tpu"] })[0]!, /^devices\.0: auto, cpu, cuda or cuda:N/);
+  assert.deepEqual(problems({ workers: 4, finetune: { batchSize: 2 } }), [
+    "finetune.batchSize: each of the 4 workers needs at least one sample of every rollout, got 2",
+  ]);
+});
