@@ -7,11 +7,16 @@
  *                 separate UNet calls per step, a deep-copied frozen UNet as the reference.
  * GPU mode: the Stable Diffusion 1.5 architecture with random weights (timings need no trained
  * weights), DDIM 50 steps, eta 1, CFG 7.5, random truncation, LoRA rank 4, batch 4 at 512x512.
- * CPU mode (no GPU): the same three variants on the embedded default backbone, and it says so.
+ *   (d) dp:       (a) over a data-parallel group of --workers workers (torch.distributed; each rolls out
+ *                 a shard of the batch; gradients all-reduced): samples/s and the scaling efficiency
+ *                 dp / (workers x ts), every worker with --threads threads. On a GPU, rank i uses
+ *                 cuda:i, so give it only with several GPUs (--variants ts,dp).
+ * CPU mode (no GPU): the same variants on the embedded default backbone, and it says so.
  * Prints one JSON line (and writes it to --out). Not a test: timings belong here.
  *
  * Usage: node --import tsx scripts/bench.ts [--model auto|sd15|tiny-sd|default|DIR] [--batch 4]
- *        [--steps 50] [--iterations 3] [--warmup 1] [--unet-batch 0] [--variants ts,pytorch,official]
+ *        [--steps 50] [--iterations 3] [--warmup 1] [--unet-batch 0] [--variants ts,pytorch,official(,dp)]
+ *        [--workers 2] [--threads 0]
  */
 import { mkdirSync, mkdtempSync, existsSync, writeFileSync } from "node:fs";
 import os from "node:os";
@@ -24,9 +29,11 @@ import { median } from "../src/eval/metrics.js";
 import { DType } from "../src/gen/ctrl/v1/worker.js";
 import { ddimTimesteps } from "../src/sampling/schedules.js";
 import { PROJECT_ROOT, WORKER_DIR, defaultPython } from "../src/worker/spawn.js";
+import { DataParallel } from "../src/ctrl/dataParallel.js";
+import { WorkerGroup } from "../src/worker/group.js";
 import { Worker } from "../src/worker/worker.js";
 
-const VARIANTS = ["ts", "pytorch", "official"] as const;
+const VARIANTS = ["ts", "pytorch", "official", "dp"] as const;
 type Variant = (typeof VARIANTS)[number];
 const NUM_CLASSES = 4;
 const ATTENTION = ["to_q", "to_k", "to_v", "to_out.0"];
@@ -39,7 +46,8 @@ const { values } = parseArgs({
     iterations: { type: "string", default: "3" },
     warmup: { type: "string", default: "1" },
     "unet-batch": { type: "string", default: "0" },
-    variants: { type: "string", default: VARIANTS.join(",") },
+    variants: { type: "string" },
+    workers: { type: "string", default: "2" },
     threads: { type: "string", default: "0" },
     out: { type: "string" },
   },
@@ -57,10 +65,8 @@ const measured = integer("iterations", 1);
 const warmup = integer("warmup", 0);
 const unetBatch = integer("unet-batch", 0);
 const threads = integer("threads", 0);
-const variants = values.variants!.split(",").map((v) => {
-  if (!(VARIANTS as readonly string[]).includes(v)) throw new Error(`--variants: expected a list of ${VARIANTS.join(", ")}, got ${v}`);
-  return v as Variant;
-});
+const workers = integer("workers", 2);
+
 
 interface Plan {
   model: string;
@@ -96,6 +102,11 @@ const probe = await Worker.start(workerOptions);
 const info = await probe.info();
 await probe.close();
 const gpu = info.device.startsWith("cuda");
+// Several workers on one GPU cannot form an NCCL group: the data-parallel row is asked for there.
+const variants = (values.variants ?? (gpu ? "ts,pytorch,official" : VARIANTS.join(","))).split(",").map((v) => {
+  if (!(VARIANTS as readonly string[]).includes(v)) throw new Error(`--variants: expected a list of ${VARIANTS.join(", ")}, got ${v}`);
+  return v as Variant;
+});
 const modelName = values.model === "auto" ? (gpu ? "sd15" : "default") : values.model!;
 const modelDir = await prepareModel(modelName);
 const textToImage = modelName === "sd15" || modelName === "tiny-sd" || existsSync(path.join(modelDir, "vae"));
@@ -107,7 +118,8 @@ writeFileSync(planFile, JSON.stringify(plan));
 const results: Partial<Record<Variant, VariantResult>> = {};
 for (const variant of variants) {
   process.stderr.write(`bench: variant ${variant} ...\n`);
-  results[variant] = variant === "ts" ? await runTypeScriptDriven(plan) : await runPython(variant);
+  results[variant] =
+    variant === "ts" ? await runTypeScriptDriven(plan, 1) : variant === "dp" ? await runTypeScriptDriven(plan, workers) : await runPython(variant);
 }
 
 const report = {
@@ -125,6 +137,8 @@ const report = {
     guidance_scale: plan.text?.guidance_scale ?? null,
     image_shape: textToImage ? "decoded by the VAE" : "pixel space",
     unet_batch: unetBatch,
+    threads_per_worker: threads || "torch default",
+    dp_workers: variants.includes("dp") ? workers : undefined,
     warmup,
     measured_iterations: measured,
   },
@@ -179,43 +193,53 @@ function makePlan(): Plan {
   };
 }
 
-async function runTypeScriptDriven(p: Plan): Promise<VariantResult> {
-  const worker = await Worker.start(workerOptions);
+/** (a) with one worker, (d) with several: the same loop through DataParallel (a pass-through for one). */
+async function runTypeScriptDriven(p: Plan, size: number): Promise<VariantResult> {
+  const variant: Variant = size === 1 ? "ts" : "dp";
+  const group = await WorkerGroup.spawn(size, { ...workerOptions, device: gpu ? "cuda" : "cpu", threads: threads || undefined });
+  const worker = new DataParallel(group);
   try {
     const started = performance.now();
     const dtype = p.dtype === "bfloat16" ? DType.DTYPE_BFLOAT16 : DType.DTYPE_FLOAT32;
-    const backbone = await worker.loadBackbone(p.model, { dtype, autocast: p.autocast ? DType.DTYPE_BFLOAT16 : undefined });
-    const control = await worker.addControl({
-      backbone: backbone.handle,
-      fields: [{ name: "label", numClasses: p.num_classes }],
-      loraRank: p.lora_rank,
-      loraAlpha: p.lora_rank,
-      loraTargetModules: p.lora_targets,
-      seed: 0,
-    });
-    const optimizer = await worker.createOptimizer({
-      control: control.handle,
-      groups: [
-        { name: "lora", learningRate: 1e-3, weightDecay: 0.1 },
-        { name: "embedding", learningRate: 1e-2, weightDecay: 0.1 },
-      ],
-      maxGradNorm: 5,
-    });
-    const classifier = await worker.createClassifier({
-      inputShape: backbone.imageShape,
-      numClasses: p.num_classes,
-      architecture: "convnet",
-      width: p.classifier_width,
-      seed: 0,
-      learningRate: 1e-3,
-    });
+    // Every rank makes the same objects (same seeds); the primary's handles name them.
+    const setUp = async (w: Worker) => {
+      const backbone = await w.loadBackbone(p.model, { dtype, autocast: p.autocast ? DType.DTYPE_BFLOAT16 : undefined });
+      const control = await w.addControl({
+        backbone: backbone.handle,
+        fields: [{ name: "label", numClasses: p.num_classes }],
+        loraRank: p.lora_rank,
+        loraAlpha: p.lora_rank,
+        loraTargetModules: p.lora_targets,
+        seed: 0,
+      });
+      const optimizer = await w.createOptimizer({
+        control: control.handle,
+        groups: [
+          { name: "lora", learningRate: 1e-3, weightDecay: 0.1 },
+          { name: "embedding", learningRate: 1e-2, weightDecay: 0.1 },
+        ],
+        maxGradNorm: 5,
+      });
+      const classifier = await w.createClassifier({
+        inputShape: backbone.imageShape,
+        numClasses: p.num_classes,
+        architecture: "convnet",
+        width: p.classifier_width,
+        seed: 0,
+        learningRate: 1e-3,
+      });
+      return { control: control.handle, optimizer: optimizer.handle, classifier: classifier.handle };
+    };
+    const ranks = await group.all(setUp);
+    const { control, optimizer, classifier } = ranks[0]!;
+    for (const key of ["control", "optimizer", "classifier"] as const) await worker.replicate(ranks[0]![key], async (_, rank) => ranks[rank]![key]);
     const setupSeconds = (performance.now() - started) / 1000;
     const times: number[] = [];
     let unetCalls = 0;
     for (const [i, iteration] of p.iterations.entries()) {
       const began = performance.now();
       const rollout = await worker.rollout({
-        control: control.handle,
+        control,
         numSamples: p.batch,
         labels: { label: iteration.labels },
         timesteps: p.timesteps,
@@ -230,20 +254,21 @@ async function runTypeScriptDriven(p: Plan): Promise<VariantResult> {
       await worker.backward({
         rollout: rollout.handle,
         terms: [
-          { weight: 1, source: { $case: "classifierLogProb", value: { classifier: classifier.handle, labelField: "label" } } },
+          { weight: 1, source: { $case: "classifierLogProb", value: { classifier, labelField: "label" } } },
           { weight: -p.alpha, source: { $case: "kl", value: {} } },
         ],
         lossScale: 1,
       });
-      await worker.optimizerStep(optimizer.handle);
+      await worker.optimizerStep(optimizer);
       const seconds = (performance.now() - began) / 1000;
       if (i >= p.warmup) times.push(seconds);
-      process.stderr.write(`[ts] iteration ${i + 1}/${p.iterations.length}: ${seconds.toFixed(2)} s\n`);
+      process.stderr.write(`[${variant}] iteration ${i + 1}/${p.iterations.length}: ${seconds.toFixed(2)} s\n`);
     }
-    const after = await worker.info();
+    const after = await group.primary.info();
     const med = median(times);
     return {
-      variant: "ts",
+      variant,
+      workers: size,
       samples_per_second: p.batch / med,
       seconds_per_iteration: times,
       median_seconds_per_iteration: med,
@@ -255,11 +280,11 @@ async function runTypeScriptDriven(p: Plan): Promise<VariantResult> {
       autocast: p.autocast,
     };
   } finally {
-    await worker.close();
+    await group.close();
   }
 }
 
-async function runPython(variant: Exclude<Variant, "ts">): Promise<VariantResult> {
+async function runPython(variant: "pytorch" | "official"): Promise<VariantResult> {
   const args = ["-m", "ctrl_worker.tools.bench", planFile, "--variant", variant, "--threads", String(threads)];
   const child = await execa(defaultPython(), args, {
     cwd: WORKER_DIR,
@@ -271,8 +296,11 @@ async function runPython(variant: Exclude<Variant, "ts">): Promise<VariantResult
 }
 
 function ratios(r: Partial<Record<Variant, VariantResult>>) {
-  const { ts, pytorch, official } = r;
+  const { ts, pytorch, official, dp } = r;
   return {
+    dp_over_ts_speed: ts && dp ? dp.samples_per_second / ts.samples_per_second : null,
+    // Of the ideal: N workers N times as fast as one with the same threads each.
+    dp_scaling_efficiency: ts && dp ? dp.samples_per_second / (workers * ts.samples_per_second) : null,
     ts_over_pytorch_speed: ts && pytorch ? ts.samples_per_second / pytorch.samples_per_second : null,
     ts_over_official_speed: ts && official ? ts.samples_per_second / official.samples_per_second : null,
     ts_over_official_memory: ts && official ? ts.peak_memory_bytes / official.peak_memory_bytes : null,
