@@ -1,5 +1,5 @@
 /** Shared fixtures for the TypeScript tests: tiny backbones made by the worker's own code. */
-import { mkdtempSync } from "node:fs";
+import { type Dirent, existsSync, mkdtempSync, readdirSync, readFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { execa } from "execa";
@@ -82,4 +82,48 @@ export function configProblems(parse: (input: unknown) => unknown, input: unknow
     return error.problems;
   }
   assert.fail("expected a ConfigError");
+}
+
+/** The float32 tensors of a .safetensors file (8-byte header length, JSON header, raw data), by name. */
+export function readSafetensors(file: string): Map<string, Float32Array> {
+  const bytes = readFileSync(file);
+  const headerLength = Number(bytes.readBigUInt64LE(0));
+  const header = JSON.parse(bytes.subarray(8, 8 + headerLength).toString("utf8")) as Record<string, { dtype: string; data_offsets: [number, number] }>;
+  const tensors = new Map<string, Float32Array>();
+  for (const [name, entry] of Object.entries(header)) {
+    if (name === "__metadata__") continue;
+    assert.equal(entry.dtype, "F32", `${file}: ${name} is ${entry.dtype}`);
+    const [start, end] = entry.data_offsets;
+    const data = bytes.subarray(8 + headerLength + start, 8 + headerLength + end);
+    tensors.set(name, new Float32Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength)));
+  }
+  return tensors;
+}
+
+/** Every file under `dir`, as sorted paths relative to it. */
+export function listFiles(dir: string): string[] {
+  return (readdirSync(dir, { recursive: true, withFileTypes: true }) as Dirent[])
+    .filter((entry) => entry.isFile())
+    .map((entry) => path.relative(dir, path.join(entry.parentPath, entry.name)))
+    .sort();
+}
+
+/** metrics.jsonl's records so far, while a run may still be writing it (a partial last line is skipped). */
+export function readMetricsWhileWritten(file: string): Record<string, unknown>[] {
+  if (!existsSync(file)) return [];
+  return readFileSync(file, "utf8")
+    .split("\n")
+    .filter((line) => line.trim())
+    .flatMap((line) => {
+      try {
+        return [JSON.parse(line) as Record<string, unknown>];
+      } catch {
+        return []; // a line being written
+      }
+    });
+}
+
+/** The last fine-tuning step logged (0 before the first). */
+export function lastFinetuneStep(metrics: Record<string, unknown>[]): number {
+  return Math.max(0, ...metrics.filter((m) => m.phase === "finetune").map((m) => Number(m.step)));
 }

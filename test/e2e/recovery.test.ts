@@ -5,14 +5,14 @@
  * same records, the same judged samples, at most one checkpoint interval redone per kill.
  */
 import assert from "node:assert/strict";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { before, test } from "node:test";
 import type { ConfigInput } from "../../src/ctrl/config.js";
 import { runCtrl } from "../../src/ctrl/pipeline.js";
 import { Random } from "../../src/ctrl/random.js";
 import type { Worker } from "../../src/worker/worker.js";
-import { makeTinyBackbone, tempDir } from "../helpers.js";
+import { lastFinetuneStep, makeTinyBackbone, readMetricsWhileWritten, tempDir } from "../helpers.js";
 
 let backbone: string;
 
@@ -41,22 +41,8 @@ function config(runsDir: string): ConfigInput {
 }
 
 type Metric = Record<string, unknown>;
-
-function readMetrics(file: string): Metric[] {
-  if (!existsSync(file)) return [];
-  return readFileSync(file, "utf8")
-    .split("\n")
-    .filter((line) => line.trim())
-    .flatMap((line) => {
-      try {
-        return [JSON.parse(line) as Metric];
-      } catch {
-        return []; // a line being written
-      }
-    });
-}
-
-const lastStep = (metrics: Metric[]) => Math.max(0, ...metrics.filter((m) => m.phase === "finetune").map((m) => Number(m.step)));
+const readMetrics = readMetricsWhileWritten;
+const lastStep = lastFinetuneStep;
 
 /** Kills the n-th started worker once `when[n]` holds for the latest run's metrics (polled). */
 function killer(runsDir: string, when: ((metrics: Metric[]) => boolean)[]) {
