@@ -86,6 +86,8 @@ export function defaultPython(): string {
 interface ReadyLine {
   address: string;
   token: string | null;
+  /** The token is CTRL_WORKER_TOKEN from the worker's environment (not echoed). */
+  token_from_env?: boolean;
   pid: number;
 }
 
@@ -109,10 +111,11 @@ export async function spawnWorker(options: SpawnOptions = {}): Promise<SpawnedWo
     ...(options.distributed ? ["--distributed"] : []),
   ];
   const pythonPath = [WORKER_DIR, process.env.PYTHONPATH].filter(Boolean).join(path.delimiter);
+  const env: Record<string, string> = { PYTHONUNBUFFERED: "1", ...options.env, ...distributedEnv(options.distributed), PYTHONPATH: pythonPath };
   const child = execa(python, args, {
     // The caller's folder: relative paths in requests mean what they mean to the caller.
     cwd: process.cwd(),
-    env: { PYTHONUNBUFFERED: "1", ...options.env, ...distributedEnv(options.distributed), PYTHONPATH: pythonPath },
+    env,
     stdin: "pipe", // held open: the worker exits when it closes, i.e. when we are gone
     stdout: "pipe",
     stderr: "pipe",
@@ -172,7 +175,7 @@ export async function spawnWorker(options: SpawnOptions = {}): Promise<SpawnedWo
   }
   return {
     address: outcome.address,
-    token: outcome.token ?? undefined,
+    token: outcome.token ?? (outcome.token_from_env ? (env.CTRL_WORKER_TOKEN ?? process.env.CTRL_WORKER_TOKEN) : undefined),
     pid: outcome.pid,
     maxMessageBytes: maxMessageMb * 1024 * 1024,
     process: child,

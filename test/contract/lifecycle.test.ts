@@ -101,6 +101,39 @@ test("TCP transport binds loopback and requires the token", async () => {
   }
 });
 
+test("a worker started elsewhere with CTRL_WORKER_TOKEN is attached with that token, and stays up when we detach", async () => {
+  const token = "an-owner-chosen-secret-of-at-least-32-characters";
+  // Started "elsewhere": its owner holds the process; we only know its address and the token.
+  const owner = await Worker.start({ device: "cpu", watchdog: false, transport: "tcp", telemetry: false, env: { CTRL_WORKER_TOKEN: token } });
+  try {
+    await assert.rejects(Worker.attach(owner.address, { token: "wrong".repeat(8), watchdog: false }), (error: unknown) => {
+      assert.ok(error instanceof WorkerStartError);
+      assert.match(error.message, /could not attach to the worker at 127\.0\.0\.1:\d+: GetInfo: UNAUTHENTICATED/);
+      return true;
+    });
+    const attached = await Worker.attach(owner.address, { token, watchdog: false });
+    assert.equal(attached.pid, owner.pid);
+    assert.equal((await attached.info()).distributed?.worldSize, 1);
+    await attached.close();
+    assert.equal((await owner.info()).protocol, "ctrl.v1", "detaching does not stop the worker");
+  } finally {
+    await owner.close();
+  }
+});
+
+test("a worker refuses to listen beyond loopback without a token of its owner's, and short tokens", async () => {
+  const listen = (extra: Record<string, string>) =>
+    spawnWorker({ entry: ["-m", "ctrl_worker", "--device", "cpu", "--listen", "tcp:0.0.0.0:0"], env: extra }).then(
+      async (spawned) => {
+        spawned.process.kill("SIGKILL");
+        return "started";
+      },
+      (error: Error) => error.message,
+    );
+  assert.match(await listen({}), /a host other than loopback \(0\.0\.0\.0\) is reachable from other machines; set CTRL_WORKER_TOKEN/);
+  assert.match(await listen({ CTRL_WORKER_TOKEN: "short" }), /CTRL_WORKER_TOKEN: expected at least 32 printable characters/);
+});
+
 test("the watchdog kills a worker that stops answering health checks; pending calls fail with WorkerHungError", async () => {
   const watchdog = { intervalMs: 200, timeoutMs: 300, failures: 2 };
   const worker = await Worker.start({ device: "cpu", telemetry: false, watchdog });

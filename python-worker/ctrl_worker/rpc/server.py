@@ -1,4 +1,5 @@
-"""Starts the gRPC server: a Unix socket in a private directory, or loopback TCP with a token."""
+"""Starts the gRPC server: a Unix socket in a private directory, or TCP with a token (loopback,
+or any host with a token its owner set in CTRL_WORKER_TOKEN)."""
 
 from __future__ import annotations
 
@@ -131,17 +132,37 @@ def create_server(service: WorkerService, max_message_bytes: int, token: str | N
     return server, health_service
 
 
-def _loopback_address(spec: str) -> tuple[str, int]:
+TOKEN_ENV = "CTRL_WORKER_TOKEN"
+MIN_TOKEN_LENGTH = 32
+
+
+def _tcp_address(spec: str, token_given: bool) -> tuple[str, int]:
+    """tcp:HOST:PORT. HOST must be loopback unless the token was given (CTRL_WORKER_TOKEN): a worker
+    reachable from other machines (a torchrun rank the orchestrator attaches to) needs a secret its
+    owner chose and shares with the orchestrator."""
     host, _, port = spec.removeprefix("tcp:").rpartition(":")
     host = host.strip("[]") or "127.0.0.1"
     try:
-        if not ipaddress.ip_address(host).is_loopback:
-            raise ValueError
+        loopback = ipaddress.ip_address(host).is_loopback
     except ValueError:
-        raise SystemExit(f"--listen: TCP host must be a loopback address such as 127.0.0.1, got {host!r}")
+        raise SystemExit(f"--listen: TCP host must be an IP address such as 127.0.0.1, got {host!r}") from None
+    if not loopback and not token_given:
+        raise SystemExit(
+            f"--listen: a host other than loopback ({host}) is reachable from other machines; set {TOKEN_ENV} "
+            f"(at least {MIN_TOKEN_LENGTH} characters, shared with the orchestrator) to allow it"
+        )
     if not port.isdigit():
         raise SystemExit(f"--listen: expected tcp:HOST:PORT, got {spec!r}")
     return host, int(port)
+
+
+def _token_from_env() -> str | None:
+    token = os.environ.get(TOKEN_ENV)
+    if token is None:
+        return None
+    if len(token) < MIN_TOKEN_LENGTH or not token.isprintable() or token.strip() != token:
+        raise SystemExit(f"{TOKEN_ENV}: expected at least {MIN_TOKEN_LENGTH} printable characters without surrounding spaces")
+    return token
 
 
 def serve(options: ServerOptions, device) -> None:
@@ -155,8 +176,9 @@ def serve(options: ServerOptions, device) -> None:
         private_dir = tempfile.mkdtemp(prefix="ctrl-worker-")
         target = f"unix:{os.path.join(private_dir, 'worker.sock')}"
     elif options.listen.startswith("tcp:"):
-        host, port = _loopback_address(options.listen)
-        token = secrets.token_urlsafe(32)
+        given = _token_from_env()
+        host, port = _tcp_address(options.listen, given is not None)
+        token = given or secrets.token_urlsafe(32)
         target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     else:
         raise SystemExit(f"--listen: expected 'unix' or 'tcp:HOST:PORT', got {options.listen!r}")
@@ -178,7 +200,16 @@ def serve(options: ServerOptions, device) -> None:
     if options.watch_stdin:
         threading.Thread(target=_watch_parent, args=(stopped,), daemon=True).start()
 
-    ready = {"address": address, "token": token, "pid": os.getpid(), "device": str(device), "torch": torch.__version__}
+    # A token from the environment is its owner's secret: not echoed to stdout (often a log file).
+    given = token is not None and token == os.environ.get(TOKEN_ENV)
+    ready = {
+        "address": address,
+        "token": None if given else token,
+        "token_from_env": given,
+        "pid": os.getpid(),
+        "device": str(device),
+        "torch": torch.__version__,
+    }
     sys.stdout.write(READY_PREFIX + json.dumps(ready) + "\n")
     sys.stdout.flush()
     log.info("ctrl worker %s serving on %s (device %s)", options.worker_id, address, device)
