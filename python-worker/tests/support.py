@@ -105,3 +105,36 @@ def lookup(table: dict):
         return table[name]
 
     return get
+
+
+class Aborted(Exception):
+    pass
+
+
+class Context:
+    """A stand-in for a servicer call's grpc context: always active; abort raises Aborted."""
+
+    def is_active(self):
+        return True
+
+    def abort(self, code, details):
+        self.code, self.details = code, details
+        raise Aborted(f"{code}: {details}")
+
+
+def call(method, request):
+    """Calls a unary or streaming servicer method as gRPC would; returns its response or its events."""
+    result = method(request, Context())
+    return list(result) if hasattr(result, "__next__") else result
+
+
+def refused(method, request) -> tuple:
+    """Calls a servicer method that must abort; returns the status code and details."""
+    context = Context()
+    try:
+        result = method(request, context)
+        if hasattr(result, "__next__"):
+            list(result)
+    except Aborted:
+        return context.code, context.details
+    raise AssertionError(f"{method.__name__} answered instead of aborting")

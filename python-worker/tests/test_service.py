@@ -10,39 +10,17 @@ from ctrl_worker.gen.ctrl.v1 import worker_pb2 as pb
 from ctrl_worker.rpc.service import Limits, WorkerService
 from ctrl_worker.rpc.telemetry import Telemetry
 from ctrl_worker.rpc.tensors import from_proto, to_proto
-from support import assert_zero_kl
+from support import Aborted, Context, assert_zero_kl, refused
+from support import call as _call
 
 TIMESTEPS = [900, 500, 100]
 TARGETS = ["to_q", "to_v", "conv1"]
 
 
-class Aborted(Exception):
-    pass
-
-
-class Context:
-    def is_active(self):
-        return True
-
-    def abort(self, code, details):
-        self.code, self.details = code, details
-        raise Aborted(f"{code}: {details}")
-
-
-def _call(method, request):
-    """Calls a unary or streaming servicer method; returns its response or list of events."""
-    result = method(request, Context())
-    return list(result) if hasattr(result, "__next__") else result
-
-
 def _refused(method, request, code, pattern):
-    context = Context()
-    with pytest.raises(Aborted):
-        result = method(request, context)
-        if hasattr(result, "__next__"):
-            list(result)
-    assert context.code == code
-    assert context.details.startswith(pattern), context.details
+    got, details = refused(method, request)
+    assert got == code
+    assert details.startswith(pattern), details
 
 
 @pytest.fixture

@@ -1,7 +1,9 @@
 """AdamW over a control's parameters, in the official code's two groups: LoRA and label embeddings.
 
 OptimizerStep clips the global gradient norm over all the control's parameters (LoRA and
-embedding, as the official code does), steps and zeroes the gradients. Its state travels as plain
+embedding, as the official code does), steps and zeroes the gradients. In a data-parallel group
+(data_parallel.py) it first sums the gradients over the ranks, and can return a checksum of the
+parameters so that the ranks can be checked to agree. Its state travels as plain
 tensors (safetensors) plus JSON, never as a pickle.
 """
 
@@ -12,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
+from . import data_parallel
 from .control import Control
 from ..rpc.errors import invalid, precondition
 from ..rpc.validation import non_negative, positive, rate, unique, unit_interval
@@ -70,22 +73,31 @@ def create_optimizer(control: Control, groups, beta1: float, beta2: float, eps: 
 class StepOutcome:
     grad_norm: float  # before clipping
     skipped: bool  # no step: discarded, or a non-finite norm
+    parameter_checksum: str = ""  # when asked: data_parallel.parameter_checksum of params() after the step
 
 
-def optimizer_step(opt: ControlOptimizer, learning_rate_scale: float = 1.0, discard: bool = False) -> StepOutcome:
+def optimizer_step(opt: ControlOptimizer, learning_rate_scale: float = 1.0, discard: bool = False, checksum: bool = False) -> StepOutcome:
     """Clip, step (every group at its learning rate times `learning_rate_scale`), zero the
     gradients. A non-finite norm skips the step (as a gradient scaler would) but still zeroes the
-    gradients; `discard` only zeroes them."""
+    gradients; `discard` only zeroes them. In a group of several ranks the gradients are first
+    summed over the ranks (every rank must call this, with the same `discard`; a discard makes no
+    collective). `checksum`: also hash the parameters after the step (or the skip)."""
     params = opt.control.parameters()
-    grads = [p.grad for p in params if p.grad is not None]
     if discard:
+        grads = [p.grad for p in params if p.grad is not None]
         norm = float(torch.nn.utils.get_total_norm(grads)) if grads else 0.0
         for p in params:
             p.grad = None
-        return StepOutcome(norm, skipped=True)
+        return _outcome(opt, norm, True, checksum)
+    if data_parallel.world_size() > 1:
+        # Before any check that could raise on this rank alone: the others would wait in the
+        # collective. No gradient on any rank leaves every rank without one, so all raise below.
+        data_parallel.all_reduce_gradients(params)
+    grads = [p.grad for p in params if p.grad is not None]
     if not grads:
         raise precondition(
             "optimizer", "no gradient was accumulated since the last step: call Backward on a rollout that kept gradients"
+            + (f" (none on any of the group's {data_parallel.world_size()} ranks)" if data_parallel.world_size() > 1 else "")
         )
     norm = torch.nn.utils.get_total_norm(grads)
     if opt.max_grad_norm > 0:
@@ -105,7 +117,11 @@ def optimizer_step(opt: ControlOptimizer, learning_rate_scale: float = 1.0, disc
         opt.steps += 1
     for p in params:
         p.grad = None
-    return StepOutcome(norm, skipped=not math.isfinite(norm))
+    return _outcome(opt, norm, not math.isfinite(norm), checksum)
+
+
+def _outcome(opt: ControlOptimizer, norm: float, skipped: bool, checksum: bool) -> StepOutcome:
+    return StepOutcome(norm, skipped, data_parallel.parameter_checksum(opt.params()) if checksum else "")
 
 
 # -- state as tensors ----------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """The CTRL training rollout (the official code's `ddim_step_KL` loop), kept differentiable.
 
-The sampler runs the augmented model with the same seeded noise as `Trajectory`. At a step whose
+The sampler runs the augmented model with the same seeded noise as `Trajectory` (a data-parallel
+rank rolls out its shard of a batch: the batch's noise, its rows). At a step whose
 `grad_steps` flag is set, the network calls are recorded by autograd (optionally checkpointed);
 at the others they run under no_grad (truncated back-propagation). The latent chain itself is
 never detached: the DDIM update is differentiable in x_t. Each stochastic step also runs the
@@ -22,7 +23,7 @@ from torch.utils.checkpoint import checkpoint
 from ..diffusion.branches import StepModel
 from .control import Control, Labels
 from ..rpc.errors import invalid
-from ..diffusion.sampler import Trajectory
+from ..diffusion.sampler import Shard, Trajectory
 
 Progress = Callable[[int, int], None]
 
@@ -63,14 +64,16 @@ def rollout(
     grad_steps: list[bool],
     batch_size: int = 0,
     progress: Progress | None = None,
+    shard: Shard | None = None,
 ) -> Rollout:
     """Runs the augmented sampler; `model` carries the control, labels, condition and how the UNet
-    is called; timesteps, eta, seed and labels are already validated."""
+    is called; timesteps, eta, seed, labels and shard are already validated. With a `shard`, the
+    samples are those rows of the batch of shard.total samples drawn from `seed`."""
     control, labels = model.control, model.labels
     assert control is not None and labels is not None
     backbone = control.backbone
     started = time.perf_counter()
-    trajectory = Trajectory(backbone, num_samples, seed)
+    trajectory = Trajectory(backbone, num_samples, seed, shard=shard)
     kl_per_step: list[float] = []
     unet_calls = 0
     chunks = 1 if batch_size <= 0 else -(-num_samples // batch_size)

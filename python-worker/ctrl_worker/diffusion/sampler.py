@@ -80,6 +80,35 @@ def validate_timesteps(timesteps: list[int], num_train_timesteps: int, field: st
     return list(timesteps)
 
 
+@dataclass(frozen=True)
+class Shard:
+    """Rows [offset, offset + n) of one batch of `total` samples drawn from one seed (data
+    parallel: each rank draws the whole batch's noise and keeps its rows)."""
+
+    offset: int
+    total: int
+
+
+def validate_shard(offset: int, total: int, num_samples: int, max_samples: int) -> Shard | None:
+    """A request's shard_offset/shard_total; None without sharding (total 0, or the whole batch)."""
+    if total == 0:
+        if offset != 0:
+            raise invalid("shard_offset", f"needs shard_total (0 means no sharding), got offset {offset}")
+        return None
+    if total > max_samples:
+        raise invalid("shard_total", f"at most {max_samples} samples per batch (the worker's --max-samples), got {total}")
+    if total < num_samples:
+        raise invalid("shard_total", f"must be at least num_samples ({num_samples}), got {total}")
+    if offset + num_samples > total:
+        raise invalid(
+            "shard_offset",
+            f"rows [{offset}, {offset + num_samples}) must lie within the batch of shard_total={total} samples",
+        )
+    if offset == 0 and total == num_samples:
+        return None  # the whole batch: the same draws as no sharding
+    return Shard(offset, total)
+
+
 def transition_kl(model: Transition, reference: Transition) -> torch.Tensor:
     """Per-sample KL between two Gaussian transitions of equal isotropic std: the sum over all
     dimensions of (mean - mean_ref)^2 / (2 std^2); 0 at deterministic steps (std = 0)."""
@@ -93,7 +122,9 @@ class Trajectory:
 
     All randomness comes from one CPU generator seeded once, drawn in a fixed order (x_T, then one
     noise tensor per stochastic step), so images do not depend on batch_size or on whether the
-    loop runs in the worker (Sample) or in the orchestrator (StepTrajectory). `predict` defaults
+    loop runs in the worker (Sample) or in the orchestrator (StepTrajectory). With a `shard`, every
+    draw has the whole batch's shape and the trajectory keeps its rows, so the shards of a batch
+    hold exactly the noise of the batch drawn at once. `predict` defaults
     to the backbone itself; with `compute_kl`, each step also adds each sample's KL between the
     model's and the reference's transitions (same x_t, same noise) to `kl`.
     """
@@ -106,14 +137,19 @@ class Trajectory:
         initial_noise: torch.Tensor | None = None,
         predict: Predictor | None = None,
         compute_kl: bool = False,
+        shard: Shard | None = None,
     ):
+        if shard is not None and initial_noise is not None:
+            raise ValueError("a sharded trajectory draws its own initial noise")
         self.backbone = backbone
         self.predict = predict or _plain(backbone)
         self.compute_kl = compute_kl
         self.generator = torch.Generator(device="cpu").manual_seed(seed)
         self.shape = (num_samples, *backbone.sample_shape)
+        self.drawn_shape = self.shape if shard is None else (shard.total, *backbone.sample_shape)
+        self.rows = None if shard is None else slice(shard.offset, shard.offset + num_samples)
         if initial_noise is None:
-            initial_noise = torch.randn(self.shape, generator=self.generator, dtype=torch.float32)
+            initial_noise = self._draw()
         self.x = initial_noise.to(device=backbone.device, dtype=torch.float32)
         self.kl = torch.zeros(num_samples, device=backbone.device)
         self.steps_taken = 0
@@ -121,8 +157,13 @@ class Trajectory:
         self.finished = False
         self.seconds = 0.0
 
+    def _draw(self) -> torch.Tensor:
+        """The next draw of the generator: the whole batch's, cut to this trajectory's rows."""
+        noise = torch.randn(self.drawn_shape, generator=self.generator, dtype=torch.float32)
+        return noise if self.rows is None else noise[self.rows].contiguous()
+
     def _draw_noise(self) -> torch.Tensor:
-        return torch.randn(self.shape, generator=self.generator, dtype=torch.float32).to(self.backbone.device)
+        return self._draw().to(self.backbone.device)
 
     @torch.no_grad()
     def step(self, timestep: int, prev_timestep: int, eta: float, batch_size: int = 0) -> Transition:

@@ -12,6 +12,7 @@ from ...ctrl.optim import ControlOptimizer
 from ...data.datasets import Dataset
 from ...diffusion.backbones import Backbone
 from ...diffusion.conditioning import TextCondition, parse_condition
+from ...diffusion.sampler import Shard, validate_shard
 from ..errors import cancelled, exhausted, invalid
 from ..handles import HandleRegistry
 from ..telemetry import Telemetry
@@ -73,6 +74,10 @@ class ServiceBase:
         if num_samples > self.limits.max_samples:
             raise exhausted("num_samples", f"at most {self.limits.max_samples} samples per request, got {num_samples}")
         return num_samples
+
+    def _check_shard(self, request, num_samples: int) -> Shard | None:
+        """A Sample or Rollout request's shard_offset/shard_total (data parallel)."""
+        return validate_shard(request.shard_offset, request.shard_total, num_samples, self.limits.max_samples)
 
 
 def text_condition(backbone: Backbone, request, num_samples: int) -> TextCondition | None:

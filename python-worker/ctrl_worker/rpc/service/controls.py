@@ -61,6 +61,7 @@ class ControlCalls(ServiceBase):
         seed = validate_seed(request.seed, "seed")
         grad_steps = check_grad_steps(list(request.grad_steps), len(timesteps))
         rows = batch_size(request.batch_size)
+        shard = self._check_shard(request, num_samples)
         model = StepModel(
             backbone,
             control,
@@ -73,7 +74,7 @@ class ControlCalls(ServiceBase):
         def progress(step: int, total: int) -> None:
             self.telemetry.progress("rollout", step, total)
 
-        result = rollout(model, num_samples, timesteps, eta, seed, grad_steps, rows, progress)
+        result = rollout(model, num_samples, timesteps, eta, seed, grad_steps, rows, progress, shard)
         description = f"{num_samples} samples, {len(timesteps)} steps, {result.grad_steps_kept} with gradients"
         handle = self._register(context, "rollout", result, description, parent=request.control)
         return pb.RolloutResult(
@@ -110,8 +111,10 @@ class ControlCalls(ServiceBase):
     def OptimizerStep(self, request, context):
         opt = self._optimizer(request.optimizer, "optimizer")
         scale = 1.0 if request.learning_rate_scale == 0 else rate(request.learning_rate_scale, "learning_rate_scale")
-        outcome = optimizer_step(opt, scale, discard=request.discard)
-        return pb.OptimizerStepResponse(grad_norm=outcome.grad_norm, steps=opt.steps, skipped=outcome.skipped)
+        outcome = optimizer_step(opt, scale, discard=request.discard, checksum=request.checksum)
+        return pb.OptimizerStepResponse(
+            grad_norm=outcome.grad_norm, steps=opt.steps, skipped=outcome.skipped, parameter_checksum=outcome.parameter_checksum
+        )
 
     @rpc_method
     def SaveControl(self, request, context):

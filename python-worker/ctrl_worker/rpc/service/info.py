@@ -9,6 +9,7 @@ from importlib import metadata
 import torch
 
 from ... import __version__
+from ...ctrl import data_parallel
 from ...diffusion.backbones import supported_dtypes
 from ...gen.ctrl.v1 import worker_pb2 as pb
 from ..errors import rpc_method
@@ -25,6 +26,7 @@ class InfoCalls(ServiceBase):
     @rpc_method
     def GetInfo(self, request, context):
         memory = memory_snapshot()
+        group = data_parallel.info()
         return pb.WorkerInfo(
             worker_version=__version__,
             protocol=PROTOCOL,
@@ -39,6 +41,9 @@ class InfoCalls(ServiceBase):
             limits=LIMITS,
             max_rss_bytes=memory["max_rss_bytes"],
             accelerator_peak_bytes=memory.get("cuda_peak_bytes", 0),
+            distributed=pb.DistributedInfo(
+                rank=group.rank, world_size=group.world_size, backend=group.backend, local_rank=group.local_rank
+            ),
         )
 
     @rpc_method

@@ -9,7 +9,7 @@ import torch
 from ...baselines import guidance
 from ...diffusion.backbones import Backbone
 from ...diffusion.branches import StepModel
-from ...diffusion.sampler import Trajectory, validate_eta, validate_timesteps
+from ...diffusion.sampler import Shard, Trajectory, validate_eta, validate_timesteps
 from ...gen.ctrl.v1 import worker_pb2 as pb
 from ..errors import invalid, precondition, rpc_method
 from ..tensors import from_proto, image_chunks, images_to_uint8
@@ -18,9 +18,12 @@ from .base import ServiceBase, text_condition
 
 
 class SamplingCalls(ServiceBase):
-    def _trajectory(self, request, num_samples: int, seed: int, initial=None, compute_kl: bool = False) -> Trajectory:
+    def _trajectory(
+        self, request, num_samples: int, seed: int, initial=None, compute_kl: bool = False, shard: Shard | None = None
+    ) -> Trajectory:
         """A trajectory of the backbone, or of a control with the request's labels (and, with
-        compute_kl, the pre-trained reference beside it), guided by the request's prompts."""
+        compute_kl, the pre-trained reference beside it), guided by the request's prompts; with a
+        shard, these samples are its rows of a larger batch."""
         backbone, control = self._model(request.model, "model")
         condition = text_condition(backbone, request, num_samples)
         if control is None:
@@ -31,7 +34,7 @@ class SamplingCalls(ServiceBase):
             model = StepModel(backbone, condition=condition)
         else:
             model = StepModel(backbone, control, control.parse_labels(request.labels, num_samples), condition)
-        return Trajectory(backbone, num_samples, seed, initial, predict=model.predict, compute_kl=compute_kl)
+        return Trajectory(backbone, num_samples, seed, initial, predict=model.predict, compute_kl=compute_kl, shard=shard)
 
     @rpc_method
     def Sample(self, request, context):
@@ -41,7 +44,8 @@ class SamplingCalls(ServiceBase):
         eta = validate_eta(request.eta, "eta")
         seed = validate_seed(request.seed, "seed")
         rows = batch_size(request.batch_size)
-        trajectory = self._trajectory(request, num_samples, seed, compute_kl=request.compute_kl)
+        shard = self._check_shard(request, num_samples)
+        trajectory = self._trajectory(request, num_samples, seed, compute_kl=request.compute_kl, shard=shard)
         started = time.perf_counter()
         for i, t in enumerate(timesteps):
             if not context.is_active():
