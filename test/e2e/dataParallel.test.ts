@@ -40,10 +40,12 @@ function config(runsDir: string, workers: number): ConfigInput {
 
 // Parameters after 6 AdamW steps on 2 shards vs the combined batch. Not bit-exact: the UNet runs
 // 2 rows instead of 4 per call and the per-sample gradients are summed in another order (float
-// rounding, ~1e-7 relative per step), and Adam divides each update by sqrt(v), which carries that
-// rounding into the parameters. A real difference (another batch, a shard counted twice) moves
-// them by about the learning rate per step (1e-3 and more).
-const PARAMETER_TOLERANCE = 2e-5;
+// rounding, ~1e-7 relative per step), and Adam divides each update by sqrt(v), which turns that
+// rounding on near-zero gradient entries into visible differences (5.3e-6 seen on a 2-core AMD
+// EPYC). Another batch moves them by about the learning rate per step (LoRA 3e-3, embedding 0.1).
+// Adam does not see a gradient's scale (a shard counted twice): the gradient norms, compared
+// below, do.
+const PARAMETER_TOLERANCE = 1e-4;
 
 type Metric = Record<string, unknown>;
 
@@ -77,11 +79,13 @@ test("2 data-parallel workers train what 1 worker trains on the combined batch, 
   assert.deepEqual(listFiles(parallel.run.dir), listFiles(single.run.dir), "the same files");
   const singleMetrics = single.run.readMetrics();
   assert.deepEqual(metrics.filter((m) => m.phase !== "restart").map(identity), singleMetrics.map(identity), "the same records");
-  const losses = (rows: Metric[]) => rows.filter((m) => m.phase === "finetune").map((m) => Number(m.loss));
-  losses(metrics).forEach((loss, i) => {
-    const expected = losses(singleMetrics)[i]!;
-    assert.ok(Math.abs(loss - expected) <= 1e-3 * Math.max(1, Math.abs(expected)), `step ${i + 1}: loss ${loss} vs ${expected}`);
-  });
+  for (const key of ["loss", "grad_norm", "kl"]) {
+    const values = (rows: Metric[]) => rows.filter((m) => m.phase === "finetune").map((m) => Number(m[key]));
+    values(metrics).forEach((value, i) => {
+      const expected = values(singleMetrics)[i]!;
+      assert.ok(Math.abs(value - expected) <= 1e-3 * Math.max(1, Math.abs(expected)), `step ${i + 1}: ${key} ${value} vs ${expected}`);
+    });
+  }
 
   const last = path.join("checkpoints", `epoch-${String(EPOCHS).padStart(4, "0")}`);
   let largest = 0;
