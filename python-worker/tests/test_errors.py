@@ -97,3 +97,40 @@ def test_status_messages_stay_below_the_header_limit():
         assert encoded <= MAX_STATUS_CHARS and message.endswith("more characters)")
     assert shorten("y" * 1000, 100).startswith("'yyy") and len(shorten("y" * 1000, 100)) < 130
     assert shorten("short") == "'short'"
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        pytest.param("accelerator", id="torch.AcceleratorError"),
+        pytest.param("message", id="CUDA error as a RuntimeError"),
+        pytest.param("collective", id="failed all-reduce"),
+    ],
+)
+def test_unrecoverable_device_and_group_errors_answer_unavailable_then_exit(monkeypatch, error):
+    """A poisoned CUDA context or a broken process group cannot serve again: the call says so and
+    the process exits (code 75) just after, so the orchestrator restarts it."""
+    import threading
+
+    import torch
+
+    from ctrl_worker.ctrl.data_parallel import CollectiveError
+    from ctrl_worker.rpc import errors
+
+    exits = []
+    exited = threading.Event()
+    monkeypatch.setattr(errors, "exit_process", lambda code: (exits.append(code), exited.set()))
+    monkeypatch.setattr(errors, "_exiting", threading.Event())
+    monkeypatch.setattr(errors, "_FATAL_DELAY_S", 0.01)
+    raised = {
+        "accelerator": torch.AcceleratorError("CUDA error: an illegal memory access was encountered"),
+        "message": RuntimeError("CUDA error: device-side assert triggered"),
+        "collective": CollectiveError("the gradient all-reduce failed (a rank is gone, or timed out): Connection closed by peer"),
+    }[error]
+    code, message = errors._status_for(raised)
+    assert code == grpc.StatusCode.UNAVAILABLE
+    assert message.startswith("unrecoverable ") and "the worker exits" in message
+    assert exited.wait(5)
+    assert exits == [errors.FATAL_EXIT_CODE]
+    # Out of memory stays recoverable: the caller may retry smaller.
+    assert errors._status_for(torch.OutOfMemoryError("CUDA out of memory"))[0] == grpc.StatusCode.RESOURCE_EXHAUSTED

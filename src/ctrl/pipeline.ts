@@ -71,8 +71,9 @@ function saveState(run: Run, state: RunState): void {
 }
 
 export async function runCtrl(input: ConfigInput = {}, options: RunOptions = {}): Promise<{ run: Run; results: MethodResult[] }> {
-  const resumed = options.resume ? Run.open(options.resume) : undefined;
-  const config = parseConfig(resumed ? resumed.readJson("config.json") : input);
+  const resumed = options.resume ? Run.open(path.resolve(options.resume)) : undefined;
+  const parsed = parseConfig(resumed ? resumed.readJson("config.json") : input);
+  const config = options.attach ? absolutePaths(parsed) : parsed;
   if (config.dataset.kind === "folder" && !existsSync(config.dataset.path)) {
     throw new Error(`dataset.path: no folder ${config.dataset.path}`);
   }
@@ -386,6 +387,16 @@ async function evaluateReference(
     sampleSeconds,
     grids: await writeLabelGrids(run, "pretrained", images, targets, labelName),
   };
+}
+
+/**
+ * Attached workers resolve paths in their own folder, maybe on another machine: give them
+ * absolute ones (which must reach the same files there, e.g. on a shared filesystem).
+ */
+function absolutePaths(config: ExperimentConfig): ExperimentConfig {
+  const local = (file: string) => (existsSync(file) ? path.resolve(file) : file); // else a Hugging Face id
+  const dataset = config.dataset.kind === "folder" ? { ...config.dataset, path: path.resolve(config.dataset.path) } : config.dataset;
+  return { ...config, runsDir: path.resolve(config.runsDir), backbone: local(config.backbone), dataset };
 }
 
 // The project's synthetic offline images (ctrl_worker/data/synthetic.py), [channels, height, width].

@@ -27,6 +27,10 @@ log = logging.getLogger("ctrl_worker")
 DEFAULT_TIMEOUT_S = 600.0
 
 
+class CollectiveError(dist.DistError):
+    """A collective failed: the group is broken for good (the worker exits; see rpc/errors.py)."""
+
+
 @dataclass(frozen=True)
 class DistributedInfo:
     """What WorkerInfo.distributed reports: backend "" for a lone worker."""
@@ -151,7 +155,10 @@ def all_reduce_gradients(params: Sequence[torch.Tensor]) -> int:
     had = torch.tensor([float(p.grad is not None) for p in params], dtype=dtype)
     any_grad = torch.tensor([float(bool(had.any()))], dtype=dtype)
     flat = torch.cat(pieces + [had.to(device), any_grad.to(device)])
-    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    try:
+        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    except RuntimeError as error:
+        raise CollectiveError(f"the gradient all-reduce failed (a rank is gone, or timed out): {error}") from error
     counts = flat[-len(params) - 1 :].cpu()
     offset = 0
     for i, p in enumerate(params):

@@ -2,7 +2,11 @@
 
 Every handler raises `RequestError` (or one of its helpers) for bad input; `rpc_method` turns it
 into a gRPC status whose message names the field, and turns anything unexpected into INTERNAL
-without taking the worker down.
+without taking the worker down. One kind of error does take it down: a device or process-group
+failure after which nothing the worker holds can be used again (a CUDA error other than running
+out of memory poisons the CUDA context; a failed collective breaks the torch.distributed group).
+The call gets UNAVAILABLE and the process exits with FATAL_EXIT_CODE a moment later, so that the
+orchestrator sees a crash and restarts it (src/ctrl/recovery.ts) instead of calling a dead GPU.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ import contextlib
 import functools
 import inspect
 import logging
+import os
+import threading
 import time
 import traceback
 
@@ -80,6 +86,10 @@ def _classify(error: BaseException) -> tuple[grpc.StatusCode, str]:
         return error.code, str(error)
     if is_out_of_memory(error):
         return grpc.StatusCode.RESOURCE_EXHAUSTED, f"out of memory: {error}"
+    if is_fatal(error):
+        log.error("unrecoverable %s: %s; exiting with code %d", type(error).__name__, error, FATAL_EXIT_CODE)
+        exit_soon()
+        return grpc.StatusCode.UNAVAILABLE, f"unrecoverable {type(error).__name__}, the worker exits: {error}"
     user_data = _user_data_error(error)
     if user_data is not None:
         # Request paths reach files and parsers below the boundaries that name the field; what
@@ -118,6 +128,38 @@ def is_out_of_memory(error: BaseException) -> bool:
     except (ImportError, AttributeError):
         pass
     return isinstance(error, RuntimeError) and any(m in str(error) for m in _OOM_MESSAGES)
+
+
+FATAL_EXIT_CODE = 75  # EX_TEMPFAIL: try again with a fresh process
+_FATAL_DELAY_S = 0.5  # time for the status to reach the client before the process goes
+_exiting = threading.Event()
+
+
+def is_fatal(error: BaseException) -> bool:
+    """A CUDA error (not out-of-memory, caught before) or a failed collective: the process's device
+    context or process group cannot be used again."""
+    try:
+        import torch
+        import torch.distributed as dist
+    except ImportError:
+        return False
+    if isinstance(error, (torch.AcceleratorError, dist.DistError)):
+        return True
+    return isinstance(error, RuntimeError) and ("CUDA error" in str(error) or "device-side assert" in str(error))
+
+
+def exit_process(code: int) -> None:
+    os._exit(code)  # not sys.exit: threads blocked in a dead device or collective would hold it up
+
+
+def exit_soon() -> None:
+    """Exits the process with FATAL_EXIT_CODE shortly (once), after the failing call's status is sent."""
+    if _exiting.is_set():
+        return
+    _exiting.set()
+    timer = threading.Timer(_FATAL_DELAY_S, lambda: exit_process(FATAL_EXIT_CODE))
+    timer.daemon = True
+    timer.start()
 
 
 def _call_scope(service):
