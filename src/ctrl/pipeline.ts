@@ -20,7 +20,7 @@ import { ConfigError, type ConfigInput, type ExperimentConfig, parseConfig } fro
 import { writeSamplerRecord } from "./controls.js";
 import { buildDefaultDataset } from "./datasets.js";
 import { cachedSamples } from "./sampleCache.js";
-import { type Judge, equalSplit, judgeSamples, meanOrNull } from "./evaluate.js";
+import { type Evaluation, type Judge, equalSplit, judgeSamples, meanOrNull } from "./evaluate.js";
 import { NonFiniteTrainingError, finetune } from "./finetune.js";
 import { ORACLES } from "./oracle.js";
 import { type Restart, rewindRun, withRestarts } from "./recovery.js";
@@ -231,7 +231,7 @@ async function pipeline(workers: DataParallel, config: ExperimentConfig, current
       if (config.evaluation.checkpointSamples > 0) {
         const targets = equalSplit(config.evaluation.checkpointSamples, state.numClasses);
         const request = { ...sampleRequest(control.handle, targets.length, config.evaluation.seed), labels: { [state.labelColumn]: targets }, computeKl: true };
-        await evaluateCheckpoint(workers, run, judge, { step: epoch * config.finetune.stepsPerEpoch, epoch }, targets, request);
+        await evaluateCheckpoint(workers, run, judge, { step: epoch * config.finetune.stepsPerEpoch, epoch }, targets, request, state.reference!.evaluation);
       }
       state = { ...state, completedEpochs: epoch, checkpoint, finetuneSeconds: secondsBefore + (performance.now() - finetuneStarted) / 1000 };
       saveState(run, state);
@@ -335,7 +335,11 @@ async function prepare(
   return { state, dataset, classifierHandle: handle };
 }
 
-/** Accuracy against optimiser steps: a checkpoint's samples judged like the final ones, into metrics.jsonl. */
+/**
+ * Accuracy and diversity against optimiser steps: a checkpoint's samples judged like the final
+ * ones, into metrics.jsonl. Diversity is per asked class over that of the pre-trained samples
+ * judged in the class (as in summary.json), so a collapse shows when it starts.
+ */
 async function evaluateCheckpoint(
   workers: DataParallel,
   run: Run,
@@ -343,9 +347,12 @@ async function evaluateCheckpoint(
   at: { step: number; epoch: number },
   targets: number[],
   request: SampleOptions,
+  reference: Evaluation,
 ): Promise<void> {
   const samples = await workers.sample(request);
   const evaluation = await judgeSamples(workers.primary, samples, targets, judge);
+  const ratios = (space: "diversity" | "thumbnailDiversity") =>
+    evaluation[space].byTarget.map((value, i) => value / reference[space].byJudged[i]!);
   run.logMetrics({
     phase: "checkpoint-eval",
     ...at,
@@ -354,6 +361,8 @@ async function evaluateCheckpoint(
     macro_f1: evaluation.macroF1,
     classifier_accuracy: evaluation.classifierAccuracy,
     mean_kl: meanOrNull(samples.kl),
+    diversity_vs_pretrained: ratios("diversity"),
+    thumbnail_diversity_vs_pretrained: ratios("thumbnailDiversity"),
   });
 }
 

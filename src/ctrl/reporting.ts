@@ -81,6 +81,27 @@ function checkpointCurves(rows: Record<string, unknown>[], series: (rows: Record
         { name: "classifier-judged accuracy", points: series(rows, "step", "classifier_accuracy") },
       ],
     },
+    ...diversityCurve(rows),
+  ];
+}
+
+/** Per asked class, 8x8-thumbnail diversity over the pre-trained samples' at each checkpoint (0.5: the bar). */
+function diversityCurve(rows: Record<string, unknown>[]): Curve[] {
+  const withRatios = rows.filter((m) => Array.isArray(m.thumbnail_diversity_vs_pretrained));
+  if (!withRatios.length) return [];
+  const classes = (withRatios[0]!.thumbnail_diversity_vs_pretrained as number[]).length;
+  return [
+    {
+      title: "CTRL at each checkpoint: diversity per asked class (8x8 thumbnails) over the pre-trained samples'",
+      xLabel: "optimiser step",
+      yLabel: "diversity ratio",
+      series: Array.from({ length: classes }, (_, c) => ({
+        name: `class ${c}`,
+        points: withRatios
+          .map((m) => [Number(m.step), (m.thumbnail_diversity_vs_pretrained as number[])[c]!] as [number, number])
+          .filter(([, ratio]) => Number.isFinite(ratio)), // fewer than two samples of a class: no spread
+      })),
+    },
   ];
 }
 

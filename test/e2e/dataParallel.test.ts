@@ -87,6 +87,13 @@ test("2 data-parallel workers train what 1 worker trains on the combined batch, 
     });
   }
 
+  const checkpointEvals = metrics.filter((m) => m.phase === "checkpoint-eval");
+  assert.equal(checkpointEvals.length, EPOCHS);
+  for (const m of checkpointEvals) {
+    const ratios = m.thumbnail_diversity_vs_pretrained as number[];
+    assert.ok(ratios.length === 4 && ratios.some((r) => Number.isFinite(r) && r > 0), `diversity per class at each checkpoint: ${JSON.stringify(m)}`);
+  }
+
   const last = path.join("checkpoints", `epoch-${String(EPOCHS).padStart(4, "0")}`);
   let largest = 0;
   let moved = 0;
