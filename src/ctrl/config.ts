@@ -228,7 +228,7 @@ export const configSchema = z
         numSamples: positiveInt.max(4096).default(256),
         seed: seed.default(42),
         batchSize: nonNegativeInt.default(128),
-        /** Also judge this many samples at every checkpoint (accuracy against optimiser steps); 0: only at the end. */
+        /** Also judge this many samples at every checkpoint (accuracy and per-class diversity against optimiser steps); 0: only at the end. */
         checkpointSamples: nonNegativeInt.max(4096).default(0),
       })
       .strict()
