@@ -49,6 +49,8 @@ export interface StepRecord {
   kl: number;
   grad_norm: number;
   grad_steps_kept: number;
+  /** Mean KL per sample at each sampler step (0 at deterministic ones): where the KL is spent. */
+  kl_per_step: number[];
   seconds: number;
 }
 
@@ -93,6 +95,7 @@ export async function finetune(
       let logProb = 0;
       let kl = 0;
       let kept = 0;
+      let klPerStep: number[] = [];
       let nonFiniteLoss = false;
       for (let micro = 0; micro < settings.gradAccumulation && !nonFiniteLoss; micro++) {
         // Every draw derives from (seed, step, micro): a resumed run repeats them exactly.
@@ -118,6 +121,7 @@ export async function finetune(
         for (const i of logProbIndices) logProb += result.terms[i]!.mean / settings.gradAccumulation;
         if (klIndex >= 0) kl += result.terms[klIndex]!.mean / settings.gradAccumulation;
         kept += rollout.gradStepsKept;
+        klPerStep = (rollout.klPerStep ?? []).map((value, i) => (klPerStep[i] ?? 0) + value / settings.gradAccumulation);
       }
       const scale = learningRateScale(step, totalSteps, settings.warmupSteps, settings.schedule);
       const update = await worker.optimizerStep(target.optimizer, scale, { discard: nonFiniteLoss });
@@ -139,6 +143,7 @@ export async function finetune(
         kl,
         grad_norm: update.gradNorm,
         grad_steps_kept: kept / settings.gradAccumulation,
+        kl_per_step: klPerStep,
         seconds: (performance.now() - started) / 1000,
       };
       run.logMetrics({ ...record });
