@@ -5,6 +5,7 @@ import path from "node:path";
 import { execa } from "execa";
 import { defaultPython, WORKER_DIR } from "../src/worker/spawn.js";
 import { WorkerCallError } from "../src/worker/errors.js";
+import type { Worker } from "../src/worker/worker.js";
 import { ConfigError } from "../src/ctrl/config.js";
 import assert from "node:assert/strict";
 
@@ -126,4 +127,29 @@ export function readMetricsWhileWritten(file: string): Record<string, unknown>[]
 /** The last fine-tuning step logged (0 before the first). */
 export function lastFinetuneStep(metrics: Record<string, unknown>[]): number {
   return Math.max(0, ...metrics.filter((m) => m.phase === "finetune").map((m) => Number(m.step)));
+}
+
+/**
+ * Kills (SIGKILL) the n-th worker started as `rank` once `when[n]` holds for the latest run's
+ * metrics in `runsDir` (polled every 20 ms); pass `onWorkerStarted` to runCtrl. `kills` says
+ * which start was killed and the last fine-tuning step logged then.
+ */
+export function killer(runsDir: string, when: ((metrics: Record<string, unknown>[]) => boolean)[], rank = 0) {
+  let started = 0;
+  const kills: { worker: number; step: number }[] = [];
+  const onWorkerStarted = (worker: Worker, workerRank: number) => {
+    if (workerRank !== rank) return;
+    const n = ++started;
+    const trigger = when[n - 1];
+    if (!trigger) return;
+    const timer = setInterval(() => {
+      const metrics = readMetricsWhileWritten(path.join(runsDir, "latest", "metrics.jsonl"));
+      if (!trigger(metrics)) return;
+      clearInterval(timer);
+      kills.push({ worker: n, step: lastFinetuneStep(metrics) });
+      process.kill(worker.pid, "SIGKILL");
+    }, 20);
+    void worker.exited.then(() => clearInterval(timer));
+  };
+  return { onWorkerStarted, kills };
 }

@@ -119,6 +119,14 @@ export function thumbnails(images: ImageBatch, size: number): number[][] {
   return rows;
 }
 
+/**
+ * Per class: the spread of `model`'s samples asked for it over that of `reference`'s samples
+ * judged in it (a collapsed control scores near 0), in classifier features or 8x8 thumbnails.
+ */
+export function diversityRatios(model: Evaluation, reference: Evaluation, space: "diversity" | "thumbnailDiversity"): number[] {
+  return model[space].byTarget.map((value, i) => value / reference[space].byJudged[i]!);
+}
+
 /** Mean pairwise feature distance of the samples in each class of `groups` (NaN for a class with fewer than two). */
 export function diversityPerClass(features: number[][], groups: readonly number[], numClasses: number): number[] {
   return Array.from({ length: numClasses }, (_, c) => meanPairwiseDistance(features.filter((_, i) => groups[i] === c)));

@@ -20,7 +20,7 @@ import { ConfigError, type ConfigInput, type ExperimentConfig, parseConfig } fro
 import { writeSamplerRecord } from "./controls.js";
 import { buildDefaultDataset } from "./datasets.js";
 import { cachedSamples } from "./sampleCache.js";
-import { type Evaluation, type Judge, equalSplit, judgeSamples, meanOrNull } from "./evaluate.js";
+import { type Evaluation, type Judge, diversityRatios, equalSplit, judgeSamples, meanOrNull } from "./evaluate.js";
 import { NonFiniteTrainingError, finetune } from "./finetune.js";
 import { ORACLES } from "./oracle.js";
 import { type Restart, rewindRun, withRestarts } from "./recovery.js";
@@ -351,8 +351,6 @@ async function evaluateCheckpoint(
 ): Promise<void> {
   const samples = await workers.sample(request);
   const evaluation = await judgeSamples(workers.primary, samples, targets, judge);
-  const ratios = (space: "diversity" | "thumbnailDiversity") =>
-    evaluation[space].byTarget.map((value, i) => value / reference[space].byJudged[i]!);
   run.logMetrics({
     phase: "checkpoint-eval",
     ...at,
@@ -361,8 +359,8 @@ async function evaluateCheckpoint(
     macro_f1: evaluation.macroF1,
     classifier_accuracy: evaluation.classifierAccuracy,
     mean_kl: meanOrNull(samples.kl),
-    diversity_vs_pretrained: ratios("diversity"),
-    thumbnail_diversity_vs_pretrained: ratios("thumbnailDiversity"),
+    diversity_vs_pretrained: diversityRatios(evaluation, reference, "diversity"),
+    thumbnail_diversity_vs_pretrained: diversityRatios(evaluation, reference, "thumbnailDiversity"),
   });
 }
 

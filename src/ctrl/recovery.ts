@@ -7,18 +7,13 @@
  */
 import { rmSync } from "node:fs";
 import type { Run } from "./runs.js";
-import { WorkerCrashedError, WorkerHungError } from "../worker/errors.js";
+import { isWorkerLoss } from "../worker/errors.js";
 
 export interface Restart {
   /** 1 for the first restart. */
   count: number;
   /** The crash, in one line. */
   reason: string;
-}
-
-/** A worker that died or hung (and was killed by the watchdog): a fresh one can continue. */
-export function isWorkerLoss(error: unknown): error is WorkerCrashedError | WorkerHungError {
-  return error instanceof WorkerCrashedError || error instanceof WorkerHungError;
 }
 
 /**

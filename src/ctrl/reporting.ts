@@ -1,7 +1,7 @@
 /** summary.json, image grids per label and report.html for one run. */
 import type { ExperimentConfig } from "./config.js";
 import type { RewardClassifierReport } from "./classifier.js";
-import type { Evaluation } from "./evaluate.js";
+import { type Evaluation, diversityRatios } from "./evaluate.js";
 import type { Run } from "./runs.js";
 import { imageGrid } from "../eval/grid.js";
 import { type Curve, type SummaryRow, writeReport } from "../eval/report.js";
@@ -119,7 +119,7 @@ export function diversityComparison(results: MethodResult[], labelName: string) 
     const before = reference.evaluation[space].byJudged;
     const after = ctrl.evaluation[space].byTarget;
     return {
-      ratios: after.map((value, i) => value / before[i]!),
+      ratios: diversityRatios(ctrl.evaluation, reference.evaluation, space),
       chart: {
         title: `Diversity per class: mean pairwise distance of ${what} (a collapsed control scores near 0)`,
         yLabel: `mean pairwise ${what} distance`,

@@ -61,3 +61,8 @@ export class WorkerHungError extends Error {
     );
   }
 }
+
+/** A worker that died or hung (and was killed by the watchdog): a fresh one can continue. */
+export function isWorkerLoss(error: unknown): error is WorkerCrashedError | WorkerHungError {
+  return error instanceof WorkerCrashedError || error instanceof WorkerHungError;
+}

@@ -5,7 +5,7 @@
  */
 import { availableParallelism } from "node:os";
 import { createServer } from "node:net";
-import { WorkerCrashedError, WorkerHungError } from "./errors.js";
+import { isWorkerLoss } from "./errors.js";
 import { type AttachOptions, Worker, type WorkerOptions } from "./worker.js";
 
 export interface GroupOptions extends WorkerOptions {
@@ -90,7 +90,7 @@ export class WorkerGroup {
   async all<T>(call: (worker: Worker, rank: number) => Promise<T>): Promise<T[]> {
     const settled = await Promise.allSettled(this.workers.map((worker, rank) => call(worker, rank)));
     const errors = settled.flatMap((result) => (result.status === "rejected" ? [result.reason as unknown] : []));
-    if (errors.length) throw errors.find((error) => error instanceof WorkerCrashedError || error instanceof WorkerHungError) ?? errors[0];
+    if (errors.length) throw errors.find(isWorkerLoss) ?? errors[0];
     return settled.map((result) => (result as PromiseFulfilledResult<T>).value);
   }
 

@@ -9,8 +9,7 @@ import path from "node:path";
 import { before, test } from "node:test";
 import type { ConfigInput } from "../../src/ctrl/config.js";
 import { runCtrl } from "../../src/ctrl/pipeline.js";
-import type { Worker } from "../../src/worker/worker.js";
-import { lastFinetuneStep, listFiles, makeTinyBackbone, readMetricsWhileWritten, readSafetensors, tempDir } from "../helpers.js";
+import { killer, lastFinetuneStep, listFiles, makeTinyBackbone, readSafetensors, tempDir } from "../helpers.js";
 
 let backbone: string;
 
@@ -55,19 +54,9 @@ test("2 data-parallel workers train what 1 worker trains on the combined batch, 
   const single = await runCtrl(config(tempDir("ctrl-runs-"), 1));
 
   const runsDir = tempDir("ctrl-runs-");
-  let killedAtStep: number | undefined;
-  const onWorkerStarted = (worker: Worker, rank: number) => {
-    if (rank !== 1 || killedAtStep !== undefined) return;
-    const timer = setInterval(() => {
-      const steps = lastFinetuneStep(readMetricsWhileWritten(path.join(runsDir, "latest", "metrics.jsonl")));
-      if (steps < KILL_AFTER_STEP || killedAtStep !== undefined) return;
-      clearInterval(timer);
-      killedAtStep = steps;
-      process.kill(worker.pid, "SIGKILL");
-    }, 20);
-    void worker.exited.then(() => clearInterval(timer));
-  };
+  const { onWorkerStarted, kills } = killer(runsDir, [(metrics) => lastFinetuneStep(metrics) >= KILL_AFTER_STEP], 1);
   const parallel = await runCtrl(config(runsDir, 2), { onWorkerStarted });
+  const killedAtStep = kills[0]?.step;
 
   assert.ok(killedAtStep !== undefined, "rank 1 was killed");
   const metrics = parallel.run.readMetrics();

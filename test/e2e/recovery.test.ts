@@ -6,13 +6,11 @@
  */
 import assert from "node:assert/strict";
 import { readdirSync, readFileSync } from "node:fs";
-import path from "node:path";
 import { before, test } from "node:test";
 import type { ConfigInput } from "../../src/ctrl/config.js";
 import { runCtrl } from "../../src/ctrl/pipeline.js";
 import { Random } from "../../src/ctrl/random.js";
-import type { Worker } from "../../src/worker/worker.js";
-import { lastFinetuneStep, makeTinyBackbone, readMetricsWhileWritten, tempDir } from "../helpers.js";
+import { killer, lastFinetuneStep, makeTinyBackbone, tempDir } from "../helpers.js";
 
 let backbone: string;
 
@@ -41,26 +39,7 @@ function config(runsDir: string): ConfigInput {
 }
 
 type Metric = Record<string, unknown>;
-const readMetrics = readMetricsWhileWritten;
 const lastStep = lastFinetuneStep;
-
-/** Kills the n-th started worker once `when[n]` holds for the latest run's metrics (polled). */
-function killer(runsDir: string, when: ((metrics: Metric[]) => boolean)[]) {
-  let started = 0;
-  const kills: string[] = [];
-  const onWorkerStarted = (worker: Worker) => {
-    const trigger = when[started++];
-    if (!trigger) return;
-    const timer = setInterval(() => {
-      if (!trigger(readMetrics(path.join(runsDir, "latest", "metrics.jsonl")))) return;
-      clearInterval(timer);
-      kills.push(`worker ${started} at step ${lastStep(readMetrics(path.join(runsDir, "latest", "metrics.jsonl")))}`);
-      process.kill(worker.pid, "SIGKILL");
-    }, 20);
-    void worker.exited.then(() => clearInterval(timer));
-  };
-  return { onWorkerStarted, kills };
-}
 
 /** A record's identity: what must match between the two runs (times and float noise aside). */
 const identity = (m: Metric) => `${String(m.phase)}:${String(m.epoch ?? "")}:${String(m.step ?? "")}`;
@@ -79,11 +58,12 @@ test("a run whose worker is killed three times completes exactly as an uninterru
   ]);
   const killed = await runCtrl(config(runsDir), { onWorkerStarted });
 
-  assert.equal(kills.length, 3, `three kills (${kills.join(", ")})`);
+  const killList = kills.map((k) => `worker ${k.worker} at step ${k.step}`).join(", ");
+  assert.equal(kills.length, 3, `three kills (${killList})`);
   const metrics = killed.run.readMetrics();
   const restarts = metrics.filter((m) => m.phase === "restart");
   assert.equal(restarts.length, 3, JSON.stringify(restarts));
-  t.diagnostic(`kills: ${kills.join(", ")}; redone fine-tuning steps per restart: ${restarts.map((r) => r.redone_steps).join(", ")}`);
+  t.diagnostic(`kills: ${killList}; redone fine-tuning steps per restart: ${restarts.map((r) => r.redone_steps).join(", ")}`);
   for (const restart of restarts) {
     assert.ok(Number(restart.redone_steps) <= CHECKPOINT_EVERY * STEPS_PER_EPOCH, `at most one checkpoint interval redone: ${JSON.stringify(restart)}`);
   }
