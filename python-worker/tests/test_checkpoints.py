@@ -45,6 +45,29 @@ def test_round_trip_gives_the_same_samples(tmp_path, backbone, tiny_backbone_dir
     assert torch.equal(sample(other, loaded, _labels(loaded)).x, expected)
 
 
+def test_banded_embeddings_round_trip_and_older_checkpoints_have_one_band(tmp_path, backbone, tiny_backbone_dir, make_control):
+    control = make_control(fields={"a": 3, "b": 2}, bands=4)
+    perturb(control)
+    expected = sample(backbone, control, _labels(control)).x
+    save_control(control, None, str(tmp_path / "ckpt"), overwrite=False)
+    control.close()
+    spec_file = tmp_path / "ckpt" / "control.json"
+    assert json.loads(spec_file.read_text())["timestep_bands"] == 4
+    assert load_file(str(tmp_path / "ckpt" / "label_embeddings.safetensors"))["a"].shape == (4, 4 * 64)
+    loaded = load_control(backbone, str(tmp_path / "ckpt"))
+    assert loaded.timestep_bands == 4
+    assert torch.equal(sample(backbone, loaded, _labels(loaded)).x, expected)
+    loaded.close()
+
+    old = make_control(fields={"a": 3, "b": 2})
+    save_control(old, None, str(tmp_path / "old"), overwrite=False)
+    old.close()
+    spec = json.loads((tmp_path / "old" / "control.json").read_text())
+    del spec["timestep_bands"]  # written before bands existed
+    (tmp_path / "old" / "control.json").write_text(json.dumps(spec))
+    assert load_control(backbone, str(tmp_path / "old")).timestep_bands == 1
+
+
 def test_fingerprint_ignores_the_adapters_and_the_folder(backbone, make_control, tiny_backbone_dir, tmp_path):
     before = fingerprint(backbone)
     make_control()

@@ -5,7 +5,7 @@ import torch
 from ctrl_worker.diffusion.branches import StepModel
 from peft.tuners.tuners_utils import BaseTunerLayer
 
-from ctrl_worker.ctrl.control import validate_fields, validate_lora
+from ctrl_worker.ctrl.control import validate_fields, validate_lora, validate_timestep_bands
 from ctrl_worker.rpc.errors import RequestError
 from support import CLOSE, assert_zero_kl, label_messages, perturb, sample
 
@@ -44,6 +44,46 @@ def test_trained_weights_change_the_samples_but_not_the_backbone(backbone, make_
     # The null label uses the last row, which is never trained: labels -1 differ from class 0.
     null = control.parse_labels(label_messages(a=[-1] * 3, b=[-1] * 3), 3)
     assert not torch.equal(sample(backbone, control, null).x, conditioned.x)
+
+
+def test_band_weights_interpolate_between_knots_spread_over_the_timesteps(make_control):
+    control = make_control(bands=5)  # knots at 0, 249.75, 499.5, 749.25, 999
+    weights = control.band_weights(torch.tensor([0.0, 999.0, 499.5, 624.375]), 4)
+    expected = torch.tensor([[1, 0, 0, 0, 0], [0, 0, 0, 0, 1], [0, 0, 1, 0, 0], [0, 0, 0.5, 0.5, 0]], dtype=torch.float32)
+    torch.testing.assert_close(weights, expected, rtol=0, atol=1e-6)
+    # One timestep for the whole call (a sampler step) is spread over its rows.
+    torch.testing.assert_close(control.band_weights(torch.tensor([999.0]), 3), expected[1].expand(3, 5))
+
+
+def test_a_band_acts_only_at_its_own_timesteps(backbone, make_control):
+    control = make_control(fields={"a": 3}, bands=3)
+    assert control.embeddings["a"].weight.shape == (4, 3 * 64)
+    labels = control.parse_labels(label_messages(a=[0, 1, 2]), 3)
+    x = torch.randn(3, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        control.embeddings["a"].weight[:3, :64] = 0.5  # band 0: the knot at timestep 0
+        pretrained = {t: control.eps(x, t, None) for t in (0, 999)}
+        assert not torch.allclose(control.eps(x, 0, labels), pretrained[0])
+        # At the last timestep band 0 has weight 0: exactly the pre-trained model (LoRA is still zero).
+        torch.testing.assert_close(control.eps(x, 999, labels), pretrained[999], rtol=0, atol=0)
+
+
+def test_one_band_is_the_papers_single_embedding(backbone, make_control):
+    control = make_control(fields={"a": 3}, bands=1)
+    with torch.no_grad():
+        control.embeddings["a"].weight[:3] = 0.5
+    labels = control.parse_labels(label_messages(a=[0, 1, 2]), 3)
+    x = torch.randn(3, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        shifted = {t: control.eps(x, t, labels) for t in (0, 999)}
+        assert not torch.allclose(shifted[999], control.eps(x, 999, None))
+        assert not torch.allclose(shifted[0], control.eps(x, 0, None))
+
+
+@pytest.mark.parametrize("bands", [0, 65, 2.5, True])
+def test_timestep_bands_are_validated(bands):
+    with pytest.raises(RequestError, match=r"^timestep_bands: must be an integer in \[1, 64\]"):
+        validate_timestep_bands(bands)
 
 
 def test_batching_does_not_change_conditioned_samples(backbone, make_control):

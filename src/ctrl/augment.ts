@@ -16,6 +16,7 @@ export function addControl(worker: Worker, backbone: string, fields: LabelField[
     loraRank: settings.loraRank,
     loraAlpha: settings.loraAlpha,
     loraTargetModules: settings.loraTargets,
+    timestepBands: settings.timestepBands,
     seed,
   });
 }

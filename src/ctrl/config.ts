@@ -169,6 +169,12 @@ export const configSchema = z
          * default adds the ResNet convolutions.
          */
         loraTargets: z.array(z.string().min(1)).min(1).default(DEFAULT_LORA_TARGETS),
+        /**
+         * Label embeddings per label, spread over the timesteps (1: one for every timestep, as in
+         * the paper). With one, a label's embedding that the late steps' gradients move also acts
+         * at the early steps, where it changes colours and layout that the reward did not ask for.
+         */
+        timestepBands: positiveInt.max(64).default(1),
       })
       .strict()
       .prefault({}),

@@ -40,6 +40,13 @@ test("cross-field checks: truncation longer than the sampler, label weights per 
   assert.match(problems({ finetune: { labelWeights: [0, 0, 0, 0] } })[0]!, /at least one weight must be positive/);
 });
 
+test("control.timestepBands: one embedding per label unless asked, at most 64 bands", () => {
+  assert.equal(parseConfig({ control: { timestepBands: 5 } }).control.timestepBands, 5);
+  assert.match(problems({ control: { timestepBands: 0 } })[0]!, /^control\.timestepBands: Too small/);
+  assert.match(problems({ control: { timestepBands: 65 } })[0]!, /^control\.timestepBands: Too big/);
+  assert.match(problems({ control: { timestepBands: 2.5 } })[0]!, /^control\.timestepBands: /);
+});
+
 test("a folder dataset needs its path and label column", () => {
   const found = problems({ dataset: { kind: "folder" } });
   assert.ok(found.some((p) => p.startsWith("dataset.path")));

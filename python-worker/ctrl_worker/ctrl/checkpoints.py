@@ -2,10 +2,11 @@
 
 A folder holds
 - control.json: format "ctrl-control/1", the backbone's source and fingerprint, the label fields
-  and the LoRA settings;
+  the LoRA settings and the number of timestep bands (1 when absent: older checkpoints);
 - pytorch_lora_weights.safetensors: peft's LoRA state dict with keys prefixed "unet.", the
   layout diffusers' `load_lora_weights` reads;
-- label_embeddings.safetensors: one [num_classes + 1, time_embed_dim] tensor per field;
+- label_embeddings.safetensors: one [num_classes + 1, timestep_bands * time_embed_dim] tensor per
+  field (each row: its label's embedding per band, band 0 first);
 - optimizer.safetensors + optimizer.json, when an optimiser is saved with it.
 The fingerprint (sha256 over the UNet's config and its base weights) makes a load onto another
 backbone fail loudly instead of producing silently wrong samples.
@@ -22,7 +23,7 @@ from pathlib import Path
 import torch
 
 from ..diffusion.backbones import Backbone
-from .control import ADAPTER, Control, LabelField, LoraSpec, validate_fields, validate_lora
+from .control import ADAPTER, Control, LabelField, LoraSpec, validate_fields, validate_lora, validate_timestep_bands
 from ..rpc.errors import RequestError, invalid, precondition
 from .optim import ControlOptimizer, load_state_tensors, state_tensors
 from .storage import Marker, check_tensors, checkpoint_folder, json_field, read_json, read_tensors, save_folder, write_json, write_tensors
@@ -90,6 +91,7 @@ def save_control(control: Control, optimizer: ControlOptimizer | None, directory
         "fields": [{"name": f.name, "num_classes": f.num_classes} for f in control.fields],
         "lora": {"rank": control.lora.rank, "alpha": control.lora.alpha, "target_modules": list(control.lora.target_modules)},
         "time_embed_dim": control.time_embed_dim,
+        "timestep_bands": control.timestep_bands,
     }
 
     def write(folder: Path) -> None:
@@ -114,10 +116,11 @@ class ControlCheckpoint:
     lora: LoraSpec
     lora_weights: dict[str, torch.Tensor]
     embeddings: dict[str, torch.Tensor]
+    timestep_bands: int = 1
 
     def create(self, backbone: Backbone) -> Control:
         """Adds the control to the backbone's UNet and loads the weights (checking their shapes)."""
-        control = Control(backbone, self.fields, self.lora, seed=0)
+        control = Control(backbone, self.fields, self.lora, seed=0, timestep_bands=self.timestep_bands)
         try:
             check_tensors(self.embeddings, _embedding_state(control), str(self.folder / EMBEDDINGS_FILE))
             live_lora = _lora_state(control)
@@ -147,8 +150,10 @@ def read_control(backbone: Backbone, directory: str) -> ControlCheckpoint:
     targets = json_field(lora, "target_modules", list, where)
     if not all(isinstance(t, str) for t in targets):
         raise invalid("directory", f"{where}: 'target_modules' must be a list of module names, got {targets!r}")
+    bands = spec.get("timestep_bands", 1)
     try:
         label_fields, lora_spec = validate_fields(fields), validate_lora(rank, alpha, targets)
+        bands = validate_timestep_bands(bands)
     except RequestError as error:
         raise invalid("directory", f"{where} describes no valid control: {error}") from error
     current = fingerprint(backbone)
@@ -158,7 +163,9 @@ def read_control(backbone: Backbone, directory: str) -> ControlCheckpoint:
             f"checkpoint was trained on backbone {saved_backbone.get('source')!r} (fingerprint {saved_print[:16]}), "
             f"this backbone is {backbone.source!r} (fingerprint {current[:16]})",
         )
-    return ControlCheckpoint(folder, label_fields, lora_spec, read_tensors(folder, LORA_FILE), read_tensors(folder, EMBEDDINGS_FILE))
+    return ControlCheckpoint(
+        folder, label_fields, lora_spec, read_tensors(folder, LORA_FILE), read_tensors(folder, EMBEDDINGS_FILE), bands
+    )
 
 
 def _field_entry(entry: object, where: str) -> tuple[str, int]:

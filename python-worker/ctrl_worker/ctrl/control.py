@@ -5,6 +5,12 @@ vector is added to the timestep embedding (row K is the null label, for value -1
 and LoRA adapters (peft) go into the chosen UNet layers. Both start at zero output (zero embedding,
 zero LoRA B), so a fresh control is exactly its backbone.
 
+With `timestep_bands` B > 1 (not in the paper), each label has B embeddings, at knots spread
+evenly from timestep 0 to the last, and a UNet call at timestep t adds their linear interpolation
+at t (the UNet's timestep argument is read by a forward pre-hook). With one embedding, whatever
+the late steps' gradients teach it (detail) also acts at the early steps (colour, layout); with
+bands, each part of the sampler is moved by its own gradients and pays its own KL.
+
 There is no copy of the network: the adapters live inside the backbone's UNet and are OFF by
 default, so the UNet is the pre-trained reference unless a block runs inside `conditioned(labels)`.
 Inside `mixed(labels, adapter_rows)` one batch holds both: rows with adapter_rows False get their
@@ -80,6 +86,17 @@ def validate_fields(fields: Sequence[tuple[str, int]], field: str = "fields") ->
     return result
 
 
+MAX_TIMESTEP_BANDS = 64
+
+
+def validate_timestep_bands(bands: int, field: str = "timestep_bands") -> int:
+    """1: one label embedding for every timestep (the paper's); B > 1: B embeddings per label,
+    interpolated over the timestep (see Control)."""
+    if isinstance(bands, bool) or not isinstance(bands, int) or not 1 <= bands <= MAX_TIMESTEP_BANDS:
+        raise invalid(field, f"must be an integer in [1, {MAX_TIMESTEP_BANDS}], got {shorten(bands)}")
+    return bands
+
+
 def validate_lora(rank: int, alpha: float, target_modules: Sequence[str]) -> LoraSpec:
     if rank < 1:
         raise invalid("lora_rank", f"must be at least 1, got {rank}")
@@ -115,7 +132,7 @@ def _check_targets(unet: nn.Module, targets: Sequence[str]) -> None:
 
 
 class Control:
-    def __init__(self, backbone: Backbone, fields: list[LabelField], lora: LoraSpec, seed: int):
+    def __init__(self, backbone: Backbone, fields: list[LabelField], lora: LoraSpec, seed: int, timestep_bands: int = 1):
         from peft import LoraConfig, inject_adapter_in_model
         from peft.tuners.tuners_utils import BaseTunerLayer
 
@@ -128,10 +145,12 @@ class Control:
         self.fields = fields
         self.lora = lora
         self.time_embed_dim = int(embedding.linear_2.out_features)
+        self.timestep_bands = validate_timestep_bands(timestep_bands)
         # Bumped whenever the parameters change in place: older rollouts can no longer back-propagate.
         self.version = 0
         self._labels: Labels | None = None
         self._adapter_rows: torch.Tensor | None = None  # [n] 0/1 while inside `mixed`
+        self._timesteps: torch.Tensor | None = None  # [n] or [] of the UNet call under way (bands > 1)
 
         config = LoraConfig(
             r=lora.rank, lora_alpha=lora.alpha, target_modules=list(lora.target_modules), init_lora_weights=True
@@ -142,10 +161,15 @@ class Control:
                 inject_adapter_in_model(config, unet, adapter_name=ADAPTER)
             self._tuner_layers = [m for m in unet.modules() if isinstance(m, BaseTunerLayer)]
             self.embeddings = nn.ModuleDict(
-                {f.name: nn.Embedding(f.num_classes + 1, self.time_embed_dim, padding_idx=f.num_classes) for f in fields}
+                {
+                    f.name: nn.Embedding(f.num_classes + 1, self.timestep_bands * self.time_embed_dim, padding_idx=f.num_classes)
+                    for f in fields
+                }
             ).to(backbone.device)
             for table in self.embeddings.values():
                 nn.init.zeros_(table.weight)  # zero: the control starts as the pre-trained model
+            if self.timestep_bands > 1:
+                self._hooks.append(unet.register_forward_pre_hook(self._note_timesteps, with_kwargs=True))
             self._hooks.append(embedding.register_forward_hook(self._add_label_embeddings))
             for layer in self._tuner_layers:
                 self._hooks.append(layer.lora_B[ADAPTER].register_forward_hook(self._mask_adapter_rows))
@@ -174,7 +198,8 @@ class Control:
 
     def describe(self) -> str:
         fields = ", ".join(f"{f.name} ({f.num_classes} classes)" for f in self.fields)
-        return f"labels {fields}; LoRA rank {self.lora.rank} on {self.num_lora_modules} layers"
+        bands = f"; {self.timestep_bands} timestep bands" if self.timestep_bands > 1 else ""
+        return f"labels {fields}; LoRA rank {self.lora.rank} on {self.num_lora_modules} layers{bands}"
 
     # -- running the augmented and the reference model ---------------------------------------------
 
@@ -186,6 +211,19 @@ class Control:
         for p in self.lora_parameters():
             p.requires_grad_(True)
 
+    def _note_timesteps(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        """Keeps the UNet call's timesteps (its second argument) for the banded label embeddings."""
+        timestep = args[1] if len(args) > 1 else kwargs.get("timestep")
+        self._timesteps = None if timestep is None else torch.as_tensor(timestep, dtype=torch.float32).flatten()
+
+    def band_weights(self, timesteps: torch.Tensor, n: int) -> torch.Tensor:
+        """[n, bands]: each row's linear interpolation weights between the bands' knots, which sit
+        evenly from timestep 0 to the last training timestep (they sum to 1)."""
+        last = self.backbone.num_train_timesteps - 1
+        position = (timesteps.to(self.backbone.device).clamp(0, last) / last * (self.timestep_bands - 1)).expand(n)
+        knots = torch.arange(self.timestep_bands, device=position.device, dtype=torch.float32)
+        return (1 - (position[:, None] - knots[None, :]).abs()).clamp(min=0)
+
     def _add_label_embeddings(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor | None:
         labels = self._labels
         if labels is None:
@@ -195,6 +233,11 @@ class Control:
             values = labels.values[f.name]
             indices = torch.where(values < 0, f.num_classes, values)
             added = self.embeddings[f.name](indices)
+            if self.timestep_bands > 1:
+                if self._timesteps is None:
+                    raise RuntimeError("banded label embeddings need the UNet call's timesteps")
+                bands = added.view(added.shape[0], self.timestep_bands, self.time_embed_dim)
+                added = torch.einsum("nb,nbd->nd", self.band_weights(self._timesteps, added.shape[0]), bands)
             if rows is not None:  # pre-trained rows get nothing, whatever the null row holds
                 added = added * rows.view(-1, 1)
             output = output + added.to(output.dtype)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ...ctrl.checkpoints import load_optimizer_state, read_control, save_control
-from ...ctrl.control import Control, validate_fields, validate_lora
+from ...ctrl.control import Control, validate_fields, validate_lora, validate_timestep_bands
 from ...ctrl.optim import create_optimizer, optimizer_step
 from ...ctrl.rewards import backward, parse_terms
 from ...ctrl.rollout import Rollout, check_grad_steps, rollout
@@ -39,9 +39,10 @@ class ControlCalls(ServiceBase):
         fields = validate_fields([(f.name, f.num_classes) for f in request.fields])
         lora = validate_lora(request.lora_rank, request.lora_alpha, list(request.lora_target_modules))
         seed = validate_seed(request.seed, "seed")
+        bands = validate_timestep_bands(request.timestep_bands or 1)
         with backbone.lock:  # check and add as one: two calls must not both add a control
             self._check_no_control(request.backbone)
-            return self._add_control(context, request.backbone, Control(backbone, fields, lora, seed))
+            return self._add_control(context, request.backbone, Control(backbone, fields, lora, seed, bands))
 
     @rpc_method
     def CreateOptimizer(self, request, context):

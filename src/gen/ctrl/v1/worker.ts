@@ -527,6 +527,13 @@ export interface AddControlRequest {
   /** Module names (or name suffixes) that get LoRA, e.g. to_q, to_k, to_v, to_out.0, conv1, conv2. */
   loraTargetModules: string[];
   seed: number;
+  /**
+   * Label embeddings per label (0 or 1: one, added at every timestep, as in the paper). With B > 1,
+   * each label has B embeddings at knots spread evenly over the timesteps, and a UNet call at
+   * timestep t adds their linear interpolation at t: the control can act differently at the
+   * early (layout, colour) and the late (detail) steps of the sampler.
+   */
+  timestepBands: number;
 }
 
 export interface Control {
@@ -5502,7 +5509,7 @@ export const LabelField: MessageFns<LabelField> = {
 };
 
 function createBaseAddControlRequest(): AddControlRequest {
-  return { backbone: "", fields: [], loraRank: 0, loraAlpha: 0, loraTargetModules: [], seed: 0 };
+  return { backbone: "", fields: [], loraRank: 0, loraAlpha: 0, loraTargetModules: [], seed: 0, timestepBands: 0 };
 }
 
 export const AddControlRequest: MessageFns<AddControlRequest> = {
@@ -5524,6 +5531,9 @@ export const AddControlRequest: MessageFns<AddControlRequest> = {
     }
     if (message.seed !== 0) {
       writer.uint32(48).uint64(message.seed);
+    }
+    if (message.timestepBands !== 0) {
+      writer.uint32(56).uint32(message.timestepBands);
     }
     return writer;
   },
@@ -5589,6 +5599,14 @@ export const AddControlRequest: MessageFns<AddControlRequest> = {
             message.seed = longToNumber(reader.uint64());
             continue;
           }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.timestepBands = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -5621,6 +5639,11 @@ export const AddControlRequest: MessageFns<AddControlRequest> = {
         ? object.lora_target_modules.map((e: any) => globalThis.String(e))
         : [],
       seed: isSet(object.seed) ? globalThis.Number(object.seed) : 0,
+      timestepBands: isSet(object.timestepBands)
+        ? globalThis.Number(object.timestepBands)
+        : isSet(object.timestep_bands)
+        ? globalThis.Number(object.timestep_bands)
+        : 0,
     };
   },
 
@@ -5644,6 +5667,9 @@ export const AddControlRequest: MessageFns<AddControlRequest> = {
     if (message.seed !== 0) {
       obj.seed = Math.round(message.seed);
     }
+    if (message.timestepBands !== 0) {
+      obj.timestepBands = Math.round(message.timestepBands);
+    }
     return obj;
   },
 
@@ -5658,6 +5684,7 @@ export const AddControlRequest: MessageFns<AddControlRequest> = {
     message.loraAlpha = object.loraAlpha ?? 0;
     message.loraTargetModules = object.loraTargetModules?.map((e) => e) || [];
     message.seed = object.seed ?? 0;
+    message.timestepBands = object.timestepBands ?? 0;
     return message;
   },
 };
