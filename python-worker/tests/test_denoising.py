@@ -47,6 +47,18 @@ def test_gradients_reach_lora_and_the_used_embedding_rows_but_never_the_null_row
     assert b is None or not b.any()
 
 
+def test_each_row_trains_the_bands_at_its_own_timestep(make_control):
+    # Rows at timesteps 50 and 150 only: with 5 bands (knots 0, 250, 500, 750, 999) only bands 0
+    # and 1 are used, so the other bands get no gradient.
+    control = make_control(fields={"a": 3}, bands=5)
+    rows = torch.tensor([0, 1])
+    labels = control.parse_labels(label_messages(a=[0, 1]), 2)
+    denoising_loss(control, _dataset(), rows, labels, [50, 150], seed=0, loss_scale=1.0)
+    grad = control.embeddings["a"].weight.grad.view(4, 5, -1)
+    assert grad[:2, :2].abs().sum(-1).gt(0).all()
+    assert not grad[:, 2:].any() and not grad[2:].any()
+
+
 def test_training_lowers_the_loss_on_a_fixed_batch(make_control):
     control = make_control()
     groups = [pb.ParamGroup(name="lora", learning_rate=3e-3), pb.ParamGroup(name="embedding", learning_rate=3e-2)]
