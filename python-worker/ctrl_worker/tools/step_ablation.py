@@ -1,0 +1,168 @@
+"""`python -m ctrl_worker.tools.step_ablation RUN_DIR [--checkpoint DIR]`: which sampler steps a
+trained control acts through.
+
+Samples n images (labels split equally, the run's evaluation seed and sampler) with the fine-tuned
+model at some sampler steps and the pre-trained model at the others: "all", "first:K" (the
+fine-tuned model for the first K steps only) and "last:K". Each set is judged by the run's oracle
+(JPEG bytes at quality 95 or mean luma, with the class bands of the run's offline samples,
+measured the same way) and, per asked class, its 8x8-thumbnail diversity over that of the
+pre-trained samples the oracle puts in that class. If "last:K" alone keeps the accuracy while
+"first:K" alone already makes the images alike, the early steps spend the control on something
+the reward did not need. Prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..ctrl.checkpoints import read_control
+from ..ctrl.control import Labels
+from ..diffusion.backbones import load_backbone
+from ..diffusion.sampler import Trajectory
+from .band_diversity import mean_pairwise_distance
+from .target_tilt import read_run, thumbnails
+
+
+def jpeg_bytes(image: np.ndarray) -> float:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, "JPEG", quality=95)
+    return float(buffer.tell())
+
+
+def mean_luma(image: np.ndarray) -> float:
+    return float((image.astype(np.float64) @ np.array([0.299, 0.587, 0.114])).mean())
+
+
+ORACLES = {"compressibility": jpeg_bytes, "brightness": mean_luma}
+
+
+class Bands:
+    """Classes as bands of an oracle's values, bounded midway between neighbouring classes."""
+
+    def __init__(self, values: np.ndarray, labels: np.ndarray):
+        classes = int(labels.max()) + 1
+        self.order = sorted(range(classes), key=lambda k: values[labels == k].mean())
+        self.bounds = [
+            (values[labels == low].max() + values[labels == high].min()) / 2 for low, high in zip(self.order, self.order[1:])
+        ]
+
+    def judge(self, values: np.ndarray) -> np.ndarray:
+        return np.array([self.order[int(np.searchsorted(self.bounds, v))] for v in values])
+
+
+def trailing_or_leading(config: dict, num_train_timesteps: int, steps_offset: int) -> list[int]:
+    """The run's sampler timesteps, as src/sampling/schedules.ts computes them."""
+    sampler = config["sampler"]
+    steps = int(sampler["steps"])
+    ratio = num_train_timesteps // steps
+    start = ratio - 1 if sampler.get("spacing", "leading") == "trailing" else int(sampler.get("offset", steps_offset))
+    return [(steps - 1 - i) * ratio + start for i in range(steps)]
+
+
+def parse_modes(text: str, steps: int) -> dict[str, list[int]]:
+    """"all;first:3;last:7" -> the sampler steps (indices) at which the fine-tuned model runs."""
+    modes = {}
+    for part in text.split(";"):
+        name, _, count = part.partition(":")
+        if name == "all" and not count:
+            modes[part] = list(range(steps))
+            continue
+        if name not in ("first", "last") or not count.isdigit() or not 1 <= int(count) <= steps:
+            raise SystemExit(f"--modes: {part!r} is not all, first:K or last:K with K in [1, {steps}]")
+        k = int(count)
+        modes[part] = list(range(k)) if name == "first" else list(range(steps - k, steps))
+    return modes
+
+
+def every_split(steps: int) -> str:
+    return ";".join(["all"] + [f"{side}:{k}" for k in range(1, steps) for side in ("first", "last")])
+
+
+def step_ablation(run: Path, checkpoint: Path | None, modes: str | None, n: int | None) -> dict:
+    config = json.loads((run / "config.json").read_text())
+    oracle_name = config["dataset"].get("oracle")
+    if oracle_name not in ORACLES:
+        raise SystemExit(f"{run}: the run's oracle {oracle_name!r} is not one this tool measures ({', '.join(ORACLES)})")
+    oracle = ORACLES[oracle_name]
+    images, labels, column = read_run(run)
+    bands = Bands(np.array([oracle(image) for image in images]), labels)
+    classes = int(labels.max()) + 1
+
+    backbone_path = Path(config["backbone"])
+    if not backbone_path.is_absolute():  # runs store the path they were given, from the repository root
+        backbone_path = Path(__file__).resolve().parents[3] / backbone_path
+    backbone = load_backbone(str(backbone_path), "", torch.float32, torch.device("cpu"))
+    if checkpoint is None:
+        checkpoint = sorted((run / "checkpoints").iterdir())[-1]
+    control = read_control(backbone, str(checkpoint)).create(backbone)
+    timesteps = trailing_or_leading(config, backbone.num_train_timesteps, backbone.steps_offset)
+    chosen = parse_modes(modes or every_split(len(timesteps)), len(timesteps))
+    eta, seed = float(config["sampler"]["eta"]), int(config["evaluation"]["seed"])
+    n = n or int(config["evaluation"]["numSamples"])
+    asked = np.repeat(np.arange(classes), -(-n // classes))[:n]
+    asked_labels = Labels({column: torch.tensor(asked)})
+
+    def sample(fine_tuned_steps: set[int]) -> np.ndarray:
+        def predict(x, timestep, with_reference, batch_size):
+            use = timesteps.index(timestep) in fine_tuned_steps
+            with torch.no_grad():
+                return control.eps(x, timestep, asked_labels if use else None), None
+
+        trajectory = Trajectory(backbone, n, seed, predict=predict)
+        for i, t in enumerate(timesteps):
+            trajectory.step(t, timesteps[i + 1] if i + 1 < len(timesteps) else -1, eta)
+        x = backbone.to_images(trajectory.x)
+        return ((x.clamp(-1, 1) + 1) * 127.5 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+    pretrained = sample(set())
+    pretrained_classes = bands.judge(np.array([oracle(image) for image in pretrained]))
+    pretrained_thumbs = thumbnails(pretrained)
+    reference = [mean_pairwise_distance(pretrained_thumbs[pretrained_classes == k]) for k in range(classes)]
+    results = []
+    for name, on in chosen.items():
+        samples = sample(set(on))
+        values = np.array([oracle(image) for image in samples])
+        thumbs = thumbnails(samples)
+        results.append(
+            {
+                "mode": name,
+                "fine_tuned_steps": on,
+                "accuracy": float((bands.judge(values) == asked).mean()),
+                "mean_value_per_class": [float(values[asked == k].mean()) for k in range(classes)],
+                "thumbnail_diversity_vs_pretrained": [
+                    mean_pairwise_distance(thumbs[asked == k]) / reference[k] for k in range(classes)
+                ],
+            }
+        )
+    control.close()
+    return {
+        "run": str(run),
+        "checkpoint": str(checkpoint),
+        "oracle": oracle_name,
+        "timesteps": timesteps,
+        "pretrained_per_class": np.bincount(pretrained_classes, minlength=classes).tolist(),
+        "results": results,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m ctrl_worker.tools.step_ablation", description=__doc__.split("\n\n")[0])
+    parser.add_argument("run", type=Path, help="a finished run folder (config.json, dataset/, checkpoints/)")
+    parser.add_argument("--checkpoint", type=Path, help="a control checkpoint (default: the run's last)")
+    parser.add_argument("--modes", help='e.g. "all;first:5;last:5" (default: all, and first:K and last:K for every K)')
+    parser.add_argument("--n", type=int, help="samples (default: the run's evaluation.numSamples)")
+    args = parser.parse_args(argv)
+    if args.n is not None and args.n < 2:
+        parser.error("--n must be at least 2")
+    print(json.dumps(step_ablation(args.run, args.checkpoint, args.modes, args.n)))
+
+
+if __name__ == "__main__":
+    main()
