@@ -3,6 +3,8 @@
  * table and plots (accuracy and KL against each numeric field, accuracy against optimiser steps).
  *
  *   node --import tsx experiments/sweep.ts --config experiments/sweeps/kl-weight.json [--out DIR] [--dry-run]
+ *   node --import tsx experiments/sweep.ts --config FILE --from-runs RUN_DIR... --out DIR
+ *     (no runs: the table and plots of finished run folders, their grid values read from their configs)
  *
  * The sweep file: { "name", "base": {experiment config fields}, "grid": {"finetune.klWeight": [...]},
  * "seeds": [0, 1, 2] } (src/sweep/config.ts). Writes DIR (default runs/sweep-<name>)/sweep.json,
@@ -10,12 +12,13 @@
  */
 import { Command } from "commander";
 import { parseSweep } from "../src/sweep/config.js";
-import { readSweepFile, runSweep } from "../src/sweep/run.js";
+import { collectSweep, readSweepFile, runSweep } from "../src/sweep/run.js";
 
 interface Flags {
   config: string;
   out?: string;
   dryRun?: boolean;
+  fromRuns?: string[];
   python?: string;
   verbose?: boolean;
 }
@@ -26,12 +29,18 @@ const program = new Command()
   .requiredOption("--config <file.json>", "the sweep: name, base config, grid of dotted config paths, seeds")
   .option("--out <dir>", "output folder (default: runs/sweep-<name>)")
   .option("--dry-run", "validate the sweep and list its runs without running them")
+  .option("--from-runs <dirs...>", "collect finished run folders instead of running the grid")
   .option("--python <path>", "Python interpreter for the worker")
   .option("--verbose", "print the worker's log")
   .showHelpAfterError()
   .action(async (flags: Flags) => {
     const sweep = parseSweep(readSweepFile(flags.config));
     const out = flags.out ?? `runs/sweep-${sweep.name}`;
+    if (flags.fromRuns) {
+      const collected = await collectSweep(sweep, flags.fromRuns, out);
+      process.stdout.write(`${collected.length} runs collected: ${out}/sweep.md\n`);
+      return;
+    }
     if (flags.dryRun) {
       for (const p of sweep.points) process.stdout.write(`${JSON.stringify(p.values)} seed ${p.seed}\n`);
       process.stdout.write(`${sweep.points.length} runs into ${out}\n`);

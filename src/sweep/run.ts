@@ -3,6 +3,8 @@
  * <out>/runs/) and writes what it found: sweep.json (every run's figures), sweep.md (a table,
  * mean and range over seeds) and plots: accuracy and KL against each numeric grid field, and
  * accuracy against optimiser steps (from evaluation.checkpointSamples, when the runs measured it).
+ * Each result is read back from its run folder (summary.json, metrics.jsonl), so finished runs made
+ * elsewhere can be collected into the same outputs (`collectSweep`).
  */
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
@@ -11,6 +13,8 @@ import sharp from "sharp";
 import { formatNumber, lineChart } from "../eval/charts.js";
 import { mean } from "../eval/metrics.js";
 import { runCtrl } from "../ctrl/pipeline.js";
+import { Run } from "../ctrl/runs.js";
+import type { SummaryRow } from "../eval/report.js";
 import type { Sweep, SweepPoint } from "./config.js";
 
 export interface SweepResult {
@@ -24,6 +28,10 @@ export interface SweepResult {
   /** [optimiser step, accuracy] at each evaluated checkpoint. */
   curve: [number, number][];
   seconds: number;
+  /** Per asked class, CTRL's diversity over the pre-trained samples' (classifier features), if measured. */
+  diversity: number[] | null;
+  /** The same between 8x8 thumbnails. */
+  thumbnailDiversity: number[] | null;
 }
 
 export interface SweepOptions {
@@ -41,27 +49,67 @@ export async function runSweep(sweep: Sweep, options: SweepOptions): Promise<Swe
     log(`${i + 1}/${sweep.points.length}: ${describe(point.values)}, seed ${point.seed}`);
     const started = performance.now();
     const config = { ...point.config, runsDir: path.join(options.out, "runs") };
-    const { run, results: rows } = await runCtrl(config, { python: options.python, verbose: options.verbose });
-    const [pretrained, ctrl] = rows as [(typeof rows)[0], (typeof rows)[0]];
-    const curve = run
-      .readMetrics()
-      .filter((m) => m.phase === "checkpoint-eval")
-      .map((m) => [Number(m.step), Number(m.accuracy)] as [number, number]);
-    results.push({
-      values: point.values,
-      seed: point.seed,
-      run: path.relative(options.out, run.dir),
-      accuracy: ctrl.evaluation.accuracy,
-      macroF1: ctrl.evaluation.macroF1,
-      meanKl: ctrl.meanKl,
-      pretrainedAccuracy: pretrained.evaluation.accuracy,
-      curve,
-      seconds: (performance.now() - started) / 1000,
-    });
-    log(`  accuracy ${ctrl.evaluation.accuracy.toFixed(3)}, macro-F1 ${ctrl.evaluation.macroF1.toFixed(3)}, mean KL ${formatNumber(ctrl.meanKl ?? Number.NaN)}`);
+    const { run } = await runCtrl(config, { python: options.python, verbose: options.verbose });
+    const result = resultFromRun(run, point.values, point.seed, options.out, (performance.now() - started) / 1000);
+    results.push(result);
+    log(`  accuracy ${result.accuracy.toFixed(3)}, macro-F1 ${result.macroF1.toFixed(3)}, mean KL ${formatNumber(result.meanKl ?? Number.NaN)}`);
     await writeSweepOutputs(options.out, sweep, results); // after every run: a stopped sweep keeps what it measured
   }
   return results;
+}
+
+/** A finished run's figures, read from its folder; `seconds` defaults to CTRL's own time in summary.json. */
+export function resultFromRun(run: Run, values: SweepPoint["values"], seed: number, out: string, seconds?: number): SweepResult {
+  const summary = run.readJson<SummaryRow[]>("summary.json");
+  const row = (method: string) => {
+    const found = summary.find((r) => r.method === method);
+    if (!found) throw new Error(`${run.path("summary.json")} has no ${method} row: is the run finished?`);
+    return found as SummaryRow & Record<string, unknown>;
+  };
+  const ctrl = row("ctrl");
+  const ratios = (key: string) => (Array.isArray(ctrl[key]) ? (ctrl[key] as number[]) : null);
+  const curve = run
+    .readMetrics()
+    .filter((m) => m.phase === "checkpoint-eval")
+    .map((m) => [Number(m.step), Number(m.accuracy)] as [number, number]);
+  return {
+    values,
+    seed,
+    run: path.relative(out, run.dir),
+    accuracy: ctrl.accuracy,
+    macroF1: ctrl.macro_f1,
+    meanKl: typeof ctrl.mean_kl === "number" ? ctrl.mean_kl : null,
+    pretrainedAccuracy: row("pretrained").accuracy,
+    curve,
+    seconds: seconds ?? Number(ctrl.seconds),
+    diversity: ratios("diversity_vs_pretrained"),
+    thumbnailDiversity: ratios("thumbnail_diversity_vs_pretrained"),
+  };
+}
+
+/**
+ * The outputs of a sweep from finished run folders (e.g. runs continued with other settings by
+ * `ctrl train --resume`): each run's grid values are read from its config.json at the sweep's paths.
+ */
+export async function collectSweep(sweep: Sweep, runDirs: string[], out: string): Promise<SweepResult[]> {
+  mkdirSync(out, { recursive: true });
+  const results = runDirs.map((dir) => {
+    const run = Run.open(dir);
+    const config = run.readJson<Record<string, unknown>>("config.json");
+    const values = Object.fromEntries(sweep.paths.map((p) => [p, valueAt(config, p, run.path("config.json"))]));
+    return resultFromRun(run, values, Number(config.seed), out);
+  });
+  await writeSweepOutputs(out, sweep, results);
+  return results;
+}
+
+function valueAt(config: Record<string, unknown>, dotted: string, where: string): string | number | boolean {
+  let node: unknown = config;
+  for (const key of dotted.split(".")) node = typeof node === "object" && node !== null ? (node as Record<string, unknown>)[key] : undefined;
+  if (typeof node !== "string" && typeof node !== "number" && typeof node !== "boolean") {
+    throw new Error(`${where}: ${dotted} is ${JSON.stringify(node)}, not a value the sweep's grid can hold`);
+  }
+  return node;
 }
 
 function describe(values: SweepPoint["values"]): string {
@@ -90,7 +138,17 @@ function spread(values: number[]): string {
 }
 
 export function sweepTable(sweep: Sweep, results: SweepResult[]): string {
-  const header = [...sweep.paths, "seeds", "accuracy", "macro-F1", "mean KL", "pre-trained accuracy", "minutes per run"];
+  const header = [
+    ...sweep.paths,
+    "seeds",
+    "accuracy",
+    "macro-F1",
+    "mean KL",
+    "lowest class diversity: features",
+    "thumbnails",
+    "pre-trained accuracy",
+    "minutes per run",
+  ];
   const lines = [`| ${header.join(" | ")} |`, `|${header.map(() => "---").join("|")}|`];
   for (const group of groupByCombination(results)) {
     const rs = group.results;
@@ -102,6 +160,8 @@ export function sweepTable(sweep: Sweep, results: SweepResult[]): string {
         spread(rs.map((r) => r.accuracy)),
         spread(rs.map((r) => r.macroF1)),
         formatNumber(mean(kls), 3),
+        lowestDiversity(rs, (r) => r.diversity),
+        lowestDiversity(rs, (r) => r.thumbnailDiversity),
         spread(rs.map((r) => r.pretrainedAccuracy)),
         (mean(rs.map((r) => r.seconds)) / 60).toFixed(1),
       ].join(" | ")} |`,
@@ -110,8 +170,14 @@ export function sweepTable(sweep: Sweep, results: SweepResult[]): string {
   return lines.join("\n");
 }
 
+/** The least varied class's diversity ratio per run, as mean (range) over seeds; "" if not measured. */
+function lowestDiversity(results: SweepResult[], ratios: (r: SweepResult) => number[] | null): string {
+  const lowest = results.map(ratios).filter((r): r is number[] => r !== null && r.length > 0).map((r) => Math.min(...r));
+  return lowest.length === results.length ? spread(lowest) : "";
+}
+
 /** Accuracy and KL against one numeric field (one series per combination of the other fields). */
-function againstField(sweep: Sweep, results: SweepResult[], field: string): { accuracy: string; kl: string } | undefined {
+function againstField(sweep: Sweep, results: SweepResult[], field: string): { accuracy: string; kl: string; diversity?: string } | undefined {
   const groups = groupByCombination(results);
   if (!groups.every((g) => typeof g.values[field] === "number")) return undefined;
   const others = sweep.paths.filter((p) => p !== field);
@@ -132,6 +198,17 @@ function againstField(sweep: Sweep, results: SweepResult[], field: string): { ac
   return {
     accuracy: lineChart({ title: `${sweep.name}: accuracy (oracle) against ${field}, ${seeds}`, xLabel, yLabel: "accuracy", logX, series: line((r) => r.accuracy) }),
     kl: lineChart({ title: `${sweep.name}: mean KL to the pre-trained model against ${field}`, xLabel, yLabel: "mean KL (summed over pixels and steps)", logX, logY: true, series: line((r) => r.meanKl ?? Number.NaN) }),
+    ...(results.every((r) => r.diversity?.length)
+      ? {
+          diversity: lineChart({
+            title: `${sweep.name}: the least varied class's diversity against ${field} (classifier features, over the pre-trained samples')`,
+            xLabel,
+            yLabel: "lowest diversity ratio over classes",
+            logX,
+            series: line((r) => Math.min(...r.diversity!)),
+          }),
+        }
+      : {}),
   };
 }
 
@@ -155,6 +232,7 @@ export async function writeSweepOutputs(out: string, sweep: Sweep, results: Swee
   for (const field of sweep.paths) {
     const plots = againstField(sweep, results, field);
     if (plots) charts.push([`accuracy-vs-${slug(field)}`, plots.accuracy], [`kl-vs-${slug(field)}`, plots.kl]);
+    if (plots?.diversity) charts.push([`diversity-vs-${slug(field)}`, plots.diversity]);
   }
   const steps = againstSteps(sweep, results);
   if (steps) charts.push(["accuracy-vs-steps", steps]);
