@@ -12,6 +12,7 @@ import path from "node:path";
 import sharp from "sharp";
 import { formatNumber, lineChart } from "../eval/charts.js";
 import { mean } from "../eval/metrics.js";
+import { parseConfig } from "../ctrl/config.js";
 import { runCtrl } from "../ctrl/pipeline.js";
 import { Run } from "../ctrl/runs.js";
 import type { SummaryRow } from "../eval/report.js";
@@ -89,13 +90,15 @@ export function resultFromRun(run: Run, values: SweepPoint["values"], seed: numb
 
 /**
  * The outputs of a sweep from finished run folders (e.g. runs continued with other settings by
- * `ctrl train --resume`): each run's grid values are read from its config.json at the sweep's paths.
+ * `ctrl train --resume`): each run's grid values are read from its config.json at the sweep's paths
+ * (fields the run's config predates take their defaults).
  */
 export async function collectSweep(sweep: Sweep, runDirs: string[], out: string): Promise<SweepResult[]> {
   mkdirSync(out, { recursive: true });
   const results = runDirs.map((dir) => {
     const run = Run.open(dir);
-    const config = run.readJson<Record<string, unknown>>("config.json");
+    // Resolved, so that a field added to the config after the run was made reads as its default.
+    const config = parseConfig(run.readJson<unknown>("config.json")) as unknown as Record<string, unknown>;
     const values = Object.fromEntries(sweep.paths.map((p) => [p, valueAt(config, p, run.path("config.json"))]));
     return resultFromRun(run, values, Number(config.seed), out);
   });

@@ -14,6 +14,8 @@ test("an empty config resolves to the embedded default", () => {
   assert.equal(config.dataset.kind === "default" && config.dataset.images, "samples", "the paper's recipe: the model's own samples");
   assert.equal(config.classifier.architecture, "detail-convnet");
   assert.deepEqual(config.classifier.robust, { epsilon: 0.036, steps: 3, maxAccuracyDrop: 0.1 });
+  assert.equal(config.control.timestepBands, 5);
+  assert.equal(config.finetune.klWeight, 10);
 });
 
 test("each bad field gets its own message naming it", () => {
