@@ -12,7 +12,6 @@ import path from "node:path";
 import sharp from "sharp";
 import { formatNumber, lineChart } from "../eval/charts.js";
 import { mean } from "../eval/metrics.js";
-import { parseConfig } from "../ctrl/config.js";
 import { runCtrl } from "../ctrl/pipeline.js";
 import { Run } from "../ctrl/runs.js";
 import type { SummaryRow } from "../eval/report.js";
@@ -90,15 +89,14 @@ export function resultFromRun(run: Run, values: SweepPoint["values"], seed: numb
 
 /**
  * The outputs of a sweep from finished run folders (e.g. runs continued with other settings by
- * `ctrl train --resume`): each run's grid values are read from its config.json at the sweep's paths
- * (fields the run's config predates take their defaults).
+ * `ctrl train --resume`): each run's grid values are read from its config.json (the resolved config)
+ * at the sweep's paths. A field the run predates is an error, not today's default: the run did not use it.
  */
 export async function collectSweep(sweep: Sweep, runDirs: string[], out: string): Promise<SweepResult[]> {
   mkdirSync(out, { recursive: true });
   const results = runDirs.map((dir) => {
     const run = Run.open(dir);
-    // Resolved, so that a field added to the config after the run was made reads as its default.
-    const config = parseConfig(run.readJson<unknown>("config.json")) as unknown as Record<string, unknown>;
+    const config = run.readJson<Record<string, unknown>>("config.json");
     const values = Object.fromEntries(sweep.paths.map((p) => [p, valueAt(config, p, run.path("config.json"))]));
     return resultFromRun(run, values, Number(config.seed), out);
   });
@@ -110,7 +108,7 @@ function valueAt(config: Record<string, unknown>, dotted: string, where: string)
   let node: unknown = config;
   for (const key of dotted.split(".")) node = typeof node === "object" && node !== null ? (node as Record<string, unknown>)[key] : undefined;
   if (typeof node !== "string" && typeof node !== "number" && typeof node !== "boolean") {
-    throw new Error(`${where}: ${dotted} is ${JSON.stringify(node)}, not a value the sweep's grid can hold`);
+    throw new Error(`${where}: ${dotted} is ${node === undefined ? "missing (the run predates it?)" : JSON.stringify(node)}, not a value the sweep's grid can hold`);
   }
   return node;
 }

@@ -73,4 +73,6 @@ test("finished runs are collected into a sweep by the values in their configs", 
   assert.match(readFileSync(path.join(out, "sweep.md"), "utf8"), /\| 100 \| 1 \| 0\.97 \| 0\.97 \| 40 \| 0\.6 \|  \| 0\.25 \|/);
   assert.ok(existsSync(path.join(out, "diversity-vs-finetune-klWeight.png")));
   await assert.rejects(collectSweep(sweep, [runAt("c", 1, 0, false)], out), /summary\.json has no ctrl row: is the run finished\?/);
+  const bandsSweep = parseSweep({ name: "bands", grid: { "control.timestepBands": [1, 5] } });
+  await assert.rejects(collectSweep(bandsSweep, [path.join(dir, "a")], out), /control\.timestepBands is missing \(the run predates it\?\)/);
 });
