@@ -143,7 +143,7 @@ export const FULL: ReproduceInput = {
   sampler: shared.sampler,
   evaluation: { numSamples: 256, seed: 42, batchSize: 128 },
   classifier: shared.classifier,
-  ctrl: { ...shared.ctrl, klWeights: [CTRL_DEFAULTS.finetune.klWeight, 3, 30] },
+  ctrl: { ...shared.ctrl, klWeights: [CTRL_DEFAULTS.finetune.klWeight, 1, 10] },
   classifierFree: { steps: 400, batchSize: 32, scales: [1, 3, 5], efficiencyScale: 3, ...shared.cfgOptimizer },
   reconstruction: { scales: [1, 3, 10] },
   classifierGuidance: { epochs: 10, scales: [10, 100] },

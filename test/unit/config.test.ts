@@ -15,7 +15,7 @@ test("an empty config resolves to the embedded default", () => {
   assert.equal(config.classifier.architecture, "detail-convnet");
   assert.deepEqual(config.classifier.robust, { epsilon: 0.036, steps: 3, maxAccuracyDrop: 0.1 });
   assert.equal(config.control.timestepBands, 5);
-  assert.equal(config.finetune.klWeight, 10);
+  assert.equal(config.finetune.klWeight, 3);
 });
 
 test("each bad field gets its own message naming it", () => {
