@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from ctrl_worker.ctrl.checkpoints import save_control
-from ctrl_worker.tools.step_ablation import Bands, parse_modes, step_ablation, trailing_or_leading
+from ctrl_worker.tools.step_ablation import OracleClasses, parse_modes, step_ablation, sampler_timesteps
 from support import perturb
 
 
@@ -18,14 +18,14 @@ def test_modes_name_the_steps_that_run_fine_tuned():
 
 
 def test_timesteps_follow_the_runs_sampler():
-    assert trailing_or_leading({"sampler": {"steps": 10, "spacing": "trailing"}}, 1000, 1) == list(range(999, 0, -100))
-    assert trailing_or_leading({"sampler": {"steps": 4, "spacing": "leading"}}, 1000, 1) == [751, 501, 251, 1]
+    assert sampler_timesteps({"sampler": {"steps": 10, "spacing": "trailing"}}, 1000, 1) == list(range(999, 0, -100))
+    assert sampler_timesteps({"sampler": {"steps": 4, "spacing": "leading"}}, 1000, 1) == [751, 501, 251, 1]
 
 
 def test_bands_judge_values_by_the_classes_of_the_offline_samples():
     # Class 0 holds the largest values (as JPEG size's class 0: the largest files).
-    bands = Bands(np.array([90.0, 80, 50, 40, 10, 5]), np.array([0, 0, 1, 1, 2, 2]))
-    assert bands.judge(np.array([100.0, 70, 45, 20, 0])).tolist() == [0, 0, 1, 2, 2]
+    classes_by_value = OracleClasses(np.array([90.0, 80, 50, 40, 10, 5]), np.array([0, 0, 1, 1, 2, 2]))
+    assert classes_by_value.judge(np.array([100.0, 70, 45, 20, 0])).tolist() == [0, 0, 1, 2, 2]
 
 
 def _run(tmp_path, backbone_dir, control):

@@ -43,7 +43,7 @@ def mean_luma(image: np.ndarray) -> float:
 ORACLES = {"compressibility": jpeg_bytes, "brightness": mean_luma}
 
 
-class Bands:
+class OracleClasses:
     """Classes as bands of an oracle's values, bounded midway between neighbouring classes."""
 
     def __init__(self, values: np.ndarray, labels: np.ndarray):
@@ -57,7 +57,7 @@ class Bands:
         return np.array([self.order[int(np.searchsorted(self.bounds, v))] for v in values])
 
 
-def trailing_or_leading(config: dict, num_train_timesteps: int, steps_offset: int) -> list[int]:
+def sampler_timesteps(config: dict, num_train_timesteps: int, steps_offset: int) -> list[int]:
     """The run's sampler timesteps, as src/sampling/schedules.ts computes them."""
     sampler = config["sampler"]
     steps = int(sampler["steps"])
@@ -92,7 +92,7 @@ def step_ablation(run: Path, checkpoint: Path | None, modes: str | None, n: int 
         raise SystemExit(f"{run}: the run's oracle {oracle_name!r} is not one this tool measures ({', '.join(ORACLES)})")
     oracle = ORACLES[oracle_name]
     images, labels, column = read_run(run)
-    bands = Bands(np.array([oracle(image) for image in images]), labels)
+    classes_by_value = OracleClasses(np.array([oracle(image) for image in images]), labels)
     classes = int(labels.max()) + 1
 
     backbone_path = Path(config["backbone"])
@@ -102,7 +102,7 @@ def step_ablation(run: Path, checkpoint: Path | None, modes: str | None, n: int 
     if checkpoint is None:
         checkpoint = sorted((run / "checkpoints").iterdir())[-1]
     control = read_control(backbone, str(checkpoint)).create(backbone)
-    timesteps = trailing_or_leading(config, backbone.num_train_timesteps, backbone.steps_offset)
+    timesteps = sampler_timesteps(config, backbone.num_train_timesteps, backbone.steps_offset)
     chosen = parse_modes(modes or every_split(len(timesteps)), len(timesteps))
     eta, seed = float(config["sampler"]["eta"]), int(config["evaluation"]["seed"])
     n = n or int(config["evaluation"]["numSamples"])
@@ -122,7 +122,7 @@ def step_ablation(run: Path, checkpoint: Path | None, modes: str | None, n: int 
         return ((x.clamp(-1, 1) + 1) * 127.5 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
     pretrained = sample(set())
-    pretrained_classes = bands.judge(np.array([oracle(image) for image in pretrained]))
+    pretrained_classes = classes_by_value.judge(np.array([oracle(image) for image in pretrained]))
     pretrained_thumbs = thumbnails(pretrained)
     reference = [mean_pairwise_distance(pretrained_thumbs[pretrained_classes == k]) for k in range(classes)]
     results = []
@@ -134,7 +134,7 @@ def step_ablation(run: Path, checkpoint: Path | None, modes: str | None, n: int 
             {
                 "mode": name,
                 "fine_tuned_steps": on,
-                "accuracy": float((bands.judge(values) == asked).mean()),
+                "accuracy": float((classes_by_value.judge(values) == asked).mean()),
                 "mean_value_per_class": [float(values[asked == k].mean()) for k in range(classes)],
                 "thumbnail_diversity_vs_pretrained": [
                     mean_pairwise_distance(thumbs[asked == k]) / reference[k] for k in range(classes)
