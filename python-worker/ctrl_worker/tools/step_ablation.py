@@ -14,15 +14,14 @@ the reward did not need. Prints one JSON line.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from ..ctrl.checkpoints import read_control
+from ..data import synthetic
 from ..ctrl.control import Labels
 from ..diffusion.backbones import load_backbone
 from ..diffusion.sampler import Trajectory
@@ -31,9 +30,7 @@ from .target_tilt import read_run, thumbnails
 
 
 def jpeg_bytes(image: np.ndarray) -> float:
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, "JPEG", quality=95)
-    return float(buffer.tell())
+    return float(synthetic.jpeg_size(image))
 
 
 def mean_luma(image: np.ndarray) -> float:
