@@ -67,6 +67,34 @@ def test_the_multi_control_reward_is_the_sum_of_the_two_classifiers_log_probabil
     assert outcome.loss == pytest.approx(-float(joint.mean()), rel=1e-5)
 
 
+def _capped_term(cap):
+    return pb.RewardTerm(
+        weight=1.0, classifier_log_prob=pb.ClassifierLogProbTerm(classifier="classifier/1", label_field="a", confidence_cap=cap)
+    )
+
+
+def test_a_confidence_cap_clamps_log_p_and_stops_its_gradient(make_control, classifiers):
+    control = make_control()
+    perturb(control)
+    rollout = run_rollout(control)
+    uncapped = backward(rollout, parse_terms([_capped_term(0.0)], rollout, _lookup(classifiers)), loss_scale=1.0).terms[0]
+    for p in control.parameters():
+        p.grad = None
+    # A cap between the samples' probabilities: those above it read log(cap), the others as they were.
+    cap = float(torch.tensor(float(uncapped.median().exp()), dtype=torch.float32))
+    rollout = run_rollout(control)
+    capped = backward(rollout, parse_terms([_capped_term(cap)], rollout, _lookup(classifiers)), loss_scale=1.0).terms[0]
+    torch.testing.assert_close(capped, uncapped.clamp(max=torch.tensor(cap).log()), rtol=1e-5, atol=1e-6)
+    assert (capped < uncapped - 1e-4).any() and (capped == uncapped).any()
+    for p in control.parameters():
+        p.grad = None
+    # Every sample past the cap: the term is a constant and teaches the control nothing.
+    rollout = run_rollout(control)
+    backward(rollout, parse_terms([_capped_term(1e-6)], rollout, _lookup(classifiers)), loss_scale=1.0)
+    grads = [p.grad for p in control.parameters() if p.grad is not None]
+    assert all(float(g.abs().max()) == 0 for g in grads)
+
+
 def test_loss_scale_scales_the_gradients_and_the_classifier_is_not_trained(make_control, classifiers):
     control = make_control()
     terms = _terms()[:1]
@@ -108,6 +136,9 @@ def test_loss_scale_scales_the_gradients_and_the_classifier_is_not_trained(make_
             pb.RewardTerm(weight=1.0, classifier_log_prob=pb.ClassifierLogProbTerm(classifier="classifier/2", label_field="a")),
             r"^terms\[0\]\.classifier_log_prob\.label_field: sample 2 has class 2, but the classifier has 2 classes",
         ),
+        (_capped_term(1.5), r"^terms\[0\]\.classifier_log_prob\.confidence_cap: must be in \(0, 1\]"),
+        (_capped_term(-0.1), r"^terms\[0\]\.classifier_log_prob\.confidence_cap: must be in \(0, 1\]"),
+        (_capped_term(float("nan")), r"^terms\[0\]\.classifier_log_prob\.confidence_cap: must be in \(0, 1\]"),
     ],
 )
 def test_terms_are_validated(make_control, classifiers, term, pattern):

@@ -203,6 +203,13 @@ export const configSchema = z
          * (experiments/sweeps/kl-weight-bands*.json).
          */
         klWeight: z.number().min(0).max(1e6).default(3),
+        /**
+         * The reward's log p(y | x0) is capped at log(confidenceCap) (1: no cap). Uncapped, the
+         * target p_pre(x) p(y | x)^(D / klWeight) keeps only the handful of samples the classifier
+         * is most sure of; capped, it is the pre-trained model restricted to the samples the
+         * classifier puts in class y with at least this probability, as varied as they are.
+         */
+        confidenceCap: z.number().gt(0).max(1).default(1),
         loraLearningRate: positive.default(3e-3),
         embeddingLearningRate: positive.default(0.1),
         weightDecay: z.number().min(0).default(0.1),

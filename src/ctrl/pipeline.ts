@@ -206,7 +206,7 @@ async function pipeline(workers: DataParallel, config: ExperimentConfig, current
   const optimizer = await setUpOptimizer(worker, control.handle);
   await workers.replicate(optimizer.handle, async (w, rank) => (await setUpOptimizer(w, workers.on(rank, control.handle))).handle);
   const dimensions = backbone.sampleShape.reduce((a, b) => a * b, 1);
-  const reward = ctrlReward([{ classifier: classifierHandle, field: state.labelColumn }], config.finetune.klWeight, dimensions);
+  const reward = ctrlReward([{ classifier: classifierHandle, field: state.labelColumn }], config.finetune.klWeight, dimensions, config.finetune.confidenceCap);
   log(`fine-tuning: reward = ${describeReward(reward)}; ${control.numLoraParameters} LoRA + ${control.numEmbeddingParameters} embedding parameters`);
   const finetuneStarted = performance.now();
   const secondsBefore = state.finetuneSeconds;

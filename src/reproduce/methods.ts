@@ -108,7 +108,7 @@ async function ctrl({ config, experiment, session, exp }: MethodContext): Promis
       optimizer: optimizer.handle,
       fields: fields.map((f) => ({ name: f.name, weights: Array.from({ length: f.numClasses }, () => 1) })),
       timesteps: session.timesteps,
-      reward: ctrlReward(classifiers, klWeight, dimensions),
+      reward: ctrlReward(classifiers, klWeight, dimensions, experiment.finetune.confidenceCap),
     };
     exp.run.logMetrics({ phase: "ctrl-kl-weight", kl_weight: klWeight });
     await finetune(worker, target, { ...experiment, finetune: { ...experiment.finetune, klWeight } }, exp.run, 0, async () => undefined);

@@ -11,12 +11,19 @@
 import type { RewardTerm } from "../gen/ctrl/v1/worker.js";
 
 export type RewardPart =
-  | { kind: "logProb"; weight: number; classifier: string; field: string }
+  | { kind: "logProb"; weight: number; classifier: string; field: string; confidenceCap?: number }
   | { kind: "kl"; weight: number }
   | { kind: "constant"; weight: number; values: number[] };
 
-export function logProb(classifier: string, field: string, weight = 1): RewardPart {
-  return { kind: "logProb", weight, classifier, field };
+/**
+ * log p(field | x0) under the classifier; with `confidenceCap` c in (0, 1), log min(p, c): a
+ * sample the classifier already puts in its class with probability c gets no further push.
+ */
+export function logProb(classifier: string, field: string, weight = 1, confidenceCap?: number): RewardPart {
+  if (confidenceCap !== undefined && !(confidenceCap > 0 && confidenceCap <= 1)) {
+    throw new RangeError(`logProb: confidenceCap must be in (0, 1], got ${confidenceCap}`);
+  }
+  return { kind: "logProb", weight, classifier, field, ...(confidenceCap !== undefined && confidenceCap < 1 ? { confidenceCap } : {}) };
 }
 
 /** -alpha * KL(fine-tuned || pre-trained), the KL summed over dimensions and steps. */
@@ -40,11 +47,17 @@ export function klPenaltyPerDimension(weight: number, dimensions: number): Rewar
 /**
  * CTRL's reward for one or several controls, each with the classifier learned from its own
  * dataset: under y1 ⊥ y2 | x, log p(y1, y2 | x) = log p(y1 | x) + log p(y2 | x), so the reward is
- * the sum of the classifiers' log-probabilities, minus the KL weighed per dimension.
+ * the sum of the classifiers' log-probabilities (each capped at `confidenceCap` when given),
+ * minus the KL weighed per dimension.
  */
-export function ctrlReward(controls: readonly { classifier: string; field: string }[], klWeight: number, dimensions: number): RewardPart[] {
+export function ctrlReward(
+  controls: readonly { classifier: string; field: string }[],
+  klWeight: number,
+  dimensions: number,
+  confidenceCap?: number,
+): RewardPart[] {
   if (controls.length === 0) throw new RangeError("ctrlReward: at least one control is required");
-  return [...controls.map((c) => logProb(c.classifier, c.field)), klPenaltyPerDimension(klWeight, dimensions)];
+  return [...controls.map((c) => logProb(c.classifier, c.field, 1, confidenceCap)), klPenaltyPerDimension(klWeight, dimensions)];
 }
 
 export function constant(values: number[], weight = 1): RewardPart {
@@ -58,7 +71,7 @@ export function rewardTerms(parts: readonly RewardPart[]): RewardTerm[] {
       case "logProb":
         return {
           weight: part.weight,
-          source: { $case: "classifierLogProb", value: { classifier: part.classifier, labelField: part.field } },
+          source: { $case: "classifierLogProb", value: { classifier: part.classifier, labelField: part.field, confidenceCap: part.confidenceCap ?? 0 } },
         };
       case "kl":
         return { weight: part.weight, source: { $case: "kl", value: {} } };
@@ -73,7 +86,13 @@ export function describeReward(parts: readonly RewardPart[]): string {
   return parts
     .map((part, i) => {
       const name =
-        part.kind === "logProb" ? `log p(${part.field} | x0)` : part.kind === "kl" ? "KL" : "constant";
+        part.kind === "logProb"
+          ? part.confidenceCap === undefined
+            ? `log p(${part.field} | x0)`
+            : `log min(p(${part.field} | x0), ${part.confidenceCap})`
+          : part.kind === "kl"
+            ? "KL"
+            : "constant";
       const magnitude = Math.abs(part.weight);
       const sign = part.weight < 0 ? "-" : i === 0 ? "" : "+";
       const scaled = magnitude === 1 ? name : `${Number(magnitude.toPrecision(4))} * ${name}`; // 0.3 / 3072, not 0.00009765624999999999

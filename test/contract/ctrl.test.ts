@@ -208,6 +208,9 @@ describe("controls, rollouts, rewards, optimiser", () => {
     await rejectsWith(worker.createOptimizer({ control, groups: [{ name: "lora", learningRate: -1 }] }), "INVALID_ARGUMENT", /^groups\[0\]\.learning_rate/);
     const rollout = await worker.rollout(good);
     await rejectsWith(worker.backward({ rollout: rollout.handle, terms: rewardTerms([constant([1])]), lossScale: 1 }), "INVALID_ARGUMENT", /^terms\[0\]\.constant/);
+    const overCapped = { weight: 1, source: { $case: "classifierLogProb" as const, value: { classifier: "classifier/999", labelField: "a", confidenceCap: 1.5 } } };
+    // A refused backward releases its rollout: this one needs its own.
+    await rejectsWith(worker.backward({ rollout: (await worker.rollout(good)).handle, terms: [overCapped], lossScale: 1 }), "INVALID_ARGUMENT", /^terms\[0\]\.classifier_log_prob\.confidence_cap: must be in \(0, 1\]/);
     await rejectsWith(worker.backward({ rollout: "rollout/999", terms: [], lossScale: 1 }), "NOT_FOUND", /^rollout/);
     await rejectsWith(worker.loadControl(loaded, tempDir()), "INVALID_ARGUMENT", /^directory/);
     await worker.release(loaded);

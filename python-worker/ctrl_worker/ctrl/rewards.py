@@ -2,7 +2,8 @@
 
 reward(sample) = sum_j weight_j * term_j(sample), with terms
 - classifier_log_prob: log softmax(classifier(x0.clamp(-1, 1)) / T)[y], y = the sample's label
-  for a field of the control; the classifier is in eval mode and is not trained by this;
+  for a field of the control, capped at log(confidence_cap) when one is set; the classifier is in
+  eval mode and is not trained by this;
 - kl: the sample's KL to the pre-trained model, summed over the rollout's steps;
 - constant: one value per sample, computed by the orchestrator (an oracle, say).
 The loss -mean(reward) * loss_scale is back-propagated into the control's parameters, where the
@@ -33,6 +34,8 @@ ClassifierLookup = Callable[[str, str], Classifier]
 class ClassifierLogProb:
     classifier: Classifier
     labels: torch.Tensor  # int64 [n]
+    # log p(y | x0) is clamped at log(cap): 1.0 is no cap.
+    confidence_cap: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,7 @@ def _parse_term(message, field: str, rollout: Rollout, lookup: ClassifierLookup)
 
 
 def _classifier_term(message, field: str, rollout: Rollout, lookup: ClassifierLookup) -> ClassifierLogProb:
+    cap = _confidence_cap(message.confidence_cap, f"{field}.confidence_cap")
     classifier = lookup(message.classifier, f"{field}.classifier")
     sample_shape = tuple(rollout.images.shape[1:])
     if classifier.config.input_shape != sample_shape:
@@ -112,7 +116,15 @@ def _classifier_term(message, field: str, rollout: Rollout, lookup: ClassifierLo
             f"{field}.label_field",
             f"sample {j} has class {int(labels[j])}, but the classifier has {classifier.num_classes} classes",
         )
-    return ClassifierLogProb(classifier, labels)
+    return ClassifierLogProb(classifier, labels, cap)
+
+
+def _confidence_cap(value: float, field: str) -> float:
+    if value == 0:  # unset
+        return 1.0
+    if not (0 < value <= 1):
+        raise invalid(field, f"must be in (0, 1] (0 or unset: no cap), got {value}")
+    return float(value)
 
 
 def backward(rollout: Rollout, terms: list[Term], loss_scale: float) -> BackwardResult:
@@ -153,4 +165,8 @@ def _evaluate(source: Source, rollout: Rollout) -> torch.Tensor:
         return rollout.kl
     if isinstance(source, Constant):
         return source.values
-    return log_prob(source.classifier, rollout.images.clamp(-1, 1), source.labels)
+    values = log_prob(source.classifier, rollout.images.clamp(-1, 1), source.labels)
+    if source.confidence_cap < 1:
+        # Past the cap the gradient is zero: the KL alone keeps the sample where it was.
+        values = values.clamp(max=math.log(source.confidence_cap))
+    return values

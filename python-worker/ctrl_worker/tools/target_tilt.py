@@ -1,7 +1,8 @@
-"""`python -m ctrl_worker.tools.target_tilt RUN_DIR [--kl-weights 1,3,10]`: what CTRL aims at.
+"""`python -m ctrl_worker.tools.target_tilt RUN_DIR [--kl-weights 1,3,10] [--confidence-cap 0.9]`:
+what CTRL aims at.
 
 CTRL's reward `log p(y | x0) - klWeight * KL / D` (D dimensions) is maximised by
-p_pre(x) p(y | x)^g with g = D / klWeight. The run's offline data are draws of p_pre (the
+p_pre(x) p(y | x)^g with g = D / klWeight; with a confidence cap c, by p_pre(x) min(p(y | x), c)^g. The run's offline data are draws of p_pre (the
 pre-trained model's own samples), so that target can be estimated without any fine-tuning: weigh
 sample i by p(y | x_i)^g under the run's calibrated reward classifier, normalised over all samples.
 Per asked class y and per klWeight this prints (one JSON line):
@@ -63,10 +64,17 @@ def read_run(run: Path) -> tuple[np.ndarray, np.ndarray, str]:
 
 
 def tilted_targets(
-    log_p: np.ndarray, labels: np.ndarray, distances: dict[str, np.ndarray], dims: int, kl_weights: tuple[float, ...]
+    log_p: np.ndarray,
+    labels: np.ndarray,
+    distances: dict[str, np.ndarray],
+    dims: int,
+    kl_weights: tuple[float, ...],
+    confidence_cap: float = 1.0,
 ) -> list[dict]:
     """Per klWeight and class: the target's accuracy, effective sample size and diversity (one
-    entry per matrix in `distances`, as NAME_vs_class), from log p(y | x_i) [n, K]."""
+    entry per matrix in `distances`, as NAME_vs_class), from log p(y | x_i) [n, K], capped at
+    log(confidence_cap) as the reward caps it."""
+    log_p = np.minimum(log_p, np.log(confidence_cap))
     rows = []
     for kl_weight in kl_weights:
         exponent = dims / kl_weight
@@ -87,15 +95,22 @@ def tilted_targets(
     return rows
 
 
-def target_tilt(run: Path, kl_weights: tuple[float, ...] = DEFAULT_KL_WEIGHTS) -> dict:
+def target_tilt(run: Path, kl_weights: tuple[float, ...] = DEFAULT_KL_WEIGHTS, confidence_cap: float = 1.0) -> dict:
     images, labels, column = read_run(run)
     classifier = load_classifier(str(run / "classifier"), torch.device("cpu"))
     logits, features = score(classifier, torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), with_features=True)
     log_p = torch.log_softmax(logits / classifier.temperature, dim=1).double().numpy()
     dims = int(np.prod(images.shape[1:]))
     distances = {"thumbnail": pairwise_distances(thumbnails(images)), "features": pairwise_distances(features.double().numpy())}
-    targets = tilted_targets(log_p, labels, distances, dims, kl_weights)
-    return {"run": str(run), "column": column, "samples": int(len(labels)), "dimensions": dims, "targets": targets}
+    targets = tilted_targets(log_p, labels, distances, dims, kl_weights, confidence_cap)
+    return {
+        "run": str(run),
+        "column": column,
+        "samples": int(len(labels)),
+        "dimensions": dims,
+        "confidence_cap": confidence_cap,
+        "targets": targets,
+    }
 
 
 def _kl_weights(text: str) -> tuple[float, ...]:
@@ -108,12 +123,25 @@ def _kl_weights(text: str) -> tuple[float, ...]:
     return values
 
 
+def _confidence_cap(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m ctrl_worker.tools.target_tilt", description=__doc__.split("\n\n")[0])
     parser.add_argument("run", type=Path, help="a run folder with dataset/ (labels.csv) and classifier/")
     parser.add_argument("--kl-weights", type=_kl_weights, default=DEFAULT_KL_WEIGHTS, help="comma-separated klWeight values")
+    parser.add_argument(
+        "--confidence-cap", type=_confidence_cap, default=1.0, help="the reward's cap on p(y | x0), in (0, 1] (1: none)"
+    )
     args = parser.parse_args(argv)
-    print(json.dumps(target_tilt(args.run, args.kl_weights)))
+    print(json.dumps(target_tilt(args.run, args.kl_weights, args.confidence_cap)))
 
 
 if __name__ == "__main__":

@@ -617,6 +617,12 @@ export interface ClassifierLogProbTerm {
   classifier: string;
   /** The label field of the rollout whose values are the target classes. */
   labelField: string;
+  /**
+   * In (0, 1]: the term is log min(p(y | x0), confidence_cap), so a sample the classifier already
+   * puts in its class this confidently is pushed no further and only the KL acts on it. 0 (unset)
+   * or 1: no cap.
+   */
+  confidenceCap: number;
 }
 
 export interface KlTerm {
@@ -6722,7 +6728,7 @@ export const RolloutResult: MessageFns<RolloutResult> = {
 };
 
 function createBaseClassifierLogProbTerm(): ClassifierLogProbTerm {
-  return { classifier: "", labelField: "" };
+  return { classifier: "", labelField: "", confidenceCap: 0 };
 }
 
 export const ClassifierLogProbTerm: MessageFns<ClassifierLogProbTerm> = {
@@ -6732,6 +6738,9 @@ export const ClassifierLogProbTerm: MessageFns<ClassifierLogProbTerm> = {
     }
     if (message.labelField !== "") {
       writer.uint32(18).string(message.labelField);
+    }
+    if (message.confidenceCap !== 0) {
+      writer.uint32(29).float(message.confidenceCap);
     }
     return writer;
   },
@@ -6765,6 +6774,14 @@ export const ClassifierLogProbTerm: MessageFns<ClassifierLogProbTerm> = {
             message.labelField = reader.string();
             continue;
           }
+          case 3: {
+            if (tag !== 29) {
+              break;
+            }
+
+            message.confidenceCap = reader.float();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -6785,6 +6802,11 @@ export const ClassifierLogProbTerm: MessageFns<ClassifierLogProbTerm> = {
         : isSet(object.label_field)
         ? globalThis.String(object.label_field)
         : "",
+      confidenceCap: isSet(object.confidenceCap)
+        ? globalThis.Number(object.confidenceCap)
+        : isSet(object.confidence_cap)
+        ? globalThis.Number(object.confidence_cap)
+        : 0,
     };
   },
 
@@ -6796,6 +6818,9 @@ export const ClassifierLogProbTerm: MessageFns<ClassifierLogProbTerm> = {
     if (message.labelField !== "") {
       obj.labelField = message.labelField;
     }
+    if (message.confidenceCap !== 0) {
+      obj.confidenceCap = floatToJson(message.confidenceCap);
+    }
     return obj;
   },
 
@@ -6806,6 +6831,7 @@ export const ClassifierLogProbTerm: MessageFns<ClassifierLogProbTerm> = {
     const message = createBaseClassifierLogProbTerm();
     message.classifier = object.classifier ?? "";
     message.labelField = object.labelField ?? "";
+    message.confidenceCap = object.confidenceCap ?? 0;
     return message;
   },
 };

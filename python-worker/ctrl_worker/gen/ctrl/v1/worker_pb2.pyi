@@ -564,12 +564,14 @@ class RolloutResult(_message.Message):
     def __init__(self, handle: _Optional[str] = ..., kl_per_step: _Optional[_Iterable[float]] = ..., kl_per_sample: _Optional[_Iterable[float]] = ..., grad_steps_kept: _Optional[int] = ..., seconds: _Optional[float] = ..., unet_calls: _Optional[int] = ...) -> None: ...
 
 class ClassifierLogProbTerm(_message.Message):
-    __slots__ = ("classifier", "label_field")
+    __slots__ = ("classifier", "label_field", "confidence_cap")
     CLASSIFIER_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_CAP_FIELD_NUMBER: _ClassVar[int]
     classifier: str
     label_field: str
-    def __init__(self, classifier: _Optional[str] = ..., label_field: _Optional[str] = ...) -> None: ...
+    confidence_cap: float
+    def __init__(self, classifier: _Optional[str] = ..., label_field: _Optional[str] = ..., confidence_cap: _Optional[float] = ...) -> None: ...
 
 class KlTerm(_message.Message):
     __slots__ = ()
