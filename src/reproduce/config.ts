@@ -69,6 +69,8 @@ export const reproduceSchema = z
          * comparison fine-tunes once per value; the multi-control and sample-efficiency ones use the first.
          */
         klWeights: z.array(nonNegative).min(1),
+        /** finetune.confidenceCap of the CTRL config: log p(y | x0) is capped at its log (1: no cap). */
+        confidenceCap: z.number().gt(0).max(1).default(1),
         truncation: z.discriminatedUnion("kind", [
           z.object({ kind: z.literal("random") }).strict(),
           z.object({ kind: z.literal("last"), steps: positiveInt }).strict(),
@@ -111,8 +113,8 @@ const shared = {
     learningRate: CTRL_DEFAULTS.classifier.learningRate,
     epochs: CTRL_DEFAULTS.classifier.epochs,
   },
-  ctrl: (({ epochs, stepsPerEpoch, batchSize, gradAccumulation, truncation, warmupSteps, loraLearningRate, embeddingLearningRate, weightDecay, maxGradNorm }) => ({
-    epochs, stepsPerEpoch, batchSize, gradAccumulation, truncation, warmupSteps, loraLearningRate, embeddingLearningRate, weightDecay, maxGradNorm,
+  ctrl: (({ epochs, stepsPerEpoch, batchSize, gradAccumulation, confidenceCap, truncation, warmupSteps, loraLearningRate, embeddingLearningRate, weightDecay, maxGradNorm }) => ({
+    epochs, stepsPerEpoch, batchSize, gradAccumulation, confidenceCap, truncation, warmupSteps, loraLearningRate, embeddingLearningRate, weightDecay, maxGradNorm,
   }))(CTRL_DEFAULTS.finetune),
   cfgOptimizer: { loraLearningRate: 1e-3, embeddingLearningRate: 1e-2, weightDecay: 0.0, maxGradNorm: 1, labelDropout: 0.1, unconditional: "pretrained" as const },
 };

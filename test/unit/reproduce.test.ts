@@ -86,8 +86,8 @@ describe("baselines' building blocks", () => {
   test("CTRL's multi-control reward is one log-probability term per control plus the KL penalty", () => {
     const terms = rewardTerms(ctrlReward([{ classifier: "classifier/1", field: "compressibility_2" }, { classifier: "classifier/2", field: "brightness_2" }], 0.1, 10));
     assert.deepEqual(terms, [
-      { weight: 1, source: { $case: "classifierLogProb", value: { classifier: "classifier/1", labelField: "compressibility_2" } } },
-      { weight: 1, source: { $case: "classifierLogProb", value: { classifier: "classifier/2", labelField: "brightness_2" } } },
+      { weight: 1, source: { $case: "classifierLogProb", value: { classifier: "classifier/1", labelField: "compressibility_2", confidenceCap: 0 } } },
+      { weight: 1, source: { $case: "classifierLogProb", value: { classifier: "classifier/2", labelField: "brightness_2", confidenceCap: 0 } } },
       { weight: -0.01, source: { $case: "kl", value: {} } },
     ]);
     assert.throws(() => ctrlReward([], 0.1, 10), /at least one control/);
