@@ -210,6 +210,21 @@ export const configSchema = z
          * classifier puts in class y with at least this probability, as varied as they are.
          */
         confidenceCap: z.number().gt(0).max(1).default(1),
+        /**
+         * Adapt the KL weight during fine-tuning (src/ctrl/klWeight.ts): from klWeight, after each
+         * optimiser step it is multiplied by `factor` when at least `target` of the batch sat at
+         * the confidence cap and divided by it when not, never below klWeight nor above `max`.
+         * Needs a cap below 1.
+         */
+        adaptiveKl: z
+          .object({
+            enabled: z.boolean().default(false),
+            target: z.number().gt(0).max(1).default(0.9),
+            factor: z.number().gt(1).max(10).default(1.15),
+            max: positive.default(1000),
+          })
+          .strict()
+          .prefault({}),
         loraLearningRate: positive.default(3e-3),
         embeddingLearningRate: positive.default(0.1),
         weightDecay: z.number().min(0).default(0.1),
@@ -290,6 +305,13 @@ export function parseConfig(input: unknown): ExperimentConfig {
   }
   if (config.finetune.labelWeights && !config.finetune.labelWeights.some((w) => w > 0)) {
     problems.push("finetune.labelWeights: at least one weight must be positive");
+  }
+  const adaptive = config.finetune.adaptiveKl;
+  if (adaptive.enabled) {
+    if (config.finetune.confidenceCap >= 1) problems.push("finetune.adaptiveKl.enabled: needs finetune.confidenceCap below 1 (the share at the cap drives the weight)");
+    if (!(config.finetune.klWeight > 0 && config.finetune.klWeight <= adaptive.max)) {
+      problems.push(`finetune.klWeight: the adaptive weight starts here, so it must be in (0, adaptiveKl.max = ${adaptive.max}], got ${config.finetune.klWeight}`);
+    }
   }
   if (config.devices && config.devices.length !== config.workers) {
     problems.push(`devices: expected one device per worker (workers: ${config.workers}), got ${config.devices.length}`);

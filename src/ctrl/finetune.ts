@@ -12,6 +12,7 @@ import { Random, deriveSeed } from "./random.js";
 import type { Run } from "./runs.js";
 import { trainingText } from "./text.js";
 import { gradientMask } from "./truncation.js";
+import { type AdaptiveKlSettings, nextKlWeight, shareAtCap } from "./klWeight.js";
 import { type RewardPart, rewardTerms } from "../rewards/expression.js";
 import { ProgressBar } from "../worker/progress.js";
 import type { Worker } from "../worker/worker.js";
@@ -51,6 +52,10 @@ export interface StepRecord {
   grad_steps_kept: number;
   /** Mean KL per sample at each sampler step (0 at deterministic ones): where the KL is spent. */
   kl_per_step: number[];
+  /** The KL weight this step's reward used (finetune.klWeight, or the adapted one). */
+  kl_weight: number;
+  /** The share of the step's samples at the confidence cap; null without a cap. */
+  share_at_cap: number | null;
   seconds: number;
 }
 
@@ -81,9 +86,15 @@ export async function finetune(
   onEpochEnd: (epoch: number) => Promise<void>,
 ): Promise<void> {
   const settings = config.finetune;
-  const terms = rewardTerms(target.reward);
   const logProbIndices = target.reward.flatMap((part, i) => (part.kind === "logProb" ? [i] : []));
   const klIndex = target.reward.findIndex((part) => part.kind === "kl");
+  const adaptive = settings.adaptiveKl.enabled ? settings.adaptiveKl : undefined;
+  if (adaptive && (klIndex < 0 || !(settings.klWeight > 0))) throw new RangeError("finetune: an adaptive KL weight needs a KL term and klWeight > 0");
+  // A resumed run continues from the weight its last kept step recorded.
+  let klWeight = (adaptive && fromEpoch > 0 ? lastKlWeight(run, adaptive, settings.klWeight) : undefined) ?? settings.klWeight;
+  // target.reward carries klWeight's term; the adapted weight rescales it.
+  const termsAt = (weight: number) =>
+    rewardTerms(target.reward.map((part) => (part.kind === "kl" && weight !== settings.klWeight ? { ...part, weight: (part.weight * weight) / settings.klWeight } : part)));
   const totalSteps = settings.epochs * settings.stepsPerEpoch;
   const bar = new ProgressBar("ctrl fine-tune");
   let skippedInARow = 0;
@@ -96,6 +107,8 @@ export async function finetune(
       let kl = 0;
       let kept = 0;
       let klPerStep: number[] = [];
+      const logProbs: number[][] = logProbIndices.map(() => []);
+      const terms = termsAt(klWeight);
       let nonFiniteLoss = false;
       for (let micro = 0; micro < settings.gradAccumulation && !nonFiniteLoss; micro++) {
         // Every draw derives from (seed, step, micro): a resumed run repeats them exactly.
@@ -118,7 +131,10 @@ export async function finetune(
         const result = await worker.backward({ rollout: rollout.handle, terms, lossScale: 1 / settings.gradAccumulation });
         nonFiniteLoss = result.nonFinite;
         loss += result.loss / settings.gradAccumulation;
-        for (const i of logProbIndices) logProb += result.terms[i]!.mean / settings.gradAccumulation;
+        logProbIndices.forEach((i, k) => {
+          logProb += result.terms[i]!.mean / settings.gradAccumulation;
+          logProbs[k]!.push(...result.terms[i]!.perSample);
+        });
         if (klIndex >= 0) kl += result.terms[klIndex]!.mean / settings.gradAccumulation;
         kept += rollout.gradStepsKept;
         klPerStep = (rollout.klPerStep ?? []).map((value, i) => (klPerStep[i] ?? 0) + value / settings.gradAccumulation);
@@ -144,10 +160,19 @@ export async function finetune(
         grad_norm: update.gradNorm,
         grad_steps_kept: kept / settings.gradAccumulation,
         kl_per_step: klPerStep,
+        kl_weight: klWeight,
+        share_at_cap: logProbs.length && settings.confidenceCap < 1 ? shareAtCap(logProbs, settings.confidenceCap) : null,
         seconds: (performance.now() - started) / 1000,
       };
       run.logMetrics({ ...record });
+      if (adaptive) klWeight = nextKlWeight(klWeight, record.share_at_cap!, adaptive, settings.klWeight);
     }
     await onEpochEnd(epoch + 1);
   }
+}
+
+/** The KL weight that the step after the last recorded one uses, if a step was recorded. */
+function lastKlWeight(run: Run, adaptive: AdaptiveKlSettings, floor: number): number | undefined {
+  const last = run.readMetrics().findLast((record) => record.phase === "finetune" && typeof record.kl_weight === "number");
+  return last ? nextKlWeight(last.kl_weight as number, last.share_at_cap as number, adaptive, floor) : undefined;
 }

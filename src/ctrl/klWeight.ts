@@ -1,0 +1,42 @@
+/**
+ * The KL weight of each optimiser step. Fixed, it sets one trade-off for every control; but a
+ * control such as brightness must move the samples far (hundreds of nats) to reach its classes,
+ * and one such as JPEG size reaches them cheaply and then, at the same small weight, keeps
+ * paying almost nothing for collapsing every class onto one texture. Adapted, the weight follows
+ * the constraint "most samples sit at the confidence cap": it grows while a batch's share at the
+ * cap is above `target` (pulling the model back towards the pre-trained one, which is where the
+ * samples' variety is) and shrinks while it is below, as a Lagrange multiplier under dual ascent
+ * (PPO's adaptive KL controller does the same for a KL target).
+ */
+
+export interface AdaptiveKlSettings {
+  /** The share of each batch that should sit at the confidence cap. */
+  target: number;
+  /** The weight's factor per optimiser step: times it above the target, divided by it below. */
+  factor: number;
+  max: number;
+}
+
+/** The share of samples whose every classifier term reached its cap, log(confidenceCap). */
+export function shareAtCap(logProbs: readonly (readonly number[])[], confidenceCap: number): number {
+  if (logProbs.length === 0) throw new RangeError("shareAtCap: at least one classifier term is required");
+  const count = logProbs[0]!.length;
+  if (count === 0 || logProbs.some((values) => values.length !== count)) {
+    throw new RangeError("shareAtCap: every term needs the same, non-zero number of samples");
+  }
+  // The worker clamps in float32: a sample at the cap reads log(cap) to within float rounding.
+  const atCap = Math.log(confidenceCap) - 1e-5;
+  let hits = 0;
+  for (let j = 0; j < count; j++) if (logProbs.every((values) => values[j]! >= atCap)) hits++;
+  return hits / count;
+}
+
+/**
+ * One step of the controller: weight * factor when the batch's share at the cap reached the
+ * target, weight / factor when not, kept within [floor, max]; the floor is the configured
+ * klWeight, which reaches every class (the weight only rises above it to buy back variety).
+ */
+export function nextKlWeight(weight: number, share: number, settings: AdaptiveKlSettings, floor: number): number {
+  const next = share >= settings.target ? weight * settings.factor : weight / settings.factor;
+  return Math.min(settings.max, Math.max(floor, next));
+}

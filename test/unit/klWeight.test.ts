@@ -1,0 +1,75 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { parseConfig } from "../../src/ctrl/config.js";
+import { type FinetuneWorker, finetune } from "../../src/ctrl/finetune.js";
+import { nextKlWeight, shareAtCap } from "../../src/ctrl/klWeight.js";
+import { Run } from "../../src/ctrl/runs.js";
+import { ctrlReward } from "../../src/rewards/expression.js";
+import type { BackwardRequest } from "../../src/gen/ctrl/v1/worker.js";
+import { tempDir } from "../helpers.js";
+
+const CAP = 0.9;
+const AT_CAP = Math.fround(Math.log(CAP)); // what the worker's float32 clamp returns
+
+test("the share at the cap counts samples whose every classifier term reached it", () => {
+  assert.equal(shareAtCap([[AT_CAP, AT_CAP, -1, AT_CAP]], CAP), 0.75);
+  // Two controls: a sample counts only when both of its classifiers are at their cap.
+  assert.equal(shareAtCap([[AT_CAP, AT_CAP, -1], [AT_CAP, -0.5, AT_CAP]], CAP), 1 / 3);
+  assert.throws(() => shareAtCap([], CAP), /at least one classifier term/);
+  assert.throws(() => shareAtCap([[AT_CAP], [AT_CAP, AT_CAP]], CAP), /same, non-zero number of samples/);
+});
+
+test("the weight rises by the factor at the target share, falls below it, within [floor, max]", () => {
+  const settings = { target: 0.9, factor: 2, max: 20 };
+  assert.equal(nextKlWeight(3, 0.9, settings, 3), 6);
+  assert.equal(nextKlWeight(12, 0.5, settings, 3), 6);
+  assert.equal(nextKlWeight(4, 0, settings, 3), 3, "never below the configured weight");
+  assert.equal(nextKlWeight(16, 1, settings, 3), 20, "never above max");
+});
+
+test("adaptiveKl is validated: it needs a cap, and the starting weight within its range", () => {
+  assert.throws(() => parseConfig({ finetune: { adaptiveKl: { enabled: true } } }), /finetune\.adaptiveKl\.enabled: needs finetune\.confidenceCap below 1/);
+  assert.throws(() => parseConfig({ finetune: { confidenceCap: 0.9, klWeight: 0, adaptiveKl: { enabled: true } } }), /finetune\.klWeight: the adaptive weight starts here/);
+  assert.throws(() => parseConfig({ finetune: { confidenceCap: 0.9, adaptiveKl: { enabled: true, factor: 1 } } }), /finetune\.adaptiveKl\.factor/);
+  assert.throws(() => parseConfig({ finetune: { confidenceCap: 0.9, adaptiveKl: { enabled: true, target: 1.5 } } }), /finetune\.adaptiveKl\.target/);
+});
+
+/** A worker whose samples are at the cap on the listed optimiser steps (1-based); it records the KL term's weight of each backward. */
+function scriptedWorker(atCapSteps: number[]) {
+  let step = 1;
+  const klWeights: number[] = [];
+  const worker: FinetuneWorker = {
+    rollout: async () => ({ handle: `rollout/${step}`, gradStepsKept: 2, seconds: 0 }) as never,
+    backward: async (request: BackwardRequest) => {
+      klWeights.push(request.terms.find((t) => t.source?.$case === "kl")!.weight);
+      const value = atCapSteps.includes(step) ? AT_CAP : -2;
+      return { loss: 1, terms: [{ mean: value, perSample: [value, value] }, { mean: 5, perSample: [5, 5] }], seconds: 0, nonFinite: false } as never;
+    },
+    optimizerStep: async () => {
+      step++;
+      return { gradNorm: 1, steps: 0, skipped: false, parameterChecksum: "" };
+    },
+  };
+  return { worker, klWeights };
+}
+
+test("fine-tuning sends the adapted weight in each step's KL term, logs it, and a resume continues from it", async () => {
+  const config = parseConfig({ finetune: { epochs: 2, stepsPerEpoch: 3, batchSize: 2, klWeight: 2, confidenceCap: CAP, adaptiveKl: { enabled: true, factor: 2 } } });
+  const dimensions = 4;
+  const target = { control: "c", optimizer: "o", fields: [{ name: "y", weights: [1, 1] }], timesteps: [999, 499], reward: ctrlReward([{ classifier: "k", field: "y" }], 2, dimensions, CAP) };
+  const { worker, klWeights } = scriptedWorker([1, 2, 3, 6]);
+  const run = Run.create(tempDir(), "t", 0);
+  await finetune(worker, target, config, run, 0, async () => undefined);
+  const expected = [2, 4, 8, 16, 8, 4]; // up three times at the cap, then down, never below 2
+  assert.deepEqual(klWeights.map((w) => Number((-w * dimensions).toPrecision(6))), expected);
+  const records = run.readMetrics().filter((m) => m.phase === "finetune");
+  assert.deepEqual(records.map((m) => m.kl_weight), expected);
+  assert.deepEqual(records.map((m) => m.share_at_cap), [1, 1, 1, 0, 0, 1]);
+
+  // Resuming after epoch 1 (its records kept) starts epoch 2 from the weight step 3 left behind.
+  const resumed = Run.create(tempDir(), "t", 0);
+  for (const record of records.slice(0, 3)) resumed.logMetrics(record);
+  const again = scriptedWorker([]);
+  await finetune(again.worker, target, config, resumed, 1, async () => undefined);
+  assert.equal(Number((-again.klWeights[0]! * dimensions).toPrecision(6)), 16);
+});
