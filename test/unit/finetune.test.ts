@@ -21,7 +21,8 @@ function fakeWorker(nanLossSteps: number[], nanGradientSteps: number[] = []) {
     },
     backward: async () => {
       const nan = nanLossSteps.includes(step);
-      return { loss: nan ? Number.NaN : 1, terms: [{ mean: nan ? Number.NaN : -1, perSample: [] }, { mean: 2, perSample: [] }], seconds: 0, nonFinite: nan };
+      const logProb = nan ? Number.NaN : -1;
+      return { loss: nan ? Number.NaN : 1, terms: [{ mean: logProb, perSample: [logProb, logProb] }, { mean: 2, perSample: [2, 2] }], seconds: 0, nonFinite: nan };
     },
     optimizerStep: async (_optimizer, _scale, options = {}) => {
       const discard = options.discard ?? false;

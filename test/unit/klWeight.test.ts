@@ -28,7 +28,7 @@ test("the weight rises by the factor at the target share, falls below it, within
 });
 
 test("adaptiveKl is validated: it needs a cap, and the starting weight within its range", () => {
-  assert.throws(() => parseConfig({ finetune: { adaptiveKl: { enabled: true } } }), /finetune\.adaptiveKl\.enabled: needs finetune\.confidenceCap below 1/);
+  assert.throws(() => parseConfig({ finetune: { confidenceCap: 1, adaptiveKl: { enabled: true } } }), /finetune\.adaptiveKl\.enabled: needs finetune\.confidenceCap below 1/);
   assert.throws(() => parseConfig({ finetune: { confidenceCap: 0.9, klWeight: 0, adaptiveKl: { enabled: true } } }), /finetune\.klWeight: the adaptive weight starts here/);
   assert.throws(() => parseConfig({ finetune: { confidenceCap: 0.9, adaptiveKl: { enabled: true, factor: 1 } } }), /finetune\.adaptiveKl\.factor/);
   assert.throws(() => parseConfig({ finetune: { confidenceCap: 0.9, adaptiveKl: { enabled: true, target: 1.5 } } }), /finetune\.adaptiveKl\.target/);
