@@ -88,8 +88,13 @@ export async function finetune(
   const settings = config.finetune;
   const logProbIndices = target.reward.flatMap((part, i) => (part.kind === "logProb" ? [i] : []));
   const klIndex = target.reward.findIndex((part) => part.kind === "kl");
+  // Each classifier term's cap, as the reward carries it; without one, no share at the cap.
+  const caps = logProbIndices.map((i) => (target.reward[i] as { confidenceCap?: number }).confidenceCap);
+  const capped = caps.length > 0 && caps.every((cap) => cap !== undefined);
   const adaptive = settings.adaptiveKl.enabled ? settings.adaptiveKl : undefined;
-  if (adaptive && (klIndex < 0 || !(settings.klWeight > 0))) throw new RangeError("finetune: an adaptive KL weight needs a KL term and klWeight > 0");
+  if (adaptive && (klIndex < 0 || !(settings.klWeight > 0) || !capped)) {
+    throw new RangeError("finetune: an adaptive KL weight needs a KL term, klWeight > 0 and a confidence cap on every classifier term");
+  }
   // A resumed run continues from the weight its last kept step recorded.
   let klWeight = (adaptive && fromEpoch > 0 ? lastKlWeight(run, adaptive, settings.klWeight) : undefined) ?? settings.klWeight;
   // target.reward carries klWeight's term; the adapted weight rescales it.
@@ -161,7 +166,7 @@ export async function finetune(
         grad_steps_kept: kept / settings.gradAccumulation,
         kl_per_step: klPerStep,
         kl_weight: klWeight,
-        share_at_cap: logProbs.length && settings.confidenceCap < 1 ? shareAtCap(logProbs, settings.confidenceCap) : null,
+        share_at_cap: capped ? shareAtCap(logProbs.map((values, k) => ({ values, confidenceCap: caps[k]! }))) : null,
         seconds: (performance.now() - started) / 1000,
       };
       run.logMetrics({ ...record });

@@ -17,17 +17,23 @@ export interface AdaptiveKlSettings {
   max: number;
 }
 
-/** The share of samples whose every classifier term reached its cap, log(confidenceCap). */
-export function shareAtCap(logProbs: readonly (readonly number[])[], confidenceCap: number): number {
-  if (logProbs.length === 0) throw new RangeError("shareAtCap: at least one classifier term is required");
-  const count = logProbs[0]!.length;
-  if (count === 0 || logProbs.some((values) => values.length !== count)) {
+/** One classifier term's per-sample values and the cap it was clamped at. */
+export interface CappedTerm {
+  values: readonly number[];
+  confidenceCap: number;
+}
+
+/** The share of samples at which every classifier term reached its cap, log(confidenceCap). */
+export function shareAtCap(terms: readonly CappedTerm[]): number {
+  if (terms.length === 0) throw new RangeError("shareAtCap: at least one classifier term is required");
+  const count = terms[0]!.values.length;
+  if (count === 0 || terms.some((term) => term.values.length !== count)) {
     throw new RangeError("shareAtCap: every term needs the same, non-zero number of samples");
   }
   // The worker clamps in float32: a sample at the cap reads log(cap) to within float rounding.
-  const atCap = Math.log(confidenceCap) - 1e-5;
+  const atCap = terms.map((term) => Math.log(term.confidenceCap) - 1e-5);
   let hits = 0;
-  for (let j = 0; j < count; j++) if (logProbs.every((values) => values[j]! >= atCap)) hits++;
+  for (let j = 0; j < count; j++) if (terms.every((term, k) => term.values[j]! >= atCap[k]!)) hits++;
   return hits / count;
 }
 

@@ -11,12 +11,13 @@ import { tempDir } from "../helpers.js";
 const CAP = 0.9;
 const AT_CAP = Math.fround(Math.log(CAP)); // what the worker's float32 clamp returns
 
-test("the share at the cap counts samples whose every classifier term reached it", () => {
-  assert.equal(shareAtCap([[AT_CAP, AT_CAP, -1, AT_CAP]], CAP), 0.75);
-  // Two controls: a sample counts only when both of its classifiers are at their cap.
-  assert.equal(shareAtCap([[AT_CAP, AT_CAP, -1], [AT_CAP, -0.5, AT_CAP]], CAP), 1 / 3);
-  assert.throws(() => shareAtCap([], CAP), /at least one classifier term/);
-  assert.throws(() => shareAtCap([[AT_CAP], [AT_CAP, AT_CAP]], CAP), /same, non-zero number of samples/);
+test("the share at the cap counts samples whose every classifier term reached its own cap", () => {
+  assert.equal(shareAtCap([{ values: [AT_CAP, AT_CAP, -1, AT_CAP], confidenceCap: CAP }]), 0.75);
+  // Two controls: a sample counts only when both of its classifiers are at their caps.
+  const half = Math.fround(Math.log(0.5));
+  assert.equal(shareAtCap([{ values: [AT_CAP, AT_CAP, -1], confidenceCap: CAP }, { values: [half, -0.9, half], confidenceCap: 0.5 }]), 1 / 3);
+  assert.throws(() => shareAtCap([]), /at least one classifier term/);
+  assert.throws(() => shareAtCap([{ values: [AT_CAP], confidenceCap: CAP }, { values: [AT_CAP, AT_CAP], confidenceCap: CAP }]), /same, non-zero number of samples/);
 });
 
 test("the weight rises by the factor at the target share, falls below it, within [floor, max]", () => {
@@ -72,4 +73,10 @@ test("fine-tuning sends the adapted weight in each step's KL term, logs it, and 
   const again = scriptedWorker([]);
   await finetune(again.worker, target, config, resumed, 1, async () => undefined);
   assert.equal(Number((-again.klWeights[0]! * dimensions).toPrecision(6)), 16);
+});
+
+test("an adaptive weight refuses a reward whose classifier term has no cap", async () => {
+  const config = parseConfig({ finetune: { epochs: 1, stepsPerEpoch: 1, batchSize: 2, confidenceCap: CAP, adaptiveKl: { enabled: true } } });
+  const uncapped = { control: "c", optimizer: "o", fields: [{ name: "y", weights: [1, 1] }], timesteps: [999, 499], reward: ctrlReward([{ classifier: "k", field: "y" }], 3, 4) };
+  await assert.rejects(finetune(scriptedWorker([]).worker, uncapped, config, Run.create(tempDir(), "t", 0), 0, async () => undefined), /a confidence cap on every classifier term/);
 });
