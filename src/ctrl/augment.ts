@@ -7,7 +7,8 @@ import type { Worker } from "../worker/worker.js";
 import type { ExperimentConfig } from "./config.js";
 
 /** The optimiser knobs: CTRL's `finetune` section has them, and so do the baselines' settings. */
-export type OptimizerSettings = Pick<ExperimentConfig["finetune"], "loraLearningRate" | "embeddingLearningRate" | "weightDecay" | "maxGradNorm">;
+export type OptimizerSettings = Pick<ExperimentConfig["finetune"], "loraLearningRate" | "embeddingLearningRate" | "weightDecay" | "maxGradNorm"> &
+  Partial<Pick<ExperimentConfig["finetune"], "adamEpsilon">>;
 
 export function addControl(worker: Worker, backbone: string, fields: LabelField[], settings: ExperimentConfig["control"], seed: number): Promise<Control> {
   return worker.addControl({
@@ -21,7 +22,7 @@ export function addControl(worker: Worker, backbone: string, fields: LabelField[
   });
 }
 
-/** AdamW (betas 0.9 / 0.999, eps 1e-8) with the LoRA and embedding groups, clipped. */
+/** AdamW (betas 0.9 / 0.999, eps 1e-8 unless set) with the LoRA and embedding groups, clipped. */
 export function createOptimizer(worker: Worker, control: string, settings: OptimizerSettings): Promise<Optimizer> {
   return worker.createOptimizer({
     control,
@@ -31,7 +32,7 @@ export function createOptimizer(worker: Worker, control: string, settings: Optim
     ],
     beta1: 0.9,
     beta2: 0.999,
-    eps: 1e-8,
+    eps: settings.adamEpsilon ?? 1e-8,
     maxGradNorm: settings.maxGradNorm,
   });
 }

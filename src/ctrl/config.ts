@@ -234,6 +234,12 @@ export const configSchema = z
         weightDecay: z.number().min(0).default(0.1),
         maxGradNorm: z.number().min(0).default(5),
         /**
+         * AdamW's epsilon. Adam moves a parameter by about its learning rate whatever the size
+         * of its gradient while that gradient is far above epsilon, so on gradient entries near
+         * zero float rounding decides the direction; a larger epsilon damps those entries.
+         */
+        adamEpsilon: z.number().gt(0).max(1).default(1e-8),
+        /**
          * Optimiser steps over which the learning rates ramp linearly up to their values. Adam's
          * first steps move every parameter by about its learning rate whatever the gradient says;
          * the ramp keeps those steps small.
