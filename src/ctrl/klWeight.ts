@@ -1,12 +1,13 @@
 /**
- * The KL weight of each optimiser step. Fixed, it sets one trade-off for every control; but a
- * control such as brightness must move the samples far (hundreds of nats) to reach its classes,
- * and one such as JPEG size reaches them cheaply and then, at the same small weight, keeps
- * paying almost nothing for collapsing every class onto one texture. Adapted, the weight follows
- * the constraint "most samples sit at the confidence cap": it grows while a batch's share at the
- * cap is above `target` (pulling the model back towards the pre-trained one, which is where the
- * samples' variety is) and shrinks while it is below, as a Lagrange multiplier under dual ascent
- * (PPO's adaptive KL controller does the same for a KL target).
+ * The KL weight of each optimiser step when `finetune.adaptiveKl` is on. Fixed, one weight sets
+ * one trade-off for every control, yet brightness must move its samples far (hundreds of nats) to
+ * reach its classes while JPEG size reaches them cheaply and then, at the same small weight, pays
+ * almost nothing for collapsing a class onto one texture. Adapted, the weight follows the
+ * constraint "most samples sit at the confidence cap": it is multiplied by a factor after a step
+ * where at least `target` of the batch sat at the cap (pulling the model back towards the
+ * pre-trained one, where the samples' variety is) and divided by it otherwise, as PPO's adaptive
+ * KL controller moves its weight towards a KL target. Measured (README, "The confidence cap"): no
+ * consistent gain on the shipped controls, hence off by default.
  */
 
 export interface AdaptiveKlSettings {
