@@ -89,7 +89,7 @@ export async function finetune(
   const logProbIndices = target.reward.flatMap((part, i) => (part.kind === "logProb" ? [i] : []));
   const klIndex = target.reward.findIndex((part) => part.kind === "kl");
   // Each classifier term's cap, as the reward carries it; without one, no share at the cap.
-  const caps = logProbIndices.map((i) => (target.reward[i] as { confidenceCap?: number }).confidenceCap);
+  const caps = target.reward.flatMap((part) => (part.kind === "logProb" ? [part.confidenceCap] : []));
   const capped = caps.length > 0 && caps.every((cap) => cap !== undefined);
   const adaptive = settings.adaptiveKl.enabled ? settings.adaptiveKl : undefined;
   if (adaptive && (klIndex < 0 || !(settings.klWeight > 0) || !capped)) {

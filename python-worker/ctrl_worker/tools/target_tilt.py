@@ -2,9 +2,10 @@
 what CTRL aims at.
 
 CTRL's reward `log p(y | x0) - klWeight * KL / D` (D dimensions) is maximised by
-p_pre(x) p(y | x)^g with g = D / klWeight; with a confidence cap c, by p_pre(x) min(p(y | x), c)^g. The run's offline data are draws of p_pre (the
-pre-trained model's own samples), so that target can be estimated without any fine-tuning: weigh
-sample i by p(y | x_i)^g under the run's calibrated reward classifier, normalised over all samples.
+p_pre(x) p(y | x)^g with g = D / klWeight; with a confidence cap c, by p_pre(x) min(p(y | x), c)^g.
+The run's offline data are draws of p_pre (the pre-trained model's own samples), so that target
+can be estimated without any fine-tuning: weigh sample i by p(y | x_i)^g (capped likewise) under
+the run's calibrated reward classifier, normalised over all samples.
 Per asked class y and per klWeight this prints (one JSON line):
 - accuracy: the weight on samples whose oracle label is y (what a perfect optimiser would score);
 - ess: the effective number of samples the target keeps, (sum w)^2 / sum w^2;
