@@ -47,19 +47,22 @@ export interface SavedProgress {
   metricsBytes?: number;
 }
 
+/** Restart records are history, not work: a later rewind to an earlier state keeps them. */
+const isRestartRecord = (record: Record<string, unknown>) => record.phase === "restart";
+
 /**
  * Takes a run back to its last saved state before it continues: metrics.jsonl is cut to the size
- * it had then, and without any saved state the stage outputs of the run's own preparation
+ * it had then (keeping the restart records logged since), and without any saved state the stage outputs of the run's own preparation
  * (dataset/, classifier/) are removed, since preparation starts over. Returns the number of
  * fine-tuning steps that had been logged past the state: the work the continuation redoes.
  */
 export function rewindRun(run: Run, saved: SavedProgress | undefined, stepsPerEpoch: number): number {
   const lastLogged = Math.max(0, ...run.readMetrics().flatMap((m) => (m.phase === "finetune" && typeof m.step === "number" ? [m.step] : [])));
   if (!saved) {
-    run.truncateMetrics(0);
+    run.truncateMetrics(0, isRestartRecord);
     for (const stage of ["dataset", "classifier"]) rmSync(run.path(stage), { recursive: true, force: true });
     return lastLogged;
   }
-  if (saved.metricsBytes !== undefined) run.truncateMetrics(saved.metricsBytes);
+  if (saved.metricsBytes !== undefined) run.truncateMetrics(saved.metricsBytes, isRestartRecord);
   return Math.max(0, lastLogged - saved.completedEpochs * stepsPerEpoch);
 }

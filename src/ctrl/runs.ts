@@ -102,9 +102,24 @@ export class Run {
     return this.has("metrics.jsonl") ? statSync(this.path("metrics.jsonl")).size : 0;
   }
 
-  /** Drops what was logged after `bytes` (work that a resume redoes), so no record is doubled. */
-  truncateMetrics(bytes: number): void {
-    if (this.metricsBytes() > bytes) truncateSync(this.path("metrics.jsonl"), bytes);
+  /**
+   * Drops what was logged after `bytes` (work that a resume redoes), so no record is doubled;
+   * the records there that `keep` accepts stay, in their order, after the cut.
+   */
+  truncateMetrics(bytes: number, keep: (record: Record<string, unknown>) => boolean = () => false): void {
+    if (this.metricsBytes() <= bytes) return;
+    const file = this.path("metrics.jsonl");
+    const kept = readFileSync(file).subarray(bytes).toString("utf8")
+      .split("\n")
+      .filter((line) => {
+        try {
+          return keep(JSON.parse(line) as Record<string, unknown>);
+        } catch {
+          return false; // a blank line, or one torn by a crash mid-write
+        }
+      });
+    truncateSync(file, bytes);
+    if (kept.length) appendFileSync(file, `${kept.join("\n")}\n`);
   }
 
   readMetrics(): Record<string, unknown>[] {

@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { withRestarts } from "../../src/ctrl/recovery.js";
+import { rewindRun, withRestarts } from "../../src/ctrl/recovery.js";
+import { Run } from "../../src/ctrl/runs.js";
+import { tempDir } from "../helpers.js";
 import { WorkerCallError, WorkerCrashedError, WorkerHungError } from "../../src/worker/errors.js";
 
 const quiet = () => undefined;
@@ -52,4 +54,26 @@ test("withRestarts does not retry other errors", async () => {
     WorkerCallError,
   );
   assert.equal(attempts, 1);
+});
+
+test("rewindRun cuts the work logged past the saved state but keeps every restart record", () => {
+  const run = Run.create(tempDir("ctrl-runs-"), "test", 0);
+  run.logMetrics({ phase: "restart", restart: 1 });
+  run.logMetrics({ phase: "finetune", step: 1 });
+  run.logMetrics({ phase: "finetune", step: 2 });
+  const checkpointBytes = run.metricsBytes();
+  run.logMetrics({ phase: "finetune", step: 3 });
+  run.logMetrics({ phase: "restart", restart: 2 }); // logged after the checkpoint: the next rewind must keep it
+  run.logMetrics({ phase: "finetune", step: 3 });
+  run.logMetrics({ phase: "finetune", step: 4 });
+
+  const redone = rewindRun(run, { completedEpochs: 1, checkpoint: "checkpoints/epoch-0001", metricsBytes: checkpointBytes }, 2);
+  assert.equal(redone, 2);
+  assert.deepEqual(
+    run.readMetrics().map((m) => `${String(m.phase)} ${String(m.step ?? m.restart)}`),
+    ["restart 1", "finetune 1", "finetune 2", "restart 2"],
+  );
+
+  rewindRun(run, undefined, 2); // nothing saved: preparation starts over, the restarts stay on record
+  assert.deepEqual(run.readMetrics().map((m) => m.restart), [1, 2]);
 });
