@@ -8,7 +8,7 @@ import type { ExperimentConfig } from "./config.js";
 
 /** The optimiser knobs: CTRL's `finetune` section has them, and so do the baselines' settings. */
 export type OptimizerSettings = Pick<ExperimentConfig["finetune"], "loraLearningRate" | "embeddingLearningRate" | "weightDecay" | "maxGradNorm"> &
-  Partial<Pick<ExperimentConfig["finetune"], "adamEpsilon">>;
+  Partial<Pick<ExperimentConfig["finetune"], "adamEpsilon" | "adamBeta2">>;
 
 export function addControl(worker: Worker, backbone: string, fields: LabelField[], settings: ExperimentConfig["control"], seed: number): Promise<Control> {
   return worker.addControl({
@@ -31,7 +31,7 @@ export function createOptimizer(worker: Worker, control: string, settings: Optim
       { name: "embedding", learningRate: settings.embeddingLearningRate, weightDecay: settings.weightDecay },
     ],
     beta1: 0.9,
-    beta2: 0.999,
+    beta2: settings.adamBeta2 ?? 0.999,
     eps: settings.adamEpsilon ?? 1e-8,
     maxGradNorm: settings.maxGradNorm,
   });

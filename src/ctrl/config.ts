@@ -240,6 +240,11 @@ export const configSchema = z
          */
         adamEpsilon: z.number().gt(0).max(1).default(1e-8),
         /**
+         * AdamW's second-moment decay: how many steps of squared gradients (about 1 / (1 - beta2))
+         * set the size of each step.
+         */
+        adamBeta2: z.number().gt(0).lt(1).default(0.999),
+        /**
          * Optimiser steps over which the learning rates ramp linearly up to their values. Adam's
          * first steps move every parameter by about its learning rate whatever the gradient says;
          * the ramp keeps those steps small.

@@ -18,19 +18,20 @@ test("an empty config resolves to the embedded default", () => {
   assert.equal(config.finetune.klWeight, 3);
   assert.equal(config.finetune.confidenceCap, 0.9);
   assert.equal(config.finetune.adaptiveKl.enabled, false);
+  assert.equal(config.finetune.adamBeta2, 0.999);
 });
 
 test("each bad field gets its own message naming it", () => {
   const found = problems({
     seed: -1,
     sampler: { steps: -5, eta: 1.5 },
-    finetune: { klWeight: -0.1, batchSize: 0, confidenceCap: 1.5 },
+    finetune: { klWeight: -0.1, batchSize: 0, confidenceCap: 1.5, adamBeta2: 1 },
     evaluation: { numSamples: 0 },
     classifier: { robust: { epsilon: 2, steps: 0 } },
     surprise: true,
   });
   const fields = found.map((p) => p.split(":")[0]);
-  for (const field of ["seed", "sampler.steps", "sampler.eta", "finetune.klWeight", "finetune.batchSize", "finetune.confidenceCap", "evaluation.numSamples", "classifier.robust.epsilon", "classifier.robust.steps"]) {
+  for (const field of ["seed", "sampler.steps", "sampler.eta", "finetune.klWeight", "finetune.batchSize", "finetune.confidenceCap", "finetune.adamBeta2", "evaluation.numSamples", "classifier.robust.epsilon", "classifier.robust.steps"]) {
     assert.ok(fields.includes(field), `no message for ${field} in ${JSON.stringify(found)}`);
   }
   assert.ok(found.some((p) => p.includes("surprise")), "unknown keys are reported");
