@@ -22,6 +22,9 @@ const optimizer = {
   maxGradNorm: nonNegative,
 };
 
+/** CTRL exactly as `make run` trains it (src/ctrl/config.ts defaults), so that it is compared at its best. */
+const CTRL_DEFAULTS = parseConfig({});
+
 export const reproduceSchema = z
   .object({
     seed: seed.default(0),
@@ -71,7 +74,7 @@ export const reproduceSchema = z
          */
         klWeights: z.array(nonNegative).min(1),
         /** finetune.confidenceCap of the CTRL config: log p(y | x0) is capped at its log (1: no cap). */
-        confidenceCap: z.number().gt(0).max(1).default(1),
+        confidenceCap: z.number().gt(0).max(1).default(CTRL_DEFAULTS.finetune.confidenceCap),
         truncation: z.discriminatedUnion("kind", [
           z.object({ kind: z.literal("random") }).strict(),
           z.object({ kind: z.literal("last"), steps: positiveInt }).strict(),
@@ -102,9 +105,6 @@ export const reproduceSchema = z
 
 export type ReproduceConfig = z.infer<typeof reproduceSchema>;
 export type ReproduceInput = z.input<typeof reproduceSchema>;
-
-/** CTRL exactly as `make run` trains it (src/ctrl/config.ts defaults), so that it is compared at its best. */
-const CTRL_DEFAULTS = parseConfig({});
 
 const shared = {
   sampler: { steps: CTRL_DEFAULTS.sampler.steps, eta: CTRL_DEFAULTS.sampler.eta, spacing: CTRL_DEFAULTS.sampler.spacing },

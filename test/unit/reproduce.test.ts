@@ -25,6 +25,13 @@ describe("reproduce config", () => {
     }
   });
 
+  test("a reproduce config that leaves out the cap gets CTRL's default cap, not none", () => {
+    const { confidenceCap, ...ctrlWithoutCap } = QUICK.ctrl;
+    assert.ok(confidenceCap !== undefined, "the preset lists its cap");
+    const config = parseReproduceConfig({ ...QUICK, ctrl: ctrlWithoutCap });
+    assert.equal(config.ctrl.confidenceCap, parseConfig({}).finetune.confidenceCap);
+  });
+
   test("bad fields are named, one message each", () => {
     const bad = {
       ...QUICK,
