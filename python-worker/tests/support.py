@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-import torch
+import csv
+import json
 
+import numpy as np
+import torch
+from PIL import Image
+
+from ctrl_worker.ctrl.checkpoints import save_control
 from ctrl_worker.gen.ctrl.v1 import worker_pb2 as pb
 
 TIMESTEPS = [900, 600, 300, 100]
@@ -138,3 +144,30 @@ def refused(method, request) -> tuple:
     except Aborted:
         return context.code, context.details
     raise AssertionError(f"{method.__name__} answered instead of aborting")
+
+
+def run_folder(tmp_path, backbone_dir, control=None):
+    """A finished run as the run-folder tools read it: 12 offline 16x16 images in three brightness
+    classes (class 0 the brightest), the brightness oracle, a 3-step sampler and, given a control,
+    its checkpoint."""
+    run = tmp_path / "run"
+    (run / "dataset" / "images").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    with open(run / "dataset" / "labels.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["file", "a", "a_value"])
+        for i in range(12):
+            level = [40, 128, 220][i % 3]
+            image = np.clip(level + rng.normal(0, 10, (16, 16, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(image).save(run / "dataset" / "images" / f"{i}.png")
+            writer.writerow([f"images/{i}.png", 2 - i % 3, level])  # class 0: brightest
+    config = {
+        "backbone": str(backbone_dir),
+        "dataset": {"oracle": "brightness"},
+        "sampler": {"steps": 3, "eta": 0.5, "spacing": "trailing"},
+        "evaluation": {"seed": 42, "numSamples": 6},
+    }
+    (run / "config.json").write_text(json.dumps(config))
+    if control is not None:
+        save_control(control, None, str(run / "checkpoints" / "epoch-0001"), overwrite=False)
+    return run

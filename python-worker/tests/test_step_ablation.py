@@ -1,13 +1,9 @@
-import csv
-import json
-
 import numpy as np
 import pytest
-from PIL import Image
 
 from ctrl_worker.ctrl.checkpoints import save_control
 from ctrl_worker.tools.step_ablation import OracleClasses, parse_modes, step_ablation, sampler_timesteps
-from support import perturb
+from support import perturb, run_folder
 
 
 def test_modes_name_the_steps_that_run_fine_tuned():
@@ -28,37 +24,17 @@ def test_bands_judge_values_by_the_classes_of_the_offline_samples():
     assert classes_by_value.judge(np.array([100.0, 70, 45, 20, 0])).tolist() == [0, 0, 1, 2, 2]
 
 
-def _run(tmp_path, backbone_dir, control):
-    run = tmp_path / "run"
-    (run / "dataset" / "images").mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    with open(run / "dataset" / "labels.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["file", "a", "a_value"])
-        for i in range(12):
-            level = [40, 128, 220][i % 3]
-            image = np.clip(level + rng.normal(0, 10, (16, 16, 3)), 0, 255).astype(np.uint8)
-            Image.fromarray(image).save(run / "dataset" / "images" / f"{i}.png")
-            writer.writerow([f"images/{i}.png", 2 - i % 3, level])  # class 0: brightest
-    config = {
-        "backbone": str(backbone_dir),
-        "dataset": {"oracle": "brightness"},
-        "sampler": {"steps": 3, "eta": 0.5, "spacing": "trailing"},
-        "evaluation": {"seed": 42, "numSamples": 6},
-    }
-    (run / "config.json").write_text(json.dumps(config))
-    save_control(control, None, str(run / "checkpoints" / "epoch-0001"), overwrite=False)
-    return run
-
-
 def test_a_zero_control_changes_no_step_and_a_trained_one_does(tmp_path, tiny_backbone_dir, make_control):
     fresh = make_control(fields={"a": 3})
-    run = _run(tmp_path, tiny_backbone_dir, fresh)
+    run = run_folder(tmp_path, tiny_backbone_dir, fresh)
     fresh.close()
     result = step_ablation(run, None, "all;first:1;last:2", None)
     assert result["timesteps"] == [998, 665, 332] and result["oracle"] == "brightness"
     values = [r["mean_value_per_class"] for r in result["results"]]
     assert values[0] == values[1] == values[2]  # the same pre-trained images whatever the mode
+    # A zero control moves nothing: no sample changes, already in its class or not.
+    for changes in result["results"][0]["thumbnail_change_already_in_class"] + result["results"][0]["thumbnail_change_others"]:
+        assert changes in (None, 0.0)
 
     trained = make_control(fields={"a": 3})
     perturb(trained, scale=0.5)
@@ -67,4 +43,5 @@ def test_a_zero_control_changes_no_step_and_a_trained_one_does(tmp_path, tiny_ba
     result = step_ablation(run, None, "all;first:1", 6)
     assert result["checkpoint"].endswith("epoch-0002")
     assert result["results"][0]["mean_value_per_class"] != values[0]
+    assert any(c for c in result["results"][0]["thumbnail_change_others"] + result["results"][0]["thumbnail_change_already_in_class"] if c is not None)
     assert result["results"][0]["mean_value_per_class"] != result["results"][1]["mean_value_per_class"]

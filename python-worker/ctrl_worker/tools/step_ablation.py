@@ -6,9 +6,9 @@ model at some sampler steps and the pre-trained model at the others: "all", "fir
 fine-tuned model for the first K steps only) and "last:K". Each set is judged by the run's oracle
 (JPEG bytes at quality 95 or mean luma, with the class bands of the run's offline samples,
 measured the same way) and, per asked class, its 8x8-thumbnail diversity over that of the
-pre-trained samples the oracle puts in that class. If "last:K" alone keeps the accuracy while
-"first:K" alone already makes the images alike, the early steps spend the control on something
-the reward did not need. Prints one JSON line.
+pre-trained samples the oracle puts in that class, and how selective the control is (`selectivity`).
+If "last:K" alone keeps the accuracy while "first:K" alone already makes the images alike, the
+early steps spend the control on something the reward did not need. Prints one JSON line.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -23,7 +24,7 @@ import torch
 from ..ctrl.checkpoints import read_control
 from ..data import synthetic
 from ..ctrl.control import Labels
-from ..diffusion.backbones import load_backbone
+from ..diffusion.backbones import Backbone, load_backbone
 from ..diffusion.sampler import Trajectory
 from .band_diversity import mean_pairwise_distance
 from .target_tilt import read_run, thumbnails
@@ -82,20 +83,54 @@ def every_split(steps: int) -> str:
     return ";".join(["all"] + [f"{side}:{k}" for k in range(1, steps) for side in ("first", "last")])
 
 
+def run_oracle(run: Path, config: dict) -> tuple[str, Callable[[np.ndarray], float]]:
+    """The run's exact oracle, by name and function; a run labelled otherwise is refused."""
+    name = config["dataset"].get("oracle")
+    if name not in ORACLES:
+        raise SystemExit(f"{run}: the run's oracle {name!r} is not one this tool measures ({', '.join(ORACLES)})")
+    return name, ORACLES[name]
+
+
+def run_backbone(config: dict) -> Backbone:
+    """The run's backbone on the CPU (runs store the path they were given, from the repository root)."""
+    backbone_path = Path(config["backbone"])
+    if not backbone_path.is_absolute():
+        backbone_path = Path(__file__).resolve().parents[3] / backbone_path
+    return load_backbone(str(backbone_path), "", torch.float32, torch.device("cpu"))
+
+
+def to_uint8(backbone: Backbone, x: torch.Tensor) -> np.ndarray:
+    """A trajectory's end as (n, height, width, channels) uint8 images."""
+    images = backbone.to_images(x)
+    return ((images.clamp(-1, 1) + 1) * 127.5 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def selectivity(asked, pretrained_classes, pretrained_values, values, pretrained_thumbs, thumbs) -> dict:
+    """Does the control move only what it must? Per asked class: the mean 8x8-thumbnail distance
+    between each sample and the pre-trained sample from the same noise, for the samples that the
+    pre-trained model already put in the asked class and for the others (a control that leaves the
+    first alone is selective), and the correlation of the oracle's values before and after (near
+    -1 or 0 where the control maps every sample to the same place in the class's band)."""
+    change = np.linalg.norm(thumbs - pretrained_thumbs, axis=1)
+    result: dict[str, list] = {"thumbnail_change_already_in_class": [], "thumbnail_change_others": [], "oracle_correlation_with_pretrained": []}
+    for k in range(int(asked.max()) + 1):
+        mask = asked == k
+        inside = mask & (pretrained_classes == k)
+        result["thumbnail_change_already_in_class"].append(float(change[inside].mean()) if inside.any() else None)
+        result["thumbnail_change_others"].append(float(change[mask & ~inside].mean()) if (mask & ~inside).any() else None)
+        spread = pretrained_values[mask].std() * values[mask].std()
+        result["oracle_correlation_with_pretrained"].append(float(np.corrcoef(pretrained_values[mask], values[mask])[0, 1]) if spread > 0 else None)
+    return result
+
+
 def step_ablation(run: Path, checkpoint: Path | None, modes: str | None, n: int | None) -> dict:
     config = json.loads((run / "config.json").read_text())
-    oracle_name = config["dataset"].get("oracle")
-    if oracle_name not in ORACLES:
-        raise SystemExit(f"{run}: the run's oracle {oracle_name!r} is not one this tool measures ({', '.join(ORACLES)})")
-    oracle = ORACLES[oracle_name]
+    oracle_name, oracle = run_oracle(run, config)
     images, labels, column = read_run(run)
     classes_by_value = OracleClasses(np.array([oracle(image) for image in images]), labels)
     classes = int(labels.max()) + 1
 
-    backbone_path = Path(config["backbone"])
-    if not backbone_path.is_absolute():  # runs store the path they were given, from the repository root
-        backbone_path = Path(__file__).resolve().parents[3] / backbone_path
-    backbone = load_backbone(str(backbone_path), "", torch.float32, torch.device("cpu"))
+    backbone = run_backbone(config)
     if checkpoint is None:
         checkpoint = sorted((run / "checkpoints").iterdir())[-1]
     control = read_control(backbone, str(checkpoint)).create(backbone)
@@ -115,11 +150,11 @@ def step_ablation(run: Path, checkpoint: Path | None, modes: str | None, n: int 
         trajectory = Trajectory(backbone, n, seed, predict=predict)
         for i, t in enumerate(timesteps):
             trajectory.step(t, timesteps[i + 1] if i + 1 < len(timesteps) else -1, eta)
-        x = backbone.to_images(trajectory.x)
-        return ((x.clamp(-1, 1) + 1) * 127.5 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        return to_uint8(backbone, trajectory.x)
 
     pretrained = sample(set())
-    pretrained_classes = classes_by_value.judge(np.array([oracle(image) for image in pretrained]))
+    pretrained_values = np.array([oracle(image) for image in pretrained])
+    pretrained_classes = classes_by_value.judge(pretrained_values)
     pretrained_thumbs = thumbnails(pretrained)
     reference = [mean_pairwise_distance(pretrained_thumbs[pretrained_classes == k]) for k in range(classes)]
     results = []
@@ -136,6 +171,7 @@ def step_ablation(run: Path, checkpoint: Path | None, modes: str | None, n: int 
                 "thumbnail_diversity_vs_pretrained": [
                     mean_pairwise_distance(thumbs[asked == k]) / reference[k] for k in range(classes)
                 ],
+                **selectivity(asked, pretrained_classes, pretrained_values, values, pretrained_thumbs, thumbs),
             }
         )
     control.close()
