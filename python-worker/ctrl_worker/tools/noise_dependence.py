@@ -22,8 +22,8 @@ import torch
 
 from ..diffusion.sampler import Trajectory
 from .band_diversity import mean_pairwise_distance
-from .step_ablation import OracleClasses, run_backbone, run_oracle, sampler_timesteps, to_uint8
-from .target_tilt import read_run, thumbnails
+from .step_ablation import open_run, to_uint8
+from .target_tilt import thumbnails
 
 
 def entropy(counts: np.ndarray) -> float:
@@ -32,14 +32,9 @@ def entropy(counts: np.ndarray) -> float:
 
 
 def noise_dependence(run: Path, starts: int, paths: int, eta: float | None = None, seed: int = 0) -> dict:
-    config = json.loads((run / "config.json").read_text())
-    oracle_name, oracle = run_oracle(run, config)
-    images, labels, _ = read_run(run)
-    classes_by_value = OracleClasses(np.array([oracle(image) for image in images]), labels)
-    classes = int(labels.max()) + 1
-    backbone = run_backbone(config)
-    timesteps = sampler_timesteps(config, backbone.num_train_timesteps, backbone.steps_offset)
-    eta = float(config["sampler"]["eta"]) if eta is None else eta
+    setup = open_run(run)
+    oracle, classes_by_value, classes, backbone, timesteps = setup.oracle, setup.classes_by_value, setup.classes, setup.backbone, setup.timesteps
+    eta = float(setup.config["sampler"]["eta"]) if eta is None else eta
 
     x_T = torch.randn((starts, *backbone.sample_shape), generator=torch.Generator().manual_seed(seed))
     by_path = []
@@ -54,7 +49,7 @@ def noise_dependence(run: Path, starts: int, paths: int, eta: float | None = Non
     thumbs = thumbnails(samples.reshape(-1, *samples.shape[2:])).reshape(starts, paths, -1)
     return {
         "run": str(run),
-        "oracle": oracle_name,
+        "oracle": setup.oracle_name,
         "eta": eta,
         "timesteps": timesteps,
         "starts": starts,

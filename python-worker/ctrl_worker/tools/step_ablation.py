@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -123,18 +124,45 @@ def selectivity(asked, pretrained_classes, pretrained_values, values, pretrained
     return result
 
 
-def step_ablation(run: Path, checkpoint: Path | None, modes: str | None, n: int | None) -> dict:
+@dataclass
+class RunSetup:
+    """What the run-folder tools need of a finished run: its oracle with the class bands of its
+    offline samples, its backbone and its sampler's timesteps."""
+
+    config: dict
+    oracle_name: str
+    oracle: Callable[[np.ndarray], float]
+    classes_by_value: OracleClasses
+    classes: int
+    label_column: str
+    backbone: Backbone
+    timesteps: list[int]
+
+
+def open_run(run: Path) -> RunSetup:
     config = json.loads((run / "config.json").read_text())
     oracle_name, oracle = run_oracle(run, config)
     images, labels, column = read_run(run)
-    classes_by_value = OracleClasses(np.array([oracle(image) for image in images]), labels)
-    classes = int(labels.max()) + 1
-
     backbone = run_backbone(config)
+    return RunSetup(
+        config=config,
+        oracle_name=oracle_name,
+        oracle=oracle,
+        classes_by_value=OracleClasses(np.array([oracle(image) for image in images]), labels),
+        classes=int(labels.max()) + 1,
+        label_column=column,
+        backbone=backbone,
+        timesteps=sampler_timesteps(config, backbone.num_train_timesteps, backbone.steps_offset),
+    )
+
+
+def step_ablation(run: Path, checkpoint: Path | None, modes: str | None, n: int | None) -> dict:
+    setup = open_run(run)
+    config, oracle_name, oracle, classes_by_value = setup.config, setup.oracle_name, setup.oracle, setup.classes_by_value
+    classes, column, backbone, timesteps = setup.classes, setup.label_column, setup.backbone, setup.timesteps
     if checkpoint is None:
         checkpoint = sorted((run / "checkpoints").iterdir())[-1]
     control = read_control(backbone, str(checkpoint)).create(backbone)
-    timesteps = sampler_timesteps(config, backbone.num_train_timesteps, backbone.steps_offset)
     chosen = parse_modes(modes or every_split(len(timesteps)), len(timesteps))
     eta, seed = float(config["sampler"]["eta"]), int(config["evaluation"]["seed"])
     n = n or int(config["evaluation"]["numSamples"])
