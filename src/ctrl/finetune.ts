@@ -77,6 +77,24 @@ export type FinetuneWorker = Pick<Worker, "rollout" | "backward" | "optimizerSte
  * Runs epochs [fromEpoch, epochs). After each epoch `onEpochEnd` may save a checkpoint; it is
  * awaited, so a crash never leaves a half-written one behind a finished epoch.
  */
+/** Each classifier term's cap, as the reward carries it; undefined when a term has none (no share at the cap). */
+function rewardCaps(reward: readonly RewardPart[]): number[] | undefined {
+  const caps = reward.flatMap((part) => (part.kind === "logProb" ? [part.confidenceCap] : []));
+  return caps.length > 0 && caps.every((cap) => cap !== undefined) ? (caps as number[]) : undefined;
+}
+
+/**
+ * Whether fine-tuning adapts the KL weight (finetune.adaptiveKl.enabled); refused for a reward it
+ * cannot drive: no KL term, or a classifier term without a cap (no share at the cap).
+ */
+export function adaptsKlWeight(reward: readonly RewardPart[], settings: ExperimentConfig["finetune"]): boolean {
+  if (!settings.adaptiveKl.enabled) return false;
+  if (!reward.some((part) => part.kind === "kl") || !(settings.klWeight > 0) || rewardCaps(reward) === undefined) {
+    throw new RangeError("finetune: an adaptive KL weight needs a KL term, klWeight > 0 and a confidence cap on every classifier term");
+  }
+  return true;
+}
+
 export async function finetune(
   worker: FinetuneWorker,
   target: FinetuneTarget,
@@ -88,13 +106,8 @@ export async function finetune(
   const settings = config.finetune;
   const logProbIndices = target.reward.flatMap((part, i) => (part.kind === "logProb" ? [i] : []));
   const klIndex = target.reward.findIndex((part) => part.kind === "kl");
-  // Each classifier term's cap, as the reward carries it; without one, no share at the cap.
-  const caps = target.reward.flatMap((part) => (part.kind === "logProb" ? [part.confidenceCap] : []));
-  const capped = caps.length > 0 && caps.every((cap) => cap !== undefined);
-  const adaptive = settings.adaptiveKl.enabled ? settings.adaptiveKl : undefined;
-  if (adaptive && (klIndex < 0 || !(settings.klWeight > 0) || !capped)) {
-    throw new RangeError("finetune: an adaptive KL weight needs a KL term, klWeight > 0 and a confidence cap on every classifier term");
-  }
+  const caps = rewardCaps(target.reward);
+  const adaptive = adaptsKlWeight(target.reward, settings) ? settings.adaptiveKl : undefined;
   // A resumed run continues from the weight its last kept step recorded.
   let klWeight = (adaptive && fromEpoch > 0 ? lastKlWeight(run, adaptive, settings.klWeight) : undefined) ?? settings.klWeight;
   // target.reward carries klWeight's term; the adapted weight rescales it.
@@ -166,7 +179,7 @@ export async function finetune(
         grad_steps_kept: kept / settings.gradAccumulation,
         kl_per_step: klPerStep,
         kl_weight: klWeight,
-        share_at_cap: capped ? shareAtCap(logProbs.map((values, k) => ({ values, confidenceCap: caps[k]! }))) : null,
+        share_at_cap: caps ? shareAtCap(logProbs.map((values, k) => ({ values, confidenceCap: caps[k]! }))) : null,
         seconds: (performance.now() - started) / 1000,
       };
       run.logMetrics({ ...record });

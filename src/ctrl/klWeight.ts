@@ -6,8 +6,9 @@
  * constraint "most samples sit at the confidence cap": it is multiplied by a factor after a step
  * where at least `target` of the batch sat at the cap (pulling the model back towards the
  * pre-trained one, where the samples' variety is) and divided by it otherwise, as PPO's adaptive
- * KL controller moves its weight towards a KL target. Measured (README, "The confidence cap"): no
- * consistent gain on the shipped controls, hence off by default.
+ * KL controller moves its weight towards a KL target. Measured (README, "What holds the variety back"):
+ * at x1.15 up to 1000 the weight stayed near klWeight and gained nothing; at x1.3 up to 100 it
+ * kept more variety on seed 0 and cost JPEG size its accuracy on seed 1, hence off by default.
  */
 
 export interface AdaptiveKlSettings {

@@ -21,7 +21,7 @@ import { writeSamplerRecord } from "./controls.js";
 import { buildDefaultDataset } from "./datasets.js";
 import { cachedSamples } from "./sampleCache.js";
 import { type Evaluation, type Judge, diversityRatios, equalSplit, judgeSamples, meanOrNull } from "./evaluate.js";
-import { NonFiniteTrainingError, finetune } from "./finetune.js";
+import { NonFiniteTrainingError, adaptsKlWeight, finetune } from "./finetune.js";
 import { ORACLES } from "./oracle.js";
 import { type Restart, rewindRun, withRestarts } from "./recovery.js";
 import { deriveSeed } from "./random.js";
@@ -207,7 +207,10 @@ async function pipeline(workers: DataParallel, config: ExperimentConfig, current
   await workers.replicate(optimizer.handle, async (w, rank) => (await setUpOptimizer(w, workers.on(rank, control.handle))).handle);
   const dimensions = backbone.sampleShape.reduce((a, b) => a * b, 1);
   const reward = ctrlReward([{ classifier: classifierHandle, field: state.labelColumn }], config.finetune.klWeight, dimensions, config.finetune.confidenceCap);
-  log(`fine-tuning: reward = ${describeReward(reward)}; ${control.numLoraParameters} LoRA + ${control.numEmbeddingParameters} embedding parameters`);
+  const adaptive = adaptsKlWeight(reward, config.finetune)
+    ? `; the KL weight adapts from ${config.finetune.klWeight} up to ${config.finetune.adaptiveKl.max} (finetune.adaptiveKl)`
+    : "";
+  log(`fine-tuning: reward = ${describeReward(reward)}${adaptive}; ${control.numLoraParameters} LoRA + ${control.numEmbeddingParameters} embedding parameters`);
   const finetuneStarted = performance.now();
   const secondsBefore = state.finetuneSeconds;
   await finetune(
