@@ -221,6 +221,11 @@ export const configSchema = z
          * Needs a cap below 1. Off by default: on seed 0 it kept more of the classes' variety at
          * the same accuracy, on seed 1 it cost JPEG size its 0.9 (README: "What holds the variety back").
          */
+        /**
+         * The KL weight of the last optimiser step: from klWeight at the first, the weight rises
+         * geometrically to this (src/ctrl/klWeight.ts, rampedKlWeight). Left out: klWeight throughout.
+         */
+        klWeightFinal: z.number().gt(0).max(1e6).optional(),
         adaptiveKl: z
           .object({
             enabled: z.boolean().default(false),
@@ -323,6 +328,11 @@ export function parseConfig(input: unknown): ExperimentConfig {
     problems.push("finetune.labelWeights: at least one weight must be positive");
   }
   const adaptive = config.finetune.adaptiveKl;
+  const final = config.finetune.klWeightFinal;
+  if (final !== undefined) {
+    if (!(config.finetune.klWeight > 0)) problems.push(`finetune.klWeight: a ramp to klWeightFinal starts here, so it must be above 0, got ${config.finetune.klWeight}`);
+    if (adaptive.enabled) problems.push("finetune.klWeightFinal: a scheduled weight and finetune.adaptiveKl.enabled exclude each other; choose one");
+  }
   if (adaptive.enabled) {
     if (config.finetune.confidenceCap >= 1) problems.push("finetune.adaptiveKl.enabled: needs finetune.confidenceCap below 1 (the share at the cap drives the weight)");
     if (!(config.finetune.klWeight > 0 && config.finetune.klWeight <= adaptive.max)) {

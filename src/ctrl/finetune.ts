@@ -12,7 +12,7 @@ import { Random, deriveSeed } from "./random.js";
 import type { Run } from "./runs.js";
 import { trainingText } from "./text.js";
 import { gradientMask } from "./truncation.js";
-import { type AdaptiveKlSettings, nextKlWeight, shareAtCap } from "./klWeight.js";
+import { type AdaptiveKlSettings, nextKlWeight, rampedKlWeight, shareAtCap } from "./klWeight.js";
 import { type RewardPart, rewardTerms } from "../rewards/expression.js";
 import { ProgressBar } from "../worker/progress.js";
 import type { Worker } from "../worker/worker.js";
@@ -126,6 +126,7 @@ export async function finetune(
       let kept = 0;
       let klPerStep: number[] = [];
       const logProbs: number[][] = logProbIndices.map(() => []);
+      if (settings.klWeightFinal !== undefined) klWeight = rampedKlWeight(settings.klWeight, settings.klWeightFinal, step, totalSteps);
       const terms = termsAt(klWeight);
       let nonFiniteLoss = false;
       for (let micro = 0; micro < settings.gradAccumulation && !nonFiniteLoss; micro++) {

@@ -48,3 +48,14 @@ export function nextKlWeight(weight: number, share: number, settings: AdaptiveKl
   const next = share >= settings.target ? weight * settings.factor : weight / settings.factor;
   return Math.min(settings.max, Math.max(floor, next));
 }
+
+/**
+ * `finetune.klWeightFinal`: the weight of optimiser step `step` (0-based) of `totalSteps`, rising
+ * geometrically from `start` at the first step to `final` at the last. A continuation: the small
+ * weight reaches the classes, the large one then pulls the model back towards the pre-trained one,
+ * while the capped target barely moves between them (README: "What holds the variety back").
+ */
+export function rampedKlWeight(start: number, final: number, step: number, totalSteps: number): number {
+  if (totalSteps <= 1) return final;
+  return start * (final / start) ** (step / (totalSteps - 1));
+}

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { parseConfig } from "../../src/ctrl/config.js";
 import { type FinetuneWorker, finetune } from "../../src/ctrl/finetune.js";
-import { nextKlWeight, shareAtCap } from "../../src/ctrl/klWeight.js";
+import { nextKlWeight, rampedKlWeight, shareAtCap } from "../../src/ctrl/klWeight.js";
 import { Run } from "../../src/ctrl/runs.js";
 import { ctrlReward } from "../../src/rewards/expression.js";
 import type { BackwardRequest } from "../../src/gen/ctrl/v1/worker.js";
@@ -79,4 +79,30 @@ test("an adaptive weight refuses a reward whose classifier term has no cap", asy
   const config = parseConfig({ finetune: { epochs: 1, stepsPerEpoch: 1, batchSize: 2, confidenceCap: CAP, adaptiveKl: { enabled: true } } });
   const uncapped = { control: "c", optimizer: "o", fields: [{ name: "y", weights: [1, 1] }], timesteps: [999, 499], reward: ctrlReward([{ classifier: "k", field: "y" }], 3, 4) };
   await assert.rejects(finetune(scriptedWorker([]).worker, uncapped, config, Run.create(tempDir(), "t", 0), 0, async () => undefined), /a confidence cap on every classifier term/);
+});
+
+test("a ramped KL weight rises geometrically from klWeight to klWeightFinal, step by step, resumed or not", async () => {
+  assert.equal(rampedKlWeight(3, 30, 0, 5), 3);
+  assert.ok(Math.abs(rampedKlWeight(3, 30, 4, 5) - 30) < 1e-12);
+  assert.ok(Math.abs(rampedKlWeight(4, 64, 2, 5) - 16) < 1e-12); // halfway: the geometric mean
+  assert.equal(rampedKlWeight(3, 30, 0, 1), 30);
+
+  const config = parseConfig({ finetune: { epochs: 2, stepsPerEpoch: 2, batchSize: 2, klWeight: 2, klWeightFinal: 16, confidenceCap: CAP } });
+  const dimensions = 4;
+  const target = { control: "c", optimizer: "o", fields: [{ name: "y", weights: [1, 1] }], timesteps: [999, 499], reward: ctrlReward([{ classifier: "k", field: "y" }], 2, dimensions, CAP) };
+  const sent = (weights: number[]) => weights.map((w) => Number((-w * dimensions).toPrecision(6)));
+  const whole = scriptedWorker([]);
+  const run = Run.create(tempDir(), "t", 0);
+  await finetune(whole.worker, target, config, run, 0, async () => undefined);
+  assert.deepEqual(sent(whole.klWeights), [2, 4, 8, 16]);
+  assert.deepEqual(run.readMetrics().filter((m) => m.phase === "finetune").map((m) => Number((m.kl_weight as number).toPrecision(6))), [2, 4, 8, 16]);
+  const resumed = scriptedWorker([]);
+  await finetune(resumed.worker, target, config, Run.create(tempDir(), "t", 0), 1, async () => undefined);
+  assert.deepEqual(sent(resumed.klWeights), [8, 16]);
+});
+
+test("klWeightFinal is validated: above 0, after a positive klWeight, and not with the adaptive weight", () => {
+  assert.throws(() => parseConfig({ finetune: { klWeightFinal: 0 } }), /finetune\.klWeightFinal/);
+  assert.throws(() => parseConfig({ finetune: { klWeight: 0, klWeightFinal: 30 } }), /finetune\.klWeight: a ramp to klWeightFinal starts here/);
+  assert.throws(() => parseConfig({ finetune: { klWeightFinal: 30, adaptiveKl: { enabled: true } } }), /exclude each other/);
 });
