@@ -222,10 +222,11 @@ export const configSchema = z
          * the same accuracy, on seed 1 it cost JPEG size its 0.9 (README: "What holds the variety back").
          */
         /**
-         * The KL weight of the last optimiser step: from klWeight at the first, the weight rises
-         * geometrically to this (src/ctrl/klWeight.ts, rampedKlWeight). Left out: klWeight throughout.
+         * How many times klWeight the KL weight of the last optimiser step is: from klWeight at
+         * the first step it rises geometrically (src/ctrl/klWeight.ts, rampedKlWeight); 1 keeps it
+         * fixed.
          */
-        klWeightFinal: z.number().gt(0).max(1e6).optional(),
+        klWeightRamp: z.number().min(1).max(1e4).default(1),
         adaptiveKl: z
           .object({
             enabled: z.boolean().default(false),
@@ -328,10 +329,8 @@ export function parseConfig(input: unknown): ExperimentConfig {
     problems.push("finetune.labelWeights: at least one weight must be positive");
   }
   const adaptive = config.finetune.adaptiveKl;
-  const final = config.finetune.klWeightFinal;
-  if (final !== undefined) {
-    if (!(config.finetune.klWeight > 0)) problems.push(`finetune.klWeight: a ramp to klWeightFinal starts here, so it must be above 0, got ${config.finetune.klWeight}`);
-    if (adaptive.enabled) problems.push("finetune.klWeightFinal: a scheduled weight and finetune.adaptiveKl.enabled exclude each other; choose one");
+  if (config.finetune.klWeightRamp !== 1 && adaptive.enabled) {
+    problems.push("finetune.klWeightRamp: a scheduled weight and finetune.adaptiveKl.enabled exclude each other; set the ramp to 1 or disable the adaptive weight");
   }
   if (adaptive.enabled) {
     if (config.finetune.confidenceCap >= 1) problems.push("finetune.adaptiveKl.enabled: needs finetune.confidenceCap below 1 (the share at the cap drives the weight)");

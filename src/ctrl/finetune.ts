@@ -126,7 +126,7 @@ export async function finetune(
       let kept = 0;
       let klPerStep: number[] = [];
       const logProbs: number[][] = logProbIndices.map(() => []);
-      if (settings.klWeightFinal !== undefined) klWeight = rampedKlWeight(settings.klWeight, settings.klWeightFinal, step, totalSteps);
+      if (settings.klWeightRamp !== 1) klWeight = rampedKlWeight(settings.klWeight, settings.klWeightRamp, step, totalSteps);
       const terms = termsAt(klWeight);
       let nonFiniteLoss = false;
       for (let micro = 0; micro < settings.gradAccumulation && !nonFiniteLoss; micro++) {

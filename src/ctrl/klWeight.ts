@@ -50,12 +50,13 @@ export function nextKlWeight(weight: number, share: number, settings: AdaptiveKl
 }
 
 /**
- * `finetune.klWeightFinal`: the weight of optimiser step `step` (0-based) of `totalSteps`, rising
- * geometrically from `start` at the first step to `final` at the last. A continuation: the small
- * weight reaches the classes, the large one then pulls the model back towards the pre-trained one,
- * while the capped target barely moves between them (README: "What holds the variety back").
+ * `finetune.klWeightRamp`: the weight of optimiser step `step` (0-based) of `totalSteps`, rising
+ * geometrically from `start` at the first step to `start * ramp` at the last. A continuation: the
+ * small weight reaches the classes, the large one then pulls the model back towards the
+ * pre-trained one, while the capped target barely moves between them (README: "What holds the
+ * variety back").
  */
-export function rampedKlWeight(start: number, final: number, step: number, totalSteps: number): number {
-  if (totalSteps <= 1) return final;
-  return start * (final / start) ** (step / (totalSteps - 1));
+export function rampedKlWeight(start: number, ramp: number, step: number, totalSteps: number): number {
+  if (totalSteps <= 1) return start * ramp;
+  return start * ramp ** (step / (totalSteps - 1));
 }

@@ -207,11 +207,11 @@ async function pipeline(workers: DataParallel, config: ExperimentConfig, current
   await workers.replicate(optimizer.handle, async (w, rank) => (await setUpOptimizer(w, workers.on(rank, control.handle))).handle);
   const dimensions = backbone.sampleShape.reduce((a, b) => a * b, 1);
   const reward = ctrlReward([{ classifier: classifierHandle, field: state.labelColumn }], config.finetune.klWeight, dimensions, config.finetune.confidenceCap);
-  const { klWeight, klWeightFinal, adaptiveKl } = config.finetune;
+  const { klWeight, klWeightRamp, adaptiveKl } = config.finetune;
   const adaptive = adaptsKlWeight(reward, config.finetune)
     ? `; the KL weight adapts from ${klWeight} up to ${adaptiveKl.max} (finetune.adaptiveKl)`
-    : klWeightFinal !== undefined
-      ? `; the KL weight rises from ${klWeight} to ${klWeightFinal} (finetune.klWeightFinal)`
+    : klWeightRamp !== 1 && klWeight > 0
+      ? `; the KL weight rises from ${klWeight} to ${klWeight * klWeightRamp} (finetune.klWeightRamp)`
       : "";
   log(`fine-tuning: reward = ${describeReward(reward)}${adaptive}; ${control.numLoraParameters} LoRA + ${control.numEmbeddingParameters} embedding parameters`);
   const finetuneStarted = performance.now();

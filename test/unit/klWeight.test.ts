@@ -81,13 +81,13 @@ test("an adaptive weight refuses a reward whose classifier term has no cap", asy
   await assert.rejects(finetune(scriptedWorker([]).worker, uncapped, config, Run.create(tempDir(), "t", 0), 0, async () => undefined), /a confidence cap on every classifier term/);
 });
 
-test("a ramped KL weight rises geometrically from klWeight to klWeightFinal, step by step, resumed or not", async () => {
-  assert.equal(rampedKlWeight(3, 30, 0, 5), 3);
-  assert.ok(Math.abs(rampedKlWeight(3, 30, 4, 5) - 30) < 1e-12);
-  assert.ok(Math.abs(rampedKlWeight(4, 64, 2, 5) - 16) < 1e-12); // halfway: the geometric mean
-  assert.equal(rampedKlWeight(3, 30, 0, 1), 30);
+test("a ramped KL weight rises geometrically from klWeight to klWeight * klWeightRamp, step by step, resumed or not", async () => {
+  assert.equal(rampedKlWeight(3, 10, 0, 5), 3);
+  assert.ok(Math.abs(rampedKlWeight(3, 10, 4, 5) - 30) < 1e-12);
+  assert.ok(Math.abs(rampedKlWeight(4, 16, 2, 5) - 16) < 1e-12); // halfway: the geometric mean of 4 and 64
+  assert.equal(rampedKlWeight(3, 10, 0, 1), 30);
 
-  const config = parseConfig({ finetune: { epochs: 2, stepsPerEpoch: 2, batchSize: 2, klWeight: 2, klWeightFinal: 16, confidenceCap: CAP } });
+  const config = parseConfig({ finetune: { epochs: 2, stepsPerEpoch: 2, batchSize: 2, klWeight: 2, klWeightRamp: 8, confidenceCap: CAP } });
   const dimensions = 4;
   const target = { control: "c", optimizer: "o", fields: [{ name: "y", weights: [1, 1] }], timesteps: [999, 499], reward: ctrlReward([{ classifier: "k", field: "y" }], 2, dimensions, CAP) };
   const sent = (weights: number[]) => weights.map((w) => Number((-w * dimensions).toPrecision(6)));
@@ -101,8 +101,8 @@ test("a ramped KL weight rises geometrically from klWeight to klWeightFinal, ste
   assert.deepEqual(sent(resumed.klWeights), [8, 16]);
 });
 
-test("klWeightFinal is validated: above 0, after a positive klWeight, and not with the adaptive weight", () => {
-  assert.throws(() => parseConfig({ finetune: { klWeightFinal: 0 } }), /finetune\.klWeightFinal/);
-  assert.throws(() => parseConfig({ finetune: { klWeight: 0, klWeightFinal: 30 } }), /finetune\.klWeight: a ramp to klWeightFinal starts here/);
-  assert.throws(() => parseConfig({ finetune: { klWeightFinal: 30, adaptiveKl: { enabled: true } } }), /exclude each other/);
+test("klWeightRamp is validated: at least 1, and not with the adaptive weight", () => {
+  assert.throws(() => parseConfig({ finetune: { klWeightRamp: 0.5 } }), /finetune\.klWeightRamp/);
+  assert.throws(() => parseConfig({ finetune: { klWeightRamp: 10, adaptiveKl: { enabled: true } } }), /exclude each other/);
+  assert.equal(parseConfig({ finetune: { klWeightRamp: 1, adaptiveKl: { enabled: true } } }).finetune.adaptiveKl.enabled, true);
 });
