@@ -73,10 +73,6 @@ export class NonFiniteTrainingError extends Error {
 /** What fine-tuning asks of the worker. */
 export type FinetuneWorker = Pick<Worker, "rollout" | "backward" | "optimizerStep">;
 
-/**
- * Runs epochs [fromEpoch, epochs). After each epoch `onEpochEnd` may save a checkpoint; it is
- * awaited, so a crash never leaves a half-written one behind a finished epoch.
- */
 /** Each classifier term's cap, as the reward carries it; undefined when a term has none (no share at the cap). */
 function rewardCaps(reward: readonly RewardPart[]): number[] | undefined {
   const caps = reward.flatMap((part) => (part.kind === "logProb" ? [part.confidenceCap] : []));
@@ -95,6 +91,10 @@ export function adaptsKlWeight(reward: readonly RewardPart[], settings: Experime
   return true;
 }
 
+/**
+ * Runs epochs [fromEpoch, epochs). After each epoch `onEpochEnd` may save a checkpoint; it is
+ * awaited, so a crash never leaves a half-written one behind a finished epoch.
+ */
 export async function finetune(
   worker: FinetuneWorker,
   target: FinetuneTarget,
