@@ -217,7 +217,7 @@ export const configSchema = z
         /**
          * How many times klWeight the KL weight of the last optimiser step is: from klWeight at
          * the first step it rises geometrically (src/ctrl/klWeight.ts, rampedKlWeight); 1 keeps it
-         * fixed. At 10, over 3 seeds: more of the classes' variety, less accuracy (JPEG size 0.953,
+         * fixed. At 10, over 3 seeds: more of the classes' variety, less accuracy (JPEG size 0.952,
          * brightness 0.905 with one seed at 0.875; README: "What holds the variety back").
          */
         klWeightRamp: z.number().min(1).max(1e4).default(1),
