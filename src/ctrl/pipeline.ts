@@ -208,12 +208,12 @@ async function pipeline(workers: DataParallel, config: ExperimentConfig, current
   const dimensions = backbone.sampleShape.reduce((a, b) => a * b, 1);
   const reward = ctrlReward([{ classifier: classifierHandle, field: state.labelColumn }], config.finetune.klWeight, dimensions, config.finetune.confidenceCap);
   const { klWeight, klWeightRamp, adaptiveKl } = config.finetune;
-  const adaptive = adaptsKlWeight(reward, config.finetune)
+  const klWeightSchedule = adaptsKlWeight(reward, config.finetune)
     ? `; the KL weight adapts from ${klWeight} up to ${adaptiveKl.max} (finetune.adaptiveKl)`
     : klWeightRamp !== 1 && klWeight > 0
       ? `; the KL weight rises from ${klWeight} to ${klWeight * klWeightRamp} (finetune.klWeightRamp)`
       : "";
-  log(`fine-tuning: reward = ${describeReward(reward)}${adaptive}; ${control.numLoraParameters} LoRA + ${control.numEmbeddingParameters} embedding parameters`);
+  log(`fine-tuning: reward = ${describeReward(reward)}${klWeightSchedule}; ${control.numLoraParameters} LoRA + ${control.numEmbeddingParameters} embedding parameters`);
   const finetuneStarted = performance.now();
   const secondsBefore = state.finetuneSeconds;
   await finetune(

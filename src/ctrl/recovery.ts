@@ -52,9 +52,10 @@ const isRestartRecord = (record: Record<string, unknown>) => record.phase === "r
 
 /**
  * Takes a run back to its last saved state before it continues: metrics.jsonl is cut to the size
- * it had then (keeping the restart records logged since), and without any saved state the stage outputs of the run's own preparation
- * (dataset/, classifier/) are removed, since preparation starts over. Returns the number of
- * fine-tuning steps that had been logged past the state: the work the continuation redoes.
+ * it had then (keeping the restart records logged since), and without any saved state the stage
+ * outputs of the run's own preparation (dataset/, classifier/) are removed, since preparation
+ * starts over. Returns the number of fine-tuning steps that had been logged past the state: the
+ * work the continuation redoes.
  */
 export function rewindRun(run: Run, saved: SavedProgress | undefined, stepsPerEpoch: number): number {
   const lastLogged = Math.max(0, ...run.readMetrics().flatMap((m) => (m.phase === "finetune" && typeof m.step === "number" ? [m.step] : [])));

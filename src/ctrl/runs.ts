@@ -109,15 +109,14 @@ export class Run {
   truncateMetrics(bytes: number, keep: (record: Record<string, unknown>) => boolean = () => false): void {
     if (this.metricsBytes() <= bytes) return;
     const file = this.path("metrics.jsonl");
-    const kept = readFileSync(file).subarray(bytes).toString("utf8")
-      .split("\n")
-      .filter((line) => {
-        try {
-          return keep(JSON.parse(line) as Record<string, unknown>);
-        } catch {
-          return false; // a blank line, or one torn by a crash mid-write
-        }
-      });
+    const tail = readFileSync(file).subarray(bytes).toString("utf8");
+    const kept = tail.split("\n").filter((line) => {
+      try {
+        return keep(JSON.parse(line) as Record<string, unknown>);
+      } catch {
+        return false; // a blank line, or one torn by a crash mid-write
+      }
+    });
     truncateSync(file, bytes);
     if (kept.length) appendFileSync(file, `${kept.join("\n")}\n`);
   }
