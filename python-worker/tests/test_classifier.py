@@ -133,6 +133,29 @@ def test_the_detail_stem_feeds_the_network_the_image_and_its_fine_detail():
     torch.testing.assert_close(out[:, :3], flat / (1 + 1e-5) ** 0.5)
 
 
+def test_the_stats_network_pools_each_channels_mean_and_spread(tmp_path):
+    classifier = clf.create_classifier(clf.validate_config([3, 8, 8], 2, "stats-convnet", 4, 1e-3, 0.0), 0, torch.device("cpu"))
+    model = classifier.model
+    assert model.layer1.conv1.in_channels == 6, "the detail stem in front"
+    images = _dataset().images[:5]
+    x = images.float() / 127.5 - 1
+    logits, features = clf.score(classifier, images, with_features=True)
+    assert features.shape == (5, 32)  # 4 * width means, then 4 * width standard deviations
+    with torch.no_grad():
+        h = model.layer3(model.layer2(model.layer1(model.stem(x))))
+    torch.testing.assert_close(features[:, :16], h.mean(dim=(2, 3)), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(features[:, 16:], h.std(dim=(2, 3), unbiased=False), atol=1e-3, rtol=1e-3)
+    torch.testing.assert_close(logits, model.fc(features))
+    # A flat image makes constant feature maps: the spread's gradient stays finite there.
+    flat = torch.zeros(2, 3, 8, 8, requires_grad=True)
+    model(flat).sum().backward()
+    assert torch.isfinite(flat.grad).all()
+    clf.save_classifier(classifier, str(tmp_path / "c"), overwrite=False)
+    loaded = clf.load_classifier(str(tmp_path / "c"), torch.device("cpu"))
+    assert loaded.config.architecture == "stats-convnet"
+    assert torch.equal(clf.score(loaded, images, False)[0], logits)
+
+
 def test_batches_are_checked_against_the_classifier():
     classifier = tiny_classifier(2)
     dataset = _dataset()
@@ -173,7 +196,7 @@ def test_given_images_are_checked():
     [
         (([3, 16], 2, "convnet", 0, 1e-3, 0.0), r"^input_shape: must be \[channels, height, width\]"),
         (([3, 16, 16], 1, "convnet", 0, 1e-3, 0.0), r"^num_classes: must be at least 2"),
-        (([3, 16, 16], 2, "mlp", 0, 1e-3, 0.0), r"^architecture: must be one of \['convnet', 'detail-convnet', 'noise-aware-resnet'\], got 'mlp'"),
+        (([3, 16, 16], 2, "mlp", 0, 1e-3, 0.0), r"^architecture: must be one of \['convnet', 'detail-convnet', 'stats-convnet', 'noise-aware-resnet'\], got 'mlp'"),
         (([3, 16, 16], 2, "convnet", 0, 0.0, 0.0), r"^learning_rate: must be positive"),
         (([3, 16, 16], 2, "convnet", 0, 1e-3, -1.0), r"^weight_decay: must be non-negative"),
     ],

@@ -12,7 +12,7 @@ import { Random, deriveSeed } from "./random.js";
 import type { Run } from "./runs.js";
 import { trainingText } from "./text.js";
 import { gradientMask } from "./truncation.js";
-import { type AdaptiveKlSettings, nextKlWeight, rampedKlWeight, shareAtCap } from "./klWeight.js";
+import { type AdaptiveKlSettings, followedShare, nextKlWeight, rampedKlWeight, shareAtCap } from "./klWeight.js";
 import { type RewardPart, rewardTerms } from "../rewards/expression.js";
 import { ProgressBar } from "../worker/progress.js";
 import type { Worker } from "../worker/worker.js";
@@ -56,6 +56,8 @@ export interface StepRecord {
   kl_weight: number;
   /** The share of the step's samples at the confidence cap; null without a cap. */
   share_at_cap: number | null;
+  /** The share the adaptive KL weight follows (its moving average); absent when the weight is not adaptive. */
+  share_followed?: number;
   seconds: number;
 }
 
@@ -108,8 +110,10 @@ export async function finetune(
   const klIndex = target.reward.findIndex((part) => part.kind === "kl");
   const caps = rewardCaps(target.reward);
   const adaptive = adaptsKlWeight(target.reward, settings) ? settings.adaptiveKl : undefined;
-  // A resumed run continues from the weight its last kept step recorded.
-  let klWeight = (adaptive && fromEpoch > 0 ? lastKlWeight(run, adaptive, settings.klWeight) : undefined) ?? settings.klWeight;
+  // A resumed run continues from the weight and followed share its last kept step recorded.
+  const resumed = adaptive && fromEpoch > 0 ? lastController(run, adaptive, settings.klWeight) : undefined;
+  let klWeight = resumed?.klWeight ?? settings.klWeight;
+  let share = resumed?.share;
   // target.reward carries klWeight's term; the adapted weight rescales it.
   const termsAt = (weight: number) =>
     rewardTerms(target.reward.map((part) => (part.kind === "kl" && weight !== settings.klWeight ? { ...part, weight: (part.weight * weight) / settings.klWeight } : part)));
@@ -183,15 +187,22 @@ export async function finetune(
         share_at_cap: caps ? shareAtCap(logProbs.map((values, k) => ({ values, confidenceCap: caps[k]! }))) : null,
         seconds: (performance.now() - started) / 1000,
       };
+      if (adaptive) {
+        const counted = adaptive.confidence === undefined ? record.share_at_cap! : shareAtCap(logProbs.map((values, k) => ({ values, confidenceCap: caps![k]! })), adaptive.confidence);
+        record.share_followed = share = followedShare(share, counted, adaptive.smoothing);
+      }
       run.logMetrics({ ...record });
-      if (adaptive) klWeight = nextKlWeight(klWeight, record.share_at_cap!, adaptive, settings.klWeight);
+      if (adaptive) klWeight = nextKlWeight(klWeight, share!, adaptive, settings.klWeight);
     }
     await onEpochEnd(epoch + 1);
   }
 }
 
-/** The KL weight that the step after the last recorded one uses, if a step was recorded. */
-function lastKlWeight(run: Run, adaptive: AdaptiveKlSettings, floor: number): number | undefined {
+/** The KL weight that the step after the last recorded one uses, and the share followed so far, if a step was recorded. */
+function lastController(run: Run, adaptive: AdaptiveKlSettings, floor: number): { klWeight: number; share: number } | undefined {
   const last = run.readMetrics().findLast((record) => record.phase === "finetune" && typeof record.kl_weight === "number");
-  return last ? nextKlWeight(last.kl_weight as number, last.share_at_cap as number, adaptive, floor) : undefined;
+  if (!last) return undefined;
+  // Records written before the moving average existed followed the batch's own share.
+  const share = (last.share_followed ?? last.share_at_cap) as number;
+  return { klWeight: nextKlWeight(last.kl_weight as number, share, adaptive, floor), share };
 }

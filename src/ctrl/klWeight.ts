@@ -14,9 +14,31 @@
 export interface AdaptiveKlSettings {
   /** The share of each batch that should sit at the confidence cap. */
   target: number;
-  /** The weight's factor per optimiser step: times it above the target, divided by it below. */
+  /** The weight's largest factor per optimiser step: times it above the target, divided by it below. */
   factor: number;
   max: number;
+  /**
+   * The controller follows an exponential moving average of the share with this coefficient
+   * (0: each batch's own share). A share counted on 16 samples moves by 0.1 from one step to
+   * the next by chance alone.
+   */
+  smoothing: number;
+  /**
+   * How far from the target the followed share must be for the full factor: the weight moves
+   * by factor^clamp((share - target) / tolerance, -1, 1). 0: the full factor at any distance.
+   */
+  tolerance: number;
+  /**
+   * The classifier probability a sample must reach, on every classifier term, to count towards
+   * the share; absent: each term's confidence cap. Below the cap it counts samples the
+   * classifier names the asked class for, whether or not the reward has stopped pulling them.
+   */
+  confidence?: number | undefined;
+}
+
+/** The share the controller follows after a step whose batch had `share` at the cap. */
+export function followedShare(previous: number | undefined, share: number, smoothing: number): number {
+  return previous === undefined ? share : smoothing * previous + (1 - smoothing) * share;
 }
 
 /** One classifier term's per-sample values and the cap it was clamped at. */
@@ -25,28 +47,30 @@ export interface CappedTerm {
   confidenceCap: number;
 }
 
-/** The share of samples at which every classifier term reached its cap, log(confidenceCap). */
-export function shareAtCap(terms: readonly CappedTerm[]): number {
+/** The share of samples at which every classifier term reached `probability` (default: its cap). */
+export function shareAtCap(terms: readonly CappedTerm[], probability?: number): number {
   if (terms.length === 0) throw new RangeError("shareAtCap: at least one classifier term is required");
   const count = terms[0]!.values.length;
   if (count === 0 || terms.some((term) => term.values.length !== count)) {
     throw new RangeError("shareAtCap: every term needs the same, non-zero number of samples");
   }
   // The worker clamps in float32: a sample at the cap reads log(cap) to within float rounding.
-  const atCap = terms.map((term) => Math.log(term.confidenceCap) - 1e-5);
+  const atCap = terms.map((term) => Math.log(Math.min(probability ?? 1, term.confidenceCap)) - 1e-5);
   let hits = 0;
   for (let j = 0; j < count; j++) if (terms.every((term, k) => term.values[j]! >= atCap[k]!)) hits++;
   return hits / count;
 }
 
 /**
- * One step of the controller: weight * factor when the batch's share at the cap reached the
- * target, weight / factor when not, kept within [floor, max]; the floor is the configured
- * klWeight, which reaches every class (the weight only rises above it to buy back variety).
+ * One step of the controller: the weight times factor^clamp((share - target) / tolerance, -1, 1)
+ * (with tolerance 0: times the factor when the followed share reached the target, divided by it
+ * when not), kept within [floor, max]; the floor is the configured klWeight, which reaches every
+ * class (the weight only rises above it to buy back variety).
  */
 export function nextKlWeight(weight: number, share: number, settings: AdaptiveKlSettings, floor: number): number {
-  const next = share >= settings.target ? weight * settings.factor : weight / settings.factor;
-  return Math.min(settings.max, Math.max(floor, next));
+  const { target, factor, tolerance } = settings;
+  const exponent = tolerance > 0 ? Math.min(1, Math.max(-1, (share - target) / tolerance)) : share >= target ? 1 : -1;
+  return Math.min(settings.max, Math.max(floor, weight * factor ** exponent));
 }
 
 /**

@@ -13,6 +13,13 @@ the embedded model's samples, the plain network stays at chance on 4-class JPEG 
 (0.31 held-out) and the stem reaches 0.81. Global attributes (brightness, colour) still reach the
 network through the image band.
 
+"stats-convnet" is "detail-convnet" whose last feature map is pooled into its mean
+and its standard deviation per channel, not the mean alone. Attributes defined by a spread
+(colourfulness: the spread of the opponent colours; contrast; how much grain a JPEG must encode)
+are a second moment, which a mean of ReLU features only approximates. Measured on 2000 samples of
+the embedded model (held-out 20%, 10 / 20 epochs): colourfulness 0.79 / 0.83 with the mean alone,
+0.83 / 0.87 with both; JPEG size 0.895 / 0.90 and 0.90 / 0.91; brightness 0.96 and 0.975.
+
 "noise-aware-resnet" is the noise-aware classifier p(y | x_t, t) of classifier guidance, built as
 guided-diffusion's (noise_aware_net.py); it is trained on noised images x_t (noisy_classifier.py)
 and, without a timestep, sees t = 0, a clean image.
@@ -39,8 +46,9 @@ from ..ctrl.storage import Marker, check_tensors, checkpoint_folder, json_field,
 from ..rpc.tensors import from_proto, seeded, uint8_to_model_range
 from ..rpc.validation import rate
 
-ARCHITECTURES = ("convnet", "detail-convnet", "noise-aware-resnet")
+ARCHITECTURES = ("convnet", "detail-convnet", "stats-convnet", "noise-aware-resnet")
 DETAIL = "detail-convnet"
+STATS = "stats-convnet"
 NOISE_AWARE = "noise-aware-resnet"
 DEFAULT_WIDTH = 32
 FORMAT = "ctrl-classifier/1"
@@ -82,22 +90,33 @@ class DetailStem(nn.Module):
 
 
 class ConvNet(nn.Module):
-    def __init__(self, in_channels: int, num_classes: int, width: int, detail: bool = False):
+    def __init__(self, in_channels: int, num_classes: int, width: int, detail: bool = False, spread: bool = False):
         super().__init__()
         self.stem = DetailStem(in_channels) if detail else nn.Identity()
         self.layer1 = ResidualBlock(2 * in_channels if detail else in_channels, width, stride=1)
         self.layer2 = ResidualBlock(width, 2 * width, stride=2)
         self.layer3 = ResidualBlock(2 * width, 4 * width, stride=2)
-        self.fc = nn.Linear(4 * width, num_classes)
+        self.spread = spread
+        self.fc = nn.Linear(head_inputs(width, spread), num_classes)
 
     def features(self, x: torch.Tensor, timesteps: torch.Tensor | None = None) -> torch.Tensor:
-        """The pooled penultimate-layer vector, [n, 4 * width]. A clean classifier takes no timesteps."""
+        """The pooled penultimate-layer vector, [n, head_inputs(width, spread)]: each channel's mean,
+        then (spread) its standard deviation. A clean classifier takes no timesteps."""
         if timesteps is not None:
             raise ValueError("this classifier has no timestep input")
-        return self.layer3(self.layer2(self.layer1(self.stem(x)))).mean(dim=(2, 3))
+        h = self.layer3(self.layer2(self.layer1(self.stem(x))))
+        if not self.spread:
+            return h.mean(dim=(2, 3))
+        # The epsilon keeps the square root's gradient finite on a constant feature map.
+        return torch.cat([h.mean(dim=(2, 3)), (h.var(dim=(2, 3), unbiased=False) + 1e-6).sqrt()], dim=1)
 
     def forward(self, x: torch.Tensor, timesteps: torch.Tensor | None = None) -> torch.Tensor:
         return self.fc(self.features(x, timesteps))
+
+
+def head_inputs(width: int, spread: bool) -> int:
+    """The linear head's input size: 4 * width channels, pooled by their mean (and standard deviation)."""
+    return (8 if spread else 4) * width
 
 
 @dataclass(frozen=True)
@@ -149,7 +168,8 @@ def validate_config(
         raise invalid("width", f"must be non-negative (0 means {DEFAULT_WIDTH}), got {width}")
     width = at_most(width or DEFAULT_WIDTH, MAX_CLASSIFIER_WIDTH, "width")
     # The head is [4 * width, num_classes]: each is within its limit, their product may not be.
-    at_most(4 * width * num_classes, MAX_CLASSIFIER_HEAD, "num_classes", "4 * width * num_classes (the head's size) must be")
+    head = head_inputs(width, architecture == STATS) * num_classes
+    at_most(head, MAX_CLASSIFIER_HEAD, "num_classes", "the head's size (4 or 8 * width, times num_classes) must be")
     return ClassifierConfig(
         architecture=architecture,
         width=width,
@@ -165,7 +185,13 @@ def create_classifier(config: ClassifierConfig, seed: int, device: torch.device)
         if config.architecture == NOISE_AWARE:
             model = NoiseAwareResNet(config.input_shape[0], config.num_classes, config.width)
         else:
-            model = ConvNet(config.input_shape[0], config.num_classes, config.width, detail=config.architecture == DETAIL)
+            model = ConvNet(
+                config.input_shape[0],
+                config.num_classes,
+                config.width,
+                detail=config.architecture in (DETAIL, STATS),
+                spread=config.architecture == STATS,
+            )
     model.to(device).eval()
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     return Classifier(config=config, model=model, optimizer=optimizer, device=device)

@@ -13,7 +13,7 @@ from .errors import invalid
 MAX_CLASSES = 100_000  # classes of a label field, a classifier, a dataset column
 MAX_LABEL_FIELDS = 64  # label fields of one control
 MAX_CLASSIFIER_WIDTH = 256  # base width w of a classifier (its widest layer has 4w channels)
-MAX_CLASSIFIER_HEAD = 1 << 25  # 4 * width * num_classes: the linear head's weights (128 MiB)
+MAX_CLASSIFIER_HEAD = 1 << 25  # (4 or 8) * width * num_classes: the linear head's weights (128 MiB)
 MAX_CHANNELS = 64  # channels of an image or sample
 MAX_IMAGE_SIDE = 4096  # pixels (or latent cells) per side
 MAX_IMAGE_PIXELS = 4096 * 4096
