@@ -228,7 +228,7 @@ def test_get_info_reports_the_limits(service):
     [
         (dict(num_classes=10**7), "num_classes: must be at most 100,000"),
         (dict(width=2000), "width: must be at most 256"),
-        (dict(width=256, num_classes=100_000), "num_classes: 4 \\* width \\* num_classes"),
+        (dict(width=256, num_classes=100_000), "num_classes: the head's size \\(4 or 8 \\* width, times num_classes\\)"),
         (dict(input_shape=[3, 2**32, 16]), "input_shape\\[1\\]: a side must be at most"),
         (dict(input_shape=[2**20, 16, 16]), "input_shape\\[0\\]: channels must be at most"),
     ],

@@ -12,7 +12,7 @@ test("an empty config resolves to the embedded default", () => {
   assert.equal(config.sampler.eta, 0.5);
   assert.deepEqual(config.finetune.truncation, { kind: "none" });
   assert.equal(config.dataset.kind === "default" && config.dataset.images, "samples", "the paper's recipe: the model's own samples");
-  assert.equal(config.classifier.architecture, "detail-convnet");
+  assert.equal(config.classifier.architecture, "stats-convnet");
   assert.deepEqual(config.classifier.robust, { epsilon: 0.036, steps: 3, maxAccuracyDrop: 0.1 });
   assert.equal(config.control.timestepBands, 5);
   assert.equal(config.finetune.klWeight, 3);

@@ -13,7 +13,7 @@ the embedded model's samples, the plain network stays at chance on 4-class JPEG 
 (0.31 held-out) and the stem reaches 0.81. Global attributes (brightness, colour) still reach the
 network through the image band.
 
-"stats-convnet" is "detail-convnet" whose last feature map is pooled into its mean
+"stats-convnet" (the default) is "detail-convnet" whose last feature map is pooled into its mean
 and its standard deviation per channel, not the mean alone. Attributes defined by a spread
 (colourfulness: the spread of the opponent colours; contrast; how much grain a JPEG must encode)
 are a second moment, which a mean of ReLU features only approximates. Measured on 2000 samples of
