@@ -16,7 +16,8 @@ test("an empty config resolves to the embedded default", () => {
   assert.deepEqual(config.classifier.robust, { epsilon: 0.036, steps: 3, maxAccuracyDrop: 0.1 });
   assert.equal(config.control.timestepBands, 5);
   assert.equal(config.finetune.klWeight, 3);
-  assert.equal(config.finetune.confidenceCap, 0.9);
+  assert.equal(config.finetune.confidenceCap, 0.97);
+  assert.equal(config.finetune.klWeightRamp, 10);
   assert.equal(config.finetune.adaptiveKl.enabled, false);
   assert.equal(config.finetune.adamBeta2, 0.999);
 });

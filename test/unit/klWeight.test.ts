@@ -47,14 +47,14 @@ test("the followed share is the batch's own at first, then a moving average", ()
 });
 
 test("adaptiveKl is validated: it needs a cap, and the starting weight within its range", () => {
-  assert.throws(() => parseConfig({ finetune: { confidenceCap: 1, adaptiveKl: { enabled: true } } }), /finetune\.adaptiveKl\.enabled: needs finetune\.confidenceCap below 1/);
-  assert.throws(() => parseConfig({ finetune: { confidenceCap: 0.9, klWeight: 0, adaptiveKl: { enabled: true } } }), /finetune\.klWeight: the adaptive weight starts here/);
-  assert.throws(() => parseConfig({ finetune: { confidenceCap: 0.9, adaptiveKl: { enabled: true, factor: 1 } } }), /finetune\.adaptiveKl\.factor/);
-  assert.throws(() => parseConfig({ finetune: { confidenceCap: 0.9, adaptiveKl: { enabled: true, target: 1.5 } } }), /finetune\.adaptiveKl\.target/);
-  assert.throws(() => parseConfig({ finetune: { confidenceCap: 0.9, adaptiveKl: { enabled: true, smoothing: 1 } } }), /finetune\.adaptiveKl\.smoothing/);
-  assert.throws(() => parseConfig({ finetune: { confidenceCap: 0.9, adaptiveKl: { enabled: true, confidence: 0.95 } } }), /finetune\.adaptiveKl\.confidence: the reward is clamped at finetune\.confidenceCap = 0\.9/);
-  assert.equal(parseConfig({ finetune: { confidenceCap: 0.9, adaptiveKl: { enabled: true, confidence: 0.5 } } }).finetune.adaptiveKl.confidence, 0.5);
-  assert.throws(() => parseConfig({ finetune: { confidenceCap: 0.9, adaptiveKl: { enabled: true, tolerance: -0.1 } } }), /finetune\.adaptiveKl\.tolerance/);
+  assert.throws(() => parseConfig({ finetune: { confidenceCap: 1, klWeightRamp: 1, adaptiveKl: { enabled: true } } }), /finetune\.adaptiveKl\.enabled: needs finetune\.confidenceCap below 1/);
+  assert.throws(() => parseConfig({ finetune: { confidenceCap: 0.9, klWeight: 0, klWeightRamp: 1, adaptiveKl: { enabled: true } } }), /finetune\.klWeight: the adaptive weight starts here/);
+  assert.throws(() => parseConfig({ finetune: { confidenceCap: 0.9, klWeightRamp: 1, adaptiveKl: { enabled: true, factor: 1 } } }), /finetune\.adaptiveKl\.factor/);
+  assert.throws(() => parseConfig({ finetune: { confidenceCap: 0.9, klWeightRamp: 1, adaptiveKl: { enabled: true, target: 1.5 } } }), /finetune\.adaptiveKl\.target/);
+  assert.throws(() => parseConfig({ finetune: { confidenceCap: 0.9, klWeightRamp: 1, adaptiveKl: { enabled: true, smoothing: 1 } } }), /finetune\.adaptiveKl\.smoothing/);
+  assert.throws(() => parseConfig({ finetune: { confidenceCap: 0.9, klWeightRamp: 1, adaptiveKl: { enabled: true, confidence: 0.95 } } }), /finetune\.adaptiveKl\.confidence: the reward is clamped at finetune\.confidenceCap = 0\.9/);
+  assert.equal(parseConfig({ finetune: { confidenceCap: 0.9, klWeightRamp: 1, adaptiveKl: { enabled: true, confidence: 0.5 } } }).finetune.adaptiveKl.confidence, 0.5);
+  assert.throws(() => parseConfig({ finetune: { confidenceCap: 0.9, klWeightRamp: 1, adaptiveKl: { enabled: true, tolerance: -0.1 } } }), /finetune\.adaptiveKl\.tolerance/);
 });
 
 /** A worker whose samples are at the cap on the listed optimiser steps (1-based); it records the KL term's weight of each backward. */
@@ -77,7 +77,7 @@ function scriptedWorker(atCapSteps: number[], otherwise = -2) {
 }
 
 test("fine-tuning sends the adapted weight in each step's KL term, logs it, and a resume continues from it", async () => {
-  const config = parseConfig({ finetune: { epochs: 2, stepsPerEpoch: 3, batchSize: 2, klWeight: 2, confidenceCap: CAP, adaptiveKl: { enabled: true, factor: 2 } } });
+  const config = parseConfig({ finetune: { epochs: 2, stepsPerEpoch: 3, batchSize: 2, klWeight: 2, confidenceCap: CAP, klWeightRamp: 1, adaptiveKl: { enabled: true, factor: 2 } } });
   const dimensions = 4;
   const target = { control: "c", optimizer: "o", fields: [{ name: "y", weights: [1, 1] }], timesteps: [999, 499], reward: ctrlReward([{ classifier: "k", field: "y" }], 2, dimensions, CAP) };
   const { worker, klWeights } = scriptedWorker([1, 2, 3, 6]);
@@ -98,7 +98,7 @@ test("fine-tuning sends the adapted weight in each step's KL term, logs it, and 
 });
 
 test("a smoothed controller follows the moving average of the share, logs it, and a resume continues from it", async () => {
-  const config = parseConfig({ finetune: { epochs: 2, stepsPerEpoch: 3, batchSize: 2, klWeight: 2, confidenceCap: CAP, adaptiveKl: { enabled: true, factor: 2, smoothing: 0.5 } } });
+  const config = parseConfig({ finetune: { epochs: 2, stepsPerEpoch: 3, batchSize: 2, klWeight: 2, confidenceCap: CAP, klWeightRamp: 1, adaptiveKl: { enabled: true, factor: 2, smoothing: 0.5 } } });
   const dimensions = 4;
   const target = { control: "c", optimizer: "o", fields: [{ name: "y", weights: [1, 1] }], timesteps: [999, 499], reward: ctrlReward([{ classifier: "k", field: "y" }], 2, dimensions, CAP) };
   const sent = (weights: number[]) => weights.map((w) => Number((-w * dimensions).toPrecision(6)));
@@ -119,7 +119,7 @@ test("a smoothed controller follows the moving average of the share, logs it, an
 });
 
 test("with adaptiveKl.confidence the controller counts samples that reached that probability, below the cap", async () => {
-  const config = parseConfig({ finetune: { epochs: 1, stepsPerEpoch: 3, batchSize: 2, klWeight: 2, confidenceCap: CAP, adaptiveKl: { enabled: true, factor: 2, confidence: 0.5 } } });
+  const config = parseConfig({ finetune: { epochs: 1, stepsPerEpoch: 3, batchSize: 2, klWeight: 2, confidenceCap: CAP, klWeightRamp: 1, adaptiveKl: { enabled: true, factor: 2, confidence: 0.5 } } });
   const dimensions = 4;
   const target = { control: "c", optimizer: "o", fields: [{ name: "y", weights: [1, 1] }], timesteps: [999, 499], reward: ctrlReward([{ classifier: "k", field: "y" }], 2, dimensions, CAP) };
   const { worker, klWeights } = scriptedWorker([], Math.log(0.6)); // every sample at p = 0.6: none at the cap
@@ -131,7 +131,7 @@ test("with adaptiveKl.confidence the controller counts samples that reached that
 });
 
 test("an adaptive weight refuses a reward whose classifier term has no cap", async () => {
-  const config = parseConfig({ finetune: { epochs: 1, stepsPerEpoch: 1, batchSize: 2, confidenceCap: CAP, adaptiveKl: { enabled: true } } });
+  const config = parseConfig({ finetune: { epochs: 1, stepsPerEpoch: 1, batchSize: 2, confidenceCap: CAP, klWeightRamp: 1, adaptiveKl: { enabled: true } } });
   const uncapped = { control: "c", optimizer: "o", fields: [{ name: "y", weights: [1, 1] }], timesteps: [999, 499], reward: ctrlReward([{ classifier: "k", field: "y" }], 3, 4) };
   await assert.rejects(finetune(scriptedWorker([]).worker, uncapped, config, Run.create(tempDir(), "t", 0), 0, async () => undefined), /a confidence cap on every classifier term/);
 });
@@ -159,5 +159,7 @@ test("a ramped KL weight rises geometrically from klWeight to klWeight * klWeigh
 test("klWeightRamp is validated: at least 1, and not with the adaptive weight", () => {
   assert.throws(() => parseConfig({ finetune: { klWeightRamp: 0.5 } }), /finetune\.klWeightRamp/);
   assert.throws(() => parseConfig({ finetune: { klWeightRamp: 10, adaptiveKl: { enabled: true } } }), /exclude each other/);
+  // The default ramp (10) too: enabling the adaptive weight alone is refused, with the fix named.
+  assert.throws(() => parseConfig({ finetune: { adaptiveKl: { enabled: true } } }), /set the ramp to 1/);
   assert.equal(parseConfig({ finetune: { klWeightRamp: 1, adaptiveKl: { enabled: true } } }).finetune.adaptiveKl.enabled, true);
 });
