@@ -126,14 +126,14 @@ export const configSchema = z
          * such as JPEG size are learnt in a few epochs (the plain "convnet" stays at chance on the
          * embedded model's samples). "stats-convnet" (the default): the same, pooled into each
          * channel's mean and standard deviation, for attributes that are a spread (colourfulness:
-         * 0.87 held-out against 0.83 at 20 epochs; worker classifiers/classifier.py). "convnet":
+         * 0.86 held-out against 0.82 at 20 epochs; worker classifiers/classifier.py). "convnet":
          * the official network as it is.
          */
         architecture: z.enum(["stats-convnet", "detail-convnet", "convnet"]).default("stats-convnet"),
         width: positiveInt.max(256).default(16),
         /**
          * 20: on the embedded model's 2000 samples the held-out accuracy still rises from 10 to 20
-         * epochs (colourfulness 0.83 to 0.87 with "stats-convnet"; JPEG size 0.90 to 0.91).
+         * epochs (colourfulness 0.83 to 0.86 with "stats-convnet"; JPEG size 0.90 to 0.91).
          */
         epochs: positiveInt.max(10_000).default(20),
         batchSize: positiveInt.max(4096).default(64),
