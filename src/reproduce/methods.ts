@@ -119,7 +119,7 @@ async function ctrl({ config, experiment, session, exp }: MethodContext): Promis
     await worker.release(control.handle);
     drafts.push({
       method: "ctrl",
-      setting: ctrlSetting(klWeight),
+      setting: ctrlSetting(klWeight, experiment.finetune.klWeightRamp),
       images: value,
       trainSeconds,
       sampleSeconds,
@@ -133,9 +133,9 @@ async function ctrl({ config, experiment, session, exp }: MethodContext): Promis
   return drafts;
 }
 
-/** The row setting of CTRL at a KL weight. */
-export function ctrlSetting(klWeight: number): string {
-  return `KL weight ${klWeight}`;
+/** The row setting of CTRL at a KL weight (rising to klWeight * ramp over fine-tuning when ramp > 1). */
+export function ctrlSetting(klWeight: number, ramp: number): string {
+  return ramp === 1 ? `KL weight ${klWeight}` : `KL weight ${klWeight} to ${klWeight * ramp}`;
 }
 
 /** Samples with guidance at each setting; `extra` describes the cost and the data of all of them. */

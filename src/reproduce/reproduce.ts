@@ -91,7 +91,7 @@ export async function runReproduce(config: ReproduceConfig, options: ReproduceOp
   const scale = config.classifierFree.efficiencyScale;
   for (const size of methods.efficiency.length ? config.data.efficiencySizes : []) {
     // On the single-control dataset, CTRL (at the first KL weight) and CFG (at this scale) already ran: their rows count here too.
-    const reused = (r: TableRow) => (r.method === "ctrl" && r.setting === ctrlSetting(mainKlWeight)) || (r.method === "cfg" && r.setting === `w = ${scale}`);
+    const reused = (r: TableRow) => (r.method === "ctrl" && r.setting === ctrlSetting(mainKlWeight, experiment.finetune.klWeightRamp)) || (r.method === "cfg" && r.setting === `w = ${scale}`);
     const done = size === config.data.singleSize ? rows.filter((r) => r.experiment === "single-control" && reused(r)) : [];
     rows.push(...done.map((r) => ({ ...r, experiment: "sample-efficiency" })));
     const missing = methods.efficiency.filter((m) => !done.some((r) => r.method === m));

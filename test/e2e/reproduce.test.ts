@@ -45,7 +45,7 @@ test("a reproduction writes every experiment's rows, the tables, the report and 
     "single-control/pretrained/0",
     "single-control/cfg w = 0/60",
     "single-control/cfg w = 2/60",
-    "multi-control/ctrl KL weight 0.1/80",
+    "multi-control/ctrl KL weight 0.1 to 1/80", // the default ramp: the weight rises tenfold
     "sample-efficiency/cfg w = 2/40",
     "sample-efficiency/cfg w = 2/60", // the single-control row, counted again
   ]);
