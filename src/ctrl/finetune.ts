@@ -173,6 +173,7 @@ export async function finetune(
         continue;
       }
       skippedInARow = 0;
+      const cappedTerms = caps?.map((confidenceCap, k) => ({ values: logProbs[k]!, confidenceCap }));
       const record: StepRecord = {
         phase: "finetune",
         epoch: epoch + 1,
@@ -184,11 +185,11 @@ export async function finetune(
         grad_steps_kept: kept / settings.gradAccumulation,
         kl_per_step: klPerStep,
         kl_weight: klWeight,
-        share_at_cap: caps ? shareAtCap(logProbs.map((values, k) => ({ values, confidenceCap: caps[k]! }))) : null,
+        share_at_cap: cappedTerms ? shareAtCap(cappedTerms) : null,
         seconds: (performance.now() - started) / 1000,
       };
       if (adaptive) {
-        const counted = adaptive.confidence === undefined ? record.share_at_cap! : shareAtCap(logProbs.map((values, k) => ({ values, confidenceCap: caps![k]! })), adaptive.confidence);
+        const counted = adaptive.confidence === undefined ? record.share_at_cap! : shareAtCap(cappedTerms!, adaptive.confidence);
         record.share_followed = share = followedShare(share, counted, adaptive.smoothing);
       }
       run.logMetrics({ ...record });

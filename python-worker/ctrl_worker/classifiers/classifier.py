@@ -168,7 +168,7 @@ def validate_config(
     if width < 0:
         raise invalid("width", f"must be non-negative (0 means {DEFAULT_WIDTH}), got {width}")
     width = at_most(width or DEFAULT_WIDTH, MAX_CLASSIFIER_WIDTH, "width")
-    # The head is [4 * width, num_classes]: each is within its limit, their product may not be.
+    # The head is [4 or 8 * width, num_classes]: each is within its limit, their product may not be.
     head = head_inputs(width, architecture == STATS) * num_classes
     at_most(head, MAX_CLASSIFIER_HEAD, "num_classes", "the head's size (4 or 8 * width, times num_classes) must be")
     return ClassifierConfig(
