@@ -8,13 +8,19 @@ fine-tuned model for the first K steps only) and "last:K". Each set is judged by
 measured the same way) and, per asked class, its 8x8-thumbnail diversity over that of the
 pre-trained samples the oracle puts in that class, and how selective the control is (`selectivity`).
 If "last:K" alone keeps the accuracy while "first:K" alone already makes the images alike, the
-early steps spend the control on something the reward did not need. Prints one JSON line.
+early steps spend the control on something the reward did not need.
+
+Two more modes ask which parameters carry the change, at every step: "lora-only" (LoRA on, every
+sample with the null label: what the control does whatever the label) and "embeddings-only" (the
+label embeddings with the LoRA weights zeroed). Prints one JSON line.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -24,7 +30,7 @@ import torch
 
 from ..ctrl.checkpoints import read_control
 from ..data import synthetic
-from ..ctrl.control import Labels
+from ..ctrl.control import Control, Labels
 from ..diffusion.backbones import Backbone, load_backbone
 from ..diffusion.sampler import Trajectory
 from .band_diversity import mean_pairwise_distance
@@ -66,18 +72,39 @@ def sampler_timesteps(config: dict, num_train_timesteps: int, steps_offset: int)
 
 
 def parse_modes(text: str, steps: int) -> dict[str, list[int]]:
-    """"all;first:3;last:7" -> the sampler steps (indices) at which the fine-tuned model runs."""
+    """"all;first:3;last:7;lora-only" -> the sampler steps (indices) at which the fine-tuned model
+    runs (every step for the PARTS modes, which keep only part of the control)."""
     modes = {}
     for part in text.split(";"):
         name, _, count = part.partition(":")
-        if name == "all" and not count:
+        if name in ("all", *PARTS) and not count:
             modes[part] = list(range(steps))
             continue
         if name not in ("first", "last") or not count.isdigit() or not 1 <= int(count) <= steps:
-            raise SystemExit(f"--modes: {part!r} is not all, first:K or last:K with K in [1, {steps}]")
+            raise SystemExit(
+                f"--modes: {part!r} is not all, {', '.join(PARTS)}, first:K or last:K with K in [1, {steps}]"
+            )
         k = int(count)
         modes[part] = list(range(k)) if name == "first" else list(range(steps - k, steps))
     return modes
+
+
+PARTS = ("lora-only", "embeddings-only")
+
+
+@contextmanager
+def lora_zeroed(control: Control) -> Iterator[None]:
+    """The control's LoRA weights at zero (its adapters then add nothing), restored on exit."""
+    kept = [p.detach().clone() for p in control.lora_parameters()]
+    with torch.no_grad():
+        for p in control.lora_parameters():
+            p.zero_()
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for p, value in zip(control.lora_parameters(), kept):
+                p.copy_(value)
 
 
 def every_split(steps: int) -> str:
@@ -169,15 +196,18 @@ def step_ablation(run: Path, checkpoint: Path | None, modes: str | None, n: int 
     asked = np.repeat(np.arange(classes), -(-n // classes))[:n]
     asked_labels = Labels({column: torch.tensor(asked)})
 
-    def sample(fine_tuned_steps: set[int]) -> np.ndarray:
+    def sample(fine_tuned_steps: set[int], mode: str = "all") -> np.ndarray:
+        labels = asked_labels.null() if mode == "lora-only" else asked_labels
+
         def predict(x, timestep, with_reference, batch_size):
             use = timesteps.index(timestep) in fine_tuned_steps
             with torch.no_grad():
-                return control.eps(x, timestep, asked_labels if use else None), None
+                return control.eps(x, timestep, labels if use else None), None
 
-        trajectory = Trajectory(backbone, n, seed, predict=predict)
-        for i, t in enumerate(timesteps):
-            trajectory.step(t, timesteps[i + 1] if i + 1 < len(timesteps) else -1, eta)
+        with lora_zeroed(control) if mode == "embeddings-only" else nullcontext():
+            trajectory = Trajectory(backbone, n, seed, predict=predict)
+            for i, t in enumerate(timesteps):
+                trajectory.step(t, timesteps[i + 1] if i + 1 < len(timesteps) else -1, eta)
         return to_uint8(backbone, trajectory.x)
 
     pretrained = sample(set())
@@ -187,7 +217,7 @@ def step_ablation(run: Path, checkpoint: Path | None, modes: str | None, n: int 
     reference = [mean_pairwise_distance(pretrained_thumbs[pretrained_classes == k]) for k in range(classes)]
     results = []
     for name, on in chosen.items():
-        samples = sample(set(on))
+        samples = sample(set(on), name)
         values = np.array([oracle(image) for image in samples])
         thumbs = thumbnails(samples)
         results.append(
@@ -217,7 +247,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m ctrl_worker.tools.step_ablation", description=__doc__.split("\n\n")[0])
     parser.add_argument("run", type=Path, help="a finished run folder (config.json, dataset/, checkpoints/)")
     parser.add_argument("--checkpoint", type=Path, help="a control checkpoint (default: the run's last)")
-    parser.add_argument("--modes", help='e.g. "all;first:5;last:5" (default: all, and first:K and last:K for every K)')
+    parser.add_argument(
+        "--modes",
+        help='e.g. "all;first:5;last:5;lora-only;embeddings-only" (default: all, and first:K and last:K for every K)',
+    )
     parser.add_argument("--n", type=int, help="samples (default: the run's evaluation.numSamples)")
     args = parser.parse_args(argv)
     if args.n is not None and args.n < 2:
