@@ -30,12 +30,12 @@ def backbone(tiny_backbone_dir):
 
 @pytest.fixture
 def make_control(backbone):
-    """make_control(fields={"a": 3}, targets=(...), rank=4, bands=1) -> a control on `backbone`."""
+    """make_control(fields={"a": 3}, targets=(...), rank=4, bands=1, per_label=False) -> a control on `backbone`."""
     from ctrl_worker.ctrl.control import Control, LabelField, LoraSpec
 
-    def make(fields=None, targets=("to_q", "to_k", "to_v", "to_out.0", "conv1", "conv2"), rank=4, seed=0, bands=1):
+    def make(fields=None, targets=("to_q", "to_k", "to_v", "to_out.0", "conv1", "conv2"), rank=4, seed=0, bands=1, per_label=False):
         fields = fields or {"a": 3, "b": 2}
         specs = [LabelField(name, k) for name, k in fields.items()]
-        return Control(backbone, specs, LoraSpec(rank, float(rank), tuple(targets)), seed, timestep_bands=bands)
+        return Control(backbone, specs, LoraSpec(rank, float(rank), tuple(targets), per_label), seed, timestep_bands=bands)
 
     return make

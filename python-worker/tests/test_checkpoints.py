@@ -35,7 +35,7 @@ def test_round_trip_gives_the_same_samples(tmp_path, backbone, tiny_backbone_dir
     ]
     spec = json.loads((tmp_path / "ckpt" / "control.json").read_text())
     assert spec["format"] == "ctrl-control/1" and spec["backbone"]["fingerprint"] == fingerprint(backbone)
-    assert spec["lora"] == {"rank": 4, "alpha": 4.0, "target_modules": ["to_q", "to_k", "to_v", "to_out.0", "conv1", "conv2"]}
+    assert spec["lora"] == {"rank": 4, "alpha": 4.0, "target_modules": ["to_q", "to_k", "to_v", "to_out.0", "conv1", "conv2"], "per_label": False}
     lora = load_file(str(tmp_path / "ckpt" / "pytorch_lora_weights.safetensors"))
     assert lora and all(k.startswith("unet.") and (".lora_A." in k or ".lora_B." in k) for k in lora)
     assert load_file(str(tmp_path / "ckpt" / "label_embeddings.safetensors"))["a"].shape == (4, 64)
@@ -64,8 +64,30 @@ def test_banded_embeddings_round_trip_and_older_checkpoints_have_one_band(tmp_pa
     old.close()
     spec = json.loads((tmp_path / "old" / "control.json").read_text())
     del spec["timestep_bands"]  # written before bands existed
+    del spec["lora"]["per_label"]  # and before per-label LoRA
     (tmp_path / "old" / "control.json").write_text(json.dumps(spec))
-    assert load_control(backbone, str(tmp_path / "old")).timestep_bands == 1
+    old_loaded = load_control(backbone, str(tmp_path / "old"))
+    assert old_loaded.timestep_bands == 1 and not old_loaded.lora.per_label
+
+
+def test_a_per_label_lora_round_trips_outside_diffusers_file_name(tmp_path, backbone, make_control):
+    control = make_control(fields={"a": 3, "b": 2}, rank=2, per_label=True)
+    perturb(control, scale=0.2)
+    expected = sample(backbone, control, _labels(control)).x
+    files = save_control(control, None, str(tmp_path / "ckpt"), overwrite=False)
+    control.close()
+    # diffusers would apply every label's block to every sample: not under the name it loads.
+    assert files == ["control.json", "label_embeddings.safetensors", "label_lora_weights.safetensors"]
+    spec_file = tmp_path / "ckpt" / "control.json"
+    spec = json.loads(spec_file.read_text())
+    assert spec["lora"]["per_label"] is True and spec["lora"]["rank"] == 2
+    loaded = load_control(backbone, str(tmp_path / "ckpt"))
+    assert loaded.lora.per_label and torch.equal(sample(backbone, loaded, _labels(loaded)).x, expected)
+    loaded.close()
+    spec["lora"]["per_label"] = "yes"
+    spec_file.write_text(json.dumps(spec))
+    with pytest.raises(RequestError, match=r"^directory: .*control\.json: 'per_label' must be true or false, got 'yes'"):
+        read_control(backbone, str(tmp_path / "ckpt"))
 
 
 def test_fingerprint_ignores_the_adapters_and_the_folder(backbone, make_control, tiny_backbone_dir, tmp_path):

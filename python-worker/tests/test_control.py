@@ -80,6 +80,52 @@ def test_one_band_is_the_papers_single_embedding(backbone, make_control):
         assert not torch.allclose(shifted[0], control.eps(x, 0, None))
 
 
+def _lora_only(control, scale: float = 0.3, seed: int = 1) -> None:
+    """LoRA weights off zero, label embeddings left at zero: only LoRA moves the samples."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in control.lora_parameters():
+            p.add_(scale * torch.randn(p.shape, generator=generator))
+
+
+def test_a_per_label_lora_uses_each_samples_own_labels_blocks(backbone, make_control):
+    control = make_control(fields={"a": 3, "b": 2}, rank=2, per_label=True)
+    assert control.label_blocks(control.parse_labels(label_messages(a=[2, -1], b=[0, 1]), 2)).tolist() == [
+        [0, 0, 1, 1, 0],
+        [0, 0, 0, 0, 1],
+    ]
+    layer = control._tuner_layers[0]
+    assert layer.r["ctrl"] == 2 * 5 and layer.scaling["ctrl"] == 1.0  # 5 blocks of rank 2, alpha / rank each
+    _lora_only(control)
+    x = torch.randn(4, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        pretrained = control.eps(x, 500, None)
+        together = control.eps(x, 500, control.parse_labels(label_messages(a=[0, 1, -1, 0], b=[-1, -1, -1, 1]), 4))
+        # A sample's output depends on its own labels only: the same as when sampled alone.
+        for i, (a, b) in enumerate([(0, -1), (1, -1), (-1, -1), (0, 1)]):
+            alone = control.eps(x[i : i + 1], 500, control.parse_labels(label_messages(a=[a], b=[b]), 1))
+            torch.testing.assert_close(together[i : i + 1], alone, rtol=0, atol=1e-5)
+    # The null label uses no block: exactly the pre-trained model (embeddings are still zero).
+    torch.testing.assert_close(together[2], pretrained[2], rtol=0, atol=0)
+    # Different labels use different blocks, so they differ; a second field's label adds its block.
+    assert not torch.allclose(together[0], together[1]) and not torch.allclose(together[0], together[3])
+    assert not torch.allclose(together[0], pretrained[0])
+
+
+def test_a_shared_lora_moves_the_null_label_too(backbone, make_control):
+    control = make_control(fields={"a": 3}, rank=2)
+    _lora_only(control)
+    x = torch.randn(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        null = control.eps(x, 500, control.parse_labels(label_messages(a=[-1]), 1))
+        assert not torch.allclose(null, control.eps(x, 500, None))
+
+
+def test_a_per_label_lora_within_the_rank_limit(make_control):
+    with pytest.raises(RequestError, match=r"^lora_rank: with lora_per_label, lora_rank x labels \(64 x 5 = 320\) must be at most 256"):
+        make_control(fields={"a": 3, "b": 2}, rank=64, per_label=True)
+
+
 @pytest.mark.parametrize("bands", [0, 65, 2.5, True])
 def test_timestep_bands_are_validated(bands):
     with pytest.raises(RequestError, match=r"^timestep_bands: must be an integer in \[1, 64\]"):

@@ -18,6 +18,7 @@ export function addControl(worker: Worker, backbone: string, fields: LabelField[
     loraAlpha: settings.loraAlpha,
     loraTargetModules: settings.loraTargets,
     timestepBands: settings.timestepBands,
+    loraPerLabel: settings.loraPerLabel,
     seed,
   });
 }

@@ -185,6 +185,13 @@ export const configSchema = z
          * 1011, klWeight 1) (README: "Why the samples collapsed").
          */
         timestepBands: positiveInt.max(64).default(5),
+        /**
+         * One LoRA block of loraRank per label (not in the paper): a sample uses only its labels'
+         * blocks, so the label acts through weights that see the image's content, where the
+         * embedding moves every sample of a label alike (README: "Which parameters carry the
+         * change"). Its LoRA is saved as label_lora_weights.safetensors, not diffusers' format.
+         */
+        loraPerLabel: z.boolean().default(false),
       })
       .strict()
       .prefault({}),

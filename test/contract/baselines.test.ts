@@ -30,7 +30,7 @@ const N = 6;
 const targets = [0, 1, 2, 0, 1, 2];
 const loop = { timesteps, eta: 1 };
 const settings = { loraLearningRate: 1e-2, embeddingLearningRate: 1e-1, weightDecay: 0, maxGradNorm: 1 };
-const control = { loraRank: 4, loraAlpha: 4, loraTargets: ["to_q", "to_k", "to_v", "to_out.0", "conv1", "conv2"], timestepBands: 1 };
+const control = { loraRank: 4, loraAlpha: 4, loraTargets: ["to_q", "to_k", "to_v", "to_out.0", "conv1", "conv2"], timestepBands: 1, loraPerLabel: false };
 
 before(async () => {
   const modelDir = await makeTinyBackbone(undefined, 16);

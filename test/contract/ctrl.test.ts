@@ -198,6 +198,7 @@ describe("controls, rollouts, rewards, optimiser", () => {
     await rejectsWith(worker.addControl({ backbone: loaded, fields: [], loraRank: 2, loraAlpha: 2, loraTargetModules: ["to_q"] }), "INVALID_ARGUMENT", /^fields/);
     await rejectsWith(worker.addControl({ backbone: loaded, fields: [{ name: "a", numClasses: 2 }], loraRank: 2, loraAlpha: 2, loraTargetModules: ["no_such_module"] }), "INVALID_ARGUMENT", /no_such_module/);
     await rejectsWith(worker.addControl({ backbone: loaded, fields: [{ name: "a", numClasses: 2 }], loraRank: 2, loraAlpha: 2, loraTargetModules: ["to_q"], timestepBands: 65 }), "INVALID_ARGUMENT", /^timestep_bands: must be an integer in \[1, 64\]/);
+    await rejectsWith(worker.addControl({ backbone: loaded, fields: [{ name: "a", numClasses: 2 }], loraRank: 200, loraAlpha: 2, loraTargetModules: ["to_q"], loraPerLabel: true }), "INVALID_ARGUMENT", /^lora_rank: with lora_per_label, lora_rank x labels \(200 x 2 = 400\) must be at most 256/);
     const control = (await worker.addControl({ backbone: loaded, fields: [{ name: "a", numClasses: 2 }], loraRank: 2, loraAlpha: 2, loraTargetModules: ["to_q"] })).handle;
     const good = { control, numSamples: 2, labels: { a: [0, 1] }, timesteps, eta: 1, seed: 0, gradSteps: [true, true, true, true] };
     await rejectsWith(worker.rollout({ ...good, labels: { a: [0, 7] } }), "INVALID_ARGUMENT", /^labels\[0\]\.values\[1\]/);

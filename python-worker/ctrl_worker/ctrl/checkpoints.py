@@ -4,7 +4,9 @@ A folder holds
 - control.json: format "ctrl-control/1", the backbone's source and fingerprint, the label fields
   the LoRA settings and the number of timestep bands (1 when absent: older checkpoints);
 - pytorch_lora_weights.safetensors: peft's LoRA state dict with keys prefixed "unet.", the
-  layout diffusers' `load_lora_weights` reads;
+  layout diffusers' `load_lora_weights` reads; a per-label LoRA (control.json's lora.per_label)
+  goes to label_lora_weights.safetensors instead, since diffusers would apply every label's block
+  to every sample;
 - label_embeddings.safetensors: one [num_classes + 1, timestep_bands * time_embed_dim] tensor per
   field (each row: its label's embedding per band, band 0 first);
 - optimizer.safetensors + optimizer.json, when an optimiser is saved with it.
@@ -23,7 +25,7 @@ from pathlib import Path
 import torch
 
 from ..diffusion.backbones import Backbone
-from .control import ADAPTER, Control, LabelField, LoraSpec, validate_fields, validate_lora, validate_timestep_bands
+from .control import ADAPTER, Control, LabelField, LoraSpec, lora_blocks, validate_fields, validate_lora, validate_timestep_bands
 from ..rpc.errors import RequestError, invalid, precondition
 from .optim import ControlOptimizer, load_state_tensors, state_tensors
 from .storage import Marker, check_tensors, checkpoint_folder, json_field, read_json, read_tensors, save_folder, write_json, write_tensors
@@ -32,6 +34,7 @@ FORMAT = "ctrl-control/1"
 OPTIMIZER_FORMAT = "ctrl-optimizer/1"
 CONTROL_FILE = "control.json"
 LORA_FILE = "pytorch_lora_weights.safetensors"
+LABEL_LORA_FILE = "label_lora_weights.safetensors"
 EMBEDDINGS_FILE = "label_embeddings.safetensors"
 OPTIMIZER_TENSORS, OPTIMIZER_FILE = "optimizer.safetensors", "optimizer.json"
 _LORA_PREFIX = "unet."
@@ -79,6 +82,10 @@ def _lora_metadata(control: Control) -> dict[str, str]:
     return {"format": "pt", "lora_adapter_metadata": json.dumps(packed, indent=2, sort_keys=True, default=str)}
 
 
+def lora_file(lora: LoraSpec) -> str:
+    return LABEL_LORA_FILE if lora.per_label else LORA_FILE
+
+
 def _embedding_state(control: Control) -> dict[str, torch.Tensor]:
     return {f.name: control.embeddings[f.name].weight.detach() for f in control.fields}
 
@@ -89,7 +96,12 @@ def save_control(control: Control, optimizer: ControlOptimizer | None, directory
         "format": FORMAT,
         "backbone": {"source": backbone.source, "fingerprint": fingerprint(backbone)},
         "fields": [{"name": f.name, "num_classes": f.num_classes} for f in control.fields],
-        "lora": {"rank": control.lora.rank, "alpha": control.lora.alpha, "target_modules": list(control.lora.target_modules)},
+        "lora": {
+            "rank": control.lora.rank,
+            "alpha": control.lora.alpha,
+            "target_modules": list(control.lora.target_modules),
+            "per_label": control.lora.per_label,
+        },
         "time_embed_dim": control.time_embed_dim,
         "timestep_bands": control.timestep_bands,
     }
@@ -97,7 +109,7 @@ def save_control(control: Control, optimizer: ControlOptimizer | None, directory
     def write(folder: Path) -> None:
         write_json(folder / CONTROL_FILE, spec)
         with backbone.lock:  # a consistent snapshot, not one taken mid optimizer step
-            write_tensors(folder / LORA_FILE, _lora_state(control), _lora_metadata(control))
+            write_tensors(folder / lora_file(control.lora), _lora_state(control), _lora_metadata(control))
             write_tensors(folder / EMBEDDINGS_FILE, _embedding_state(control))
             if optimizer is not None:
                 tensors, description = state_tensors(optimizer)
@@ -124,7 +136,7 @@ class ControlCheckpoint:
         try:
             check_tensors(self.embeddings, _embedding_state(control), str(self.folder / EMBEDDINGS_FILE))
             live_lora = _lora_state(control)
-            check_tensors(self.lora_weights, live_lora, str(self.folder / LORA_FILE))
+            check_tensors(self.lora_weights, live_lora, str(self.folder / lora_file(self.lora)))
             with torch.no_grad():
                 for name, tensor in self.embeddings.items():
                     control.embeddings[name].weight.copy_(tensor)
@@ -148,11 +160,15 @@ def read_control(backbone: Backbone, directory: str) -> ControlCheckpoint:
     lora = json_field(spec, "lora", dict, where)
     rank, alpha = json_field(lora, "rank", int, where), json_field(lora, "alpha", float, where)
     targets = json_field(lora, "target_modules", list, where)
+    per_label = lora.get("per_label", False)  # absent: written before per-label LoRA existed
+    if not isinstance(per_label, bool):
+        raise invalid("directory", f"{where}: 'per_label' must be true or false, got {per_label!r}")
     if not all(isinstance(t, str) for t in targets):
         raise invalid("directory", f"{where}: 'target_modules' must be a list of module names, got {targets!r}")
     bands = spec.get("timestep_bands", 1)
     try:
-        label_fields, lora_spec = validate_fields(fields), validate_lora(rank, alpha, targets)
+        label_fields, lora_spec = validate_fields(fields), validate_lora(rank, alpha, targets, per_label)
+        lora_blocks(lora_spec, label_fields)
         bands = validate_timestep_bands(bands)
     except RequestError as error:
         raise invalid("directory", f"{where} describes no valid control: {error}") from error
@@ -164,7 +180,7 @@ def read_control(backbone: Backbone, directory: str) -> ControlCheckpoint:
             f"this backbone is {backbone.source!r} (fingerprint {current[:16]})",
         )
     return ControlCheckpoint(
-        folder, label_fields, lora_spec, read_tensors(folder, LORA_FILE), read_tensors(folder, EMBEDDINGS_FILE), bands
+        folder, label_fields, lora_spec, read_tensors(folder, lora_file(lora_spec)), read_tensors(folder, EMBEDDINGS_FILE), bands
     )
 
 

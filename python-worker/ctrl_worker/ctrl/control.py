@@ -11,6 +11,13 @@ at t (the UNet's timestep argument is read by a forward pre-hook). With one embe
 the late steps' gradients teach it (detail) also acts at the early steps (colour, layout); with
 bands, each part of the sampler is moved by its own gradients and pays its own KL.
 
+With `lora.per_label` (not in the paper), the LoRA holds one block of `rank` per label of every
+field and a sample's UNet call uses only the blocks of its own labels (a forward hook masks the
+rank components of lora_A's output): the null label uses none. Measured on the embedded default,
+the embedding alone carries a trained control's change, a per-channel scale and shift of every
+ResNet block that moves every sample of a label alike; per-label blocks let the label act through
+weights that see the image's content.
+
 There is no copy of the network: the adapters live inside the backbone's UNet and are OFF by
 default, so the UNet is the pre-trained reference unless a block runs inside `conditioned(labels)`.
 Inside `mixed(labels, adapter_rows)` one batch holds both: rows with adapter_rows False get their
@@ -50,6 +57,8 @@ class LoraSpec:
     rank: int
     alpha: float
     target_modules: tuple[str, ...]
+    # One block of `rank` per label of every field, each sample using its own labels' (see Control).
+    per_label: bool = False
 
 
 @dataclass(frozen=True)
@@ -97,14 +106,26 @@ def validate_timestep_bands(bands: int, field: str = "timestep_bands") -> int:
     return bands
 
 
-def validate_lora(rank: int, alpha: float, target_modules: Sequence[str]) -> LoraSpec:
+def validate_lora(rank: int, alpha: float, target_modules: Sequence[str], per_label: bool = False) -> LoraSpec:
     if rank < 1:
         raise invalid("lora_rank", f"must be at least 1, got {rank}")
     at_most(rank, MAX_LORA_RANK, "lora_rank")
     targets = unique(count_at_most(target_modules, MAX_LORA_TARGETS, "lora_target_modules"), "lora_target_modules")
     if not targets:
         raise invalid("lora_target_modules", "name at least one module, e.g. to_q, to_k, to_v, to_out.0")
-    return LoraSpec(int(rank), positive(alpha, "lora_alpha"), tuple(targets))
+    return LoraSpec(int(rank), positive(alpha, "lora_alpha"), tuple(targets), bool(per_label))
+
+
+def lora_blocks(lora: LoraSpec, fields: Sequence[LabelField]) -> int:
+    """The LoRA's blocks of `lora.rank`: one per label of every field with per_label, else one;
+    their total rank is checked against the limit."""
+    blocks = sum(f.num_classes for f in fields) if lora.per_label else 1
+    if lora.rank * blocks > MAX_LORA_RANK:
+        raise invalid(
+            "lora_rank",
+            f"with lora_per_label, lora_rank x labels ({lora.rank} x {blocks} = {lora.rank * blocks}) must be at most {MAX_LORA_RANK}",
+        )
+    return blocks
 
 
 def _check_targets(unet: nn.Module, targets: Sequence[str]) -> None:
@@ -152,8 +173,10 @@ class Control:
         self._adapter_rows: torch.Tensor | None = None  # [n] 0/1 while inside `mixed`
         self._timesteps: torch.Tensor | None = None  # [n] or [] of the UNet call under way (bands > 1)
 
+        blocks = lora_blocks(lora, fields)
+        # Each block keeps the scale alpha / rank that one LoRA of that rank has.
         config = LoraConfig(
-            r=lora.rank, lora_alpha=lora.alpha, target_modules=list(lora.target_modules), init_lora_weights=True
+            r=lora.rank * blocks, lora_alpha=lora.alpha * blocks, target_modules=list(lora.target_modules), init_lora_weights=True
         )
         self._hooks: list[torch.utils.hooks.RemovableHandle] = []
         try:
@@ -173,6 +196,8 @@ class Control:
             self._hooks.append(embedding.register_forward_hook(self._add_label_embeddings))
             for layer in self._tuner_layers:
                 self._hooks.append(layer.lora_B[ADAPTER].register_forward_hook(self._mask_adapter_rows))
+                if lora.per_label:
+                    self._hooks.append(layer.lora_A[ADAPTER].register_forward_hook(self._keep_label_blocks))
             self._set_adapters(False)
         except BaseException:
             self.close()  # never leave half a control in the shared UNet
@@ -199,7 +224,8 @@ class Control:
     def describe(self) -> str:
         fields = ", ".join(f"{f.name} ({f.num_classes} classes)" for f in self.fields)
         bands = f"; {self.timestep_bands} timestep bands" if self.timestep_bands > 1 else ""
-        return f"labels {fields}; LoRA rank {self.lora.rank} on {self.num_lora_modules} layers{bands}"
+        per_label = " per label" if self.lora.per_label else ""
+        return f"labels {fields}; LoRA rank {self.lora.rank}{per_label} on {self.num_lora_modules} layers{bands}"
 
     # -- running the augmented and the reference model ---------------------------------------------
 
@@ -242,6 +268,29 @@ class Control:
                 added = added * rows.view(-1, 1)
             output = output + added.to(output.dtype)
         return output
+
+    def label_blocks(self, labels: Labels) -> torch.Tensor:
+        """[n, blocks] 0/1: the per-label LoRA blocks each sample uses (field by field, class by
+        class; a null label uses none of its field's)."""
+        return torch.cat(
+            [
+                (labels.values[f.name][:, None] == torch.arange(f.num_classes, device=labels.values[f.name].device)).float()
+                for f in self.fields
+            ],
+            dim=1,
+        )
+
+    def _keep_label_blocks(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor | None:
+        """lora_A's output with the rank components of other labels' blocks zeroed, per sample."""
+        labels = self._labels
+        if labels is None:
+            return None
+        keep = self.label_blocks(labels).repeat_interleave(self.lora.rank, dim=1).to(device=output.device, dtype=output.dtype)
+        if output.shape[0] != keep.shape[0]:
+            raise RuntimeError(f"a LoRA layer saw {output.shape[0]} rows inside a batch of {keep.shape[0]}")
+        # Conv2d: [n, rank, H, W]; Linear: [n, ..., rank].
+        shape = (keep.shape[0], keep.shape[1], 1, 1) if output.dim() == 4 else (keep.shape[0],) + (1,) * (output.dim() - 2) + (keep.shape[1],)
+        return output * keep.view(shape)
 
     def _mask_adapter_rows(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor | None:
         mask = self._adapter_rows

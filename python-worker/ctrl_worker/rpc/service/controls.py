@@ -37,7 +37,7 @@ class ControlCalls(ServiceBase):
     def AddControl(self, request, context):
         backbone = self._backbone(request.backbone, "backbone")
         fields = validate_fields([(f.name, f.num_classes) for f in request.fields])
-        lora = validate_lora(request.lora_rank, request.lora_alpha, list(request.lora_target_modules))
+        lora = validate_lora(request.lora_rank, request.lora_alpha, list(request.lora_target_modules), request.lora_per_label)
         seed = validate_seed(request.seed, "seed")
         bands = validate_timestep_bands(request.timestep_bands or 1)
         with backbone.lock:  # check and add as one: two calls must not both add a control

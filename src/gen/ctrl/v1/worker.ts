@@ -534,6 +534,13 @@ export interface AddControlRequest {
    * early (layout, colour) and the late (detail) steps of the sampler.
    */
   timestepBands: number;
+  /**
+   * One LoRA block of lora_rank per label of every field (not in the paper): a sample's UNet call
+   * uses only its labels' blocks, the null label none (the pre-trained model). The label then
+   * reaches the network through weights that act on the image's content, not only through the
+   * embedding, which shifts every sample of a label alike. The LoRA file is not diffusers' then.
+   */
+  loraPerLabel: boolean;
 }
 
 export interface Control {
@@ -5515,7 +5522,16 @@ export const LabelField: MessageFns<LabelField> = {
 };
 
 function createBaseAddControlRequest(): AddControlRequest {
-  return { backbone: "", fields: [], loraRank: 0, loraAlpha: 0, loraTargetModules: [], seed: 0, timestepBands: 0 };
+  return {
+    backbone: "",
+    fields: [],
+    loraRank: 0,
+    loraAlpha: 0,
+    loraTargetModules: [],
+    seed: 0,
+    timestepBands: 0,
+    loraPerLabel: false,
+  };
 }
 
 export const AddControlRequest: MessageFns<AddControlRequest> = {
@@ -5540,6 +5556,9 @@ export const AddControlRequest: MessageFns<AddControlRequest> = {
     }
     if (message.timestepBands !== 0) {
       writer.uint32(56).uint32(message.timestepBands);
+    }
+    if (message.loraPerLabel !== false) {
+      writer.uint32(64).bool(message.loraPerLabel);
     }
     return writer;
   },
@@ -5613,6 +5632,14 @@ export const AddControlRequest: MessageFns<AddControlRequest> = {
             message.timestepBands = reader.uint32();
             continue;
           }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.loraPerLabel = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -5650,6 +5677,11 @@ export const AddControlRequest: MessageFns<AddControlRequest> = {
         : isSet(object.timestep_bands)
         ? globalThis.Number(object.timestep_bands)
         : 0,
+      loraPerLabel: isSet(object.loraPerLabel)
+        ? globalThis.Boolean(object.loraPerLabel)
+        : isSet(object.lora_per_label)
+        ? globalThis.Boolean(object.lora_per_label)
+        : false,
     };
   },
 
@@ -5676,6 +5708,9 @@ export const AddControlRequest: MessageFns<AddControlRequest> = {
     if (message.timestepBands !== 0) {
       obj.timestepBands = Math.round(message.timestepBands);
     }
+    if (message.loraPerLabel !== false) {
+      obj.loraPerLabel = message.loraPerLabel;
+    }
     return obj;
   },
 
@@ -5691,6 +5726,7 @@ export const AddControlRequest: MessageFns<AddControlRequest> = {
     message.loraTargetModules = object.loraTargetModules?.map((e) => e) || [];
     message.seed = object.seed ?? 0;
     message.timestepBands = object.timestepBands ?? 0;
+    message.loraPerLabel = object.loraPerLabel ?? false;
     return message;
   },
 };

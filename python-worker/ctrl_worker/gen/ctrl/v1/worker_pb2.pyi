@@ -450,7 +450,7 @@ class LabelField(_message.Message):
     def __init__(self, name: _Optional[str] = ..., num_classes: _Optional[int] = ...) -> None: ...
 
 class AddControlRequest(_message.Message):
-    __slots__ = ("backbone", "fields", "lora_rank", "lora_alpha", "lora_target_modules", "seed", "timestep_bands")
+    __slots__ = ("backbone", "fields", "lora_rank", "lora_alpha", "lora_target_modules", "seed", "timestep_bands", "lora_per_label")
     BACKBONE_FIELD_NUMBER: _ClassVar[int]
     FIELDS_FIELD_NUMBER: _ClassVar[int]
     LORA_RANK_FIELD_NUMBER: _ClassVar[int]
@@ -458,6 +458,7 @@ class AddControlRequest(_message.Message):
     LORA_TARGET_MODULES_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     TIMESTEP_BANDS_FIELD_NUMBER: _ClassVar[int]
+    LORA_PER_LABEL_FIELD_NUMBER: _ClassVar[int]
     backbone: str
     fields: _containers.RepeatedCompositeFieldContainer[LabelField]
     lora_rank: int
@@ -465,7 +466,8 @@ class AddControlRequest(_message.Message):
     lora_target_modules: _containers.RepeatedScalarFieldContainer[str]
     seed: int
     timestep_bands: int
-    def __init__(self, backbone: _Optional[str] = ..., fields: _Optional[_Iterable[_Union[LabelField, _Mapping]]] = ..., lora_rank: _Optional[int] = ..., lora_alpha: _Optional[float] = ..., lora_target_modules: _Optional[_Iterable[str]] = ..., seed: _Optional[int] = ..., timestep_bands: _Optional[int] = ...) -> None: ...
+    lora_per_label: bool
+    def __init__(self, backbone: _Optional[str] = ..., fields: _Optional[_Iterable[_Union[LabelField, _Mapping]]] = ..., lora_rank: _Optional[int] = ..., lora_alpha: _Optional[float] = ..., lora_target_modules: _Optional[_Iterable[str]] = ..., seed: _Optional[int] = ..., timestep_bands: _Optional[int] = ..., lora_per_label: _Optional[bool] = ...) -> None: ...
 
 class Control(_message.Message):
     __slots__ = ("handle", "backbone", "fields", "num_lora_parameters", "num_embedding_parameters", "num_lora_modules")
