@@ -162,7 +162,9 @@ async function cfg(context: MethodContext): Promise<Draft[]> {
   const dataset = await session.dataset(data.folder, exp.jointData);
   const labels = Object.fromEntries(exp.controls.map((c) => [c.column.name, dataset.columns.find((d) => d.name === c.column.name)!.labels]));
   const fields = exp.controls.map((c) => ({ name: c.column.name, numClasses: c.column.numClasses }));
-  const control = await addControl(worker, session.backbone.handle, fields, experiment.control, deriveSeed(config.seed, "cfg-lora-init"));
+  // CFG as the literature trains it: one LoRA shared by every label (and by the dropped label).
+  const cfgControl = { ...experiment.control, loraPerLabel: false };
+  const control = await addControl(worker, session.backbone.handle, fields, cfgControl, deriveSeed(config.seed, "cfg-lora-init"));
   const optimizer = await createOptimizer(worker, control.handle, settings);
   const target = { control: control.handle, optimizer: optimizer.handle, numTrainTimesteps: session.backbone.numTrainTimesteps };
   const report = await trainClassifierFree(worker, target, { dataset: dataset.handle, labels }, settings, deriveSeed(config.seed, "cfg"), exp.run);

@@ -52,7 +52,7 @@ test("a run writes config, metrics, checkpoints, summary and report, and resumes
   assert.equal(choice.chosen, choice.robust_accuracy >= choice.plain_accuracy - choice.max_accuracy_drop ? "robust" : "plain");
   assert.equal(metrics.filter((m) => m.phase === "classifier-robust").length, 1, "one epoch of adversarial training");
   assert.deepEqual(readdirSync(run.path("checkpoints")).sort(), ["epoch-0001", "epoch-0002"]);
-  for (const file of ["pytorch_lora_weights.safetensors", "label_embeddings.safetensors", "control.json", "optimizer.safetensors", "sampler.json"]) {
+  for (const file of ["label_lora_weights.safetensors", "label_embeddings.safetensors", "control.json", "optimizer.safetensors", "sampler.json"]) {
     assert.ok(existsSync(run.path("checkpoints", "epoch-0002", file)), file);
   }
   assert.deepEqual(readSamplerRecord(run.path("checkpoints", "epoch-0002")), { steps: 3, eta: 0.5, offset: 332 }, "the control remembers its sampler (trailing: 998, 665, 332)");

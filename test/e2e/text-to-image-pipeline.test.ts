@@ -19,7 +19,7 @@ function config(backbone: string, runsDir: string): ConfigInput {
     dataset: { kind: "default", images: "samples", numImages: 48, thresholdsFrom: "dataset" },
     sampler: { steps: 3 },
     classifier: { epochs: 1, width: 8, batchSize: 16 },
-    control: { loraTargets: ["to_q", "to_k", "to_v", "to_out.0"] },
+    control: { loraTargets: ["to_q", "to_k", "to_v", "to_out.0"], loraPerLabel: false }, // the LoRA diffusers loads
     finetune: { epochs: 1, stepsPerEpoch: 1, batchSize: 2, gradAccumulation: 1, checkpointEvery: 1, checkpointing: true },
     evaluation: { numSamples: 8, batchSize: 0 },
   };

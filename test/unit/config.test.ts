@@ -15,7 +15,9 @@ test("an empty config resolves to the embedded default", () => {
   assert.equal(config.classifier.architecture, "stats-convnet");
   assert.deepEqual(config.classifier.robust, { epsilon: 0.036, steps: 3, maxAccuracyDrop: 0.1 });
   assert.equal(config.control.timestepBands, 5);
-  assert.equal(config.control.loraPerLabel, false);
+  assert.equal(config.control.loraPerLabel, true);
+  assert.equal(config.finetune.loraLearningRate, 1e-2);
+  assert.equal(config.finetune.embeddingLearningRate, 1e-2);
   assert.equal(config.finetune.klWeight, 3);
   assert.equal(config.finetune.confidenceCap, 0.97);
   assert.equal(config.finetune.klWeightRamp, 10);
