@@ -18,16 +18,18 @@ const { run, results } = await runCtrl({
   // sampler below, cached), in 4 classes of JPEG size at quality 95 cut at their quartiles.
   dataset: { kind: "default", oracle: "compressibility", images: "samples", numImages: 2000, numClasses: 4, thresholdsFrom: "dataset" },
   sampler: { steps: 10, eta: 0.5, spacing: "trailing" }, // DDIM 999, 899, ..., 99
-  classifier: { architecture: "detail-convnet", width: 16, epochs: 10, batchSize: 64, learningRate: 5e-3, schedule: "cosine" },
-  control: { loraRank: 4, loraAlpha: 4, loraTargets: ["to_q", "to_k", "to_v", "to_out.0", "conv1", "conv2"] },
+  classifier: { architecture: "stats-convnet", width: 16, epochs: 20, batchSize: 64, learningRate: 5e-3, schedule: "cosine" },
+  control: { loraRank: 4, loraAlpha: 4, loraTargets: ["to_q", "to_k", "to_v", "to_out.0", "conv1", "conv2"], timestepBands: 5, loraPerLabel: true },
   finetune: {
     epochs: 10,
     stepsPerEpoch: 8,
     batchSize: 16,
     gradAccumulation: 1,
-    klWeight: 1, // reward = log p(y|x0) - klWeight * KL / D: the KL per dimension, as the official code weighs it
-    loraLearningRate: 3e-3,
-    embeddingLearningRate: 0.1,
+    klWeight: 3, // reward = log min(p(y|x0), confidenceCap) - klWeight * KL / D: the KL per dimension, as the official code weighs it
+    klWeightRamp: 10, // the KL weight rises geometrically from 3 to 30 over the optimiser steps
+    confidenceCap: 0.97,
+    loraLearningRate: 1e-2,
+    embeddingLearningRate: 1e-2,
     warmupSteps: 5,
     schedule: "cosine",
     truncation: { kind: "none" }, // every step keeps its gradient; { kind: "random" } is the official truncation
