@@ -40,7 +40,7 @@ function config(runsDir: string, workers: number): ConfigInput {
     // near-zero gradient entries decide their direction (grad norm 0.114 vs 0.117 at step 6,
     // parameters 5.7e-3 apart). An epsilon of 1e-3 damps those entries (2.1e-7 apart; 1e-4:
     // 5.0e-5, too near the tolerance). The per-label LoRA (the default since 2026-12-03) at
-    // 1e-2 gives each label's block one sample of this batch: 3.8e-4 apart on the AMD EPYC, so
+    // 1e-2 gives each label's block one sample of this batch: 3.8e-4 apart on an Intel Xeon, so
     // the test keeps the shared LoRA at 3e-3 it was measured with.
     control: { loraPerLabel: false },
     finetune: { epochs: EPOCHS, stepsPerEpoch: STEPS_PER_EPOCH, batchSize: 4, gradAccumulation: 2, checkpointEvery: 1, loraLearningRate: 3e-3, embeddingLearningRate: 0.01, adamEpsilon: 1e-3 },
