@@ -6,7 +6,7 @@ import { imageGrid } from "./eval/grid.js";
 import { DType } from "./gen/ctrl/v1/worker.js";
 import { ddimTimesteps, ddpmTimesteps } from "./sampling/schedules.js";
 import { sampleStepwise } from "./sampling/stepwise.js";
-import { collect, integer, number, readJsonObject } from "./cli/options.js";
+import { autoOr, collect, integer, number, readJsonObject } from "./cli/options.js";
 import type { ConfigInput } from "./ctrl/config.js";
 import { runCtrl } from "./ctrl/pipeline.js";
 import { labelsFromFlags, readSamplerRecord, resolveControlDirectory } from "./ctrl/controls.js";
@@ -144,7 +144,7 @@ interface TrainFlags extends WorkerFlags {
   runsDir?: string;
   resume?: string;
   maxRestarts?: number;
-  workers?: number;
+  workers?: number | "auto";
   devices?: string;
   attach?: string;
 }
@@ -167,7 +167,11 @@ function trainCommand(name: string, description: string) {
       .option("--runs-dir <dir>", "where runs/<id>/ folders go (default: runs)")
       .option("--resume <run-dir>", "continue runs/<id> from its last checkpoint (other flags are ignored)")
       .option("--max-restarts <count>", "restart a worker that dies mid-run at most this often, continuing from the last checkpoint (default 3)", integer(0, 100))
-      .option("--workers <count>", "data parallel: this many workers in one torch.distributed group, each rolling out a shard of every batch", integer(1, 64))
+      .option(
+        "--workers <count>",
+        "data parallel: this many workers in one torch.distributed group, each rolling out a shard of every batch (default auto: 2 on a CPU with 2 or more cores, else 1)",
+        autoOr(integer(1, 64)),
+      )
       .option("--devices <list>", "one device per worker, comma-separated, e.g. cuda:0,cuda:1 (sets --workers)")
       .option(
         "--attach <addresses>",

@@ -12,6 +12,18 @@ export function integer(min: number, max = Number.MAX_SAFE_INTEGER) {
   };
 }
 
+/** "auto", or what `parse` accepts. */
+export function autoOr<T>(parse: (value: string) => T) {
+  return (value: string): T | "auto" => {
+    if (value.trim() === "auto") return "auto";
+    try {
+      return parse(value);
+    } catch (error) {
+      throw new InvalidArgumentError(`${(error as Error).message.replace(/, got /, ' or "auto", got ')}`);
+    }
+  };
+}
+
 export function number(min: number, max: number) {
   return (value: string): number => {
     const parsed = Number(value);

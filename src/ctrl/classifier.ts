@@ -44,6 +44,10 @@ export interface TrainOptions {
   /** The metrics.jsonl phase and the progress bar's name; default "classifier". */
   phase?: string;
   adversary?: Adversary;
+  /** Start from the classifier saved in this folder (SaveClassifier) instead of a fresh network. */
+  initialFrom?: string;
+  /** Epochs of this training; default classifier.epochs. */
+  epochs?: number;
 }
 
 export interface DatasetColumn {
@@ -62,21 +66,23 @@ export async function trainClassifier(
   options: TrainOptions = {},
 ): Promise<ClassifierReport> {
   const settings = config.classifier;
-  const { noise, phase = "classifier", adversary } = options;
+  const { noise, phase = "classifier", adversary, initialFrom, epochs = settings.epochs } = options;
   if (noise && adversary) throw new Error("adversarial training is for clean classifiers, not noise-aware ones");
   const { train, heldOut } = stratifiedSplit(data.labels, settings.heldOutFraction, new Random(deriveSeed(config.seed, "split")));
-  const classifier = await worker.createClassifier({
-    inputShape: data.imageShape,
-    numClasses: data.numClasses,
-    architecture: noise ? "noise-aware-resnet" : settings.architecture,
-    width: settings.width,
-    seed: deriveSeed(config.seed, `${phase}-init`),
-    learningRate: settings.learningRate,
-    weightDecay: settings.weightDecay,
-  });
+  const classifier = initialFrom
+    ? await worker.loadClassifier(initialFrom)
+    : await worker.createClassifier({
+        inputShape: data.imageShape,
+        numClasses: data.numClasses,
+        architecture: noise ? "noise-aware-resnet" : settings.architecture,
+        width: settings.width,
+        seed: deriveSeed(config.seed, `${phase}-init`),
+        learningRate: settings.learningRate,
+        weightDecay: settings.weightDecay,
+      });
   const batchesPerEpoch = Math.ceil(train.length / settings.batchSize);
   const bar = new ProgressBar(phase);
-  for (let epoch = 0; epoch < settings.epochs; epoch++) {
+  for (let epoch = 0; epoch < epochs; epoch++) {
     const order = new Random(deriveSeed(config.seed, `${phase}-epoch`, epoch)).shuffle(train);
     let lossSum = 0;
     let correct = 0;
@@ -89,7 +95,7 @@ export async function trainClassifier(
         indices,
         augment: settings.augment,
         seed: deriveSeed(config.seed, `${phase}-batch`, epoch, b),
-        learningRate: learningRateAt(settings, epoch * batchesPerEpoch + b, settings.epochs * batchesPerEpoch),
+        learningRate: learningRateAt(settings, epoch * batchesPerEpoch + b, epochs * batchesPerEpoch),
       };
       let step;
       if (noise) {
@@ -101,7 +107,7 @@ export async function trainClassifier(
       }
       lossSum += step.loss * indices.length;
       correct += step.accuracy * indices.length;
-      bar.update(epoch * batchesPerEpoch + b + 1, settings.epochs * batchesPerEpoch);
+      bar.update(epoch * batchesPerEpoch + b + 1, epochs * batchesPerEpoch);
     }
     const heldOutScores = await scoreRows(worker, classifier.handle, data, heldOut);
     run.logMetrics({
@@ -145,7 +151,10 @@ export interface RewardClassifierReport extends ClassifierReport {
 /**
  * The CTRL reward classifier: a plain one, and, with `classifier.robust.epsilon` > 0, an
  * adversarially trained one that replaces it when its held-out accuracy is at most
- * `maxAccuracyDrop` below the plain one's. The other is released.
+ * `maxAccuracyDrop` below the plain one's. The other is released. The adversarial candidate is
+ * the plain one fine-tuned for `robust.epochs` (saved in the run as classifier-plain/ to start
+ * from): adversarial steps cost (1 + robust.steps) times a plain one, so training it from scratch
+ * cost more than twice the plain classifier's time.
  *
  * Why both: the reward back-propagates the classifier's input gradient into the diffusion model,
  * and a plain classifier's gradient leads the model to images that fool it (brightness: 0.95
@@ -163,7 +172,14 @@ export async function trainRewardClassifier(
   const { epsilon, steps, maxAccuracyDrop } = config.classifier.robust;
   const plain = await trainClassifier(worker, data, config, run);
   if (epsilon === 0) return { ...plain, plainAccuracy: plain.heldOutAccuracy, robustAccuracy: null };
-  const robust = await trainClassifier(worker, data, config, run, { phase: "classifier-robust", adversary: { epsilon, steps } });
+  const plainFolder = run.path("classifier-plain");
+  await worker.saveClassifier(plain.handle, plainFolder, true);
+  const robust = await trainClassifier(worker, data, config, run, {
+    phase: "classifier-robust",
+    adversary: { epsilon, steps },
+    initialFrom: plainFolder,
+    epochs: config.classifier.robust.epochs,
+  });
   const keepRobust = robust.heldOutAccuracy >= plain.heldOutAccuracy - maxAccuracyDrop;
   const [chosen, dropped] = keepRobust ? [robust, plain] : [plain, robust];
   await worker.release(dropped.handle);

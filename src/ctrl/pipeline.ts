@@ -11,7 +11,7 @@ import { ctrlReward, describeReward } from "../rewards/expression.js";
 import { samplerTimesteps } from "../sampling/schedules.js";
 import { showProgress } from "../worker/progress.js";
 import type { ImageBatch } from "../worker/tensors.js";
-import { WorkerGroup } from "../worker/group.js";
+import { WorkerGroup, autoWorkerCount } from "../worker/group.js";
 import type { SampleOptions, Worker } from "../worker/worker.js";
 import { addControl, createOptimizer } from "./augment.js";
 import { type RewardClassifierReport, trainRewardClassifier } from "./classifier.js";
@@ -82,10 +82,11 @@ export async function runCtrl(input: ConfigInput = {}, options: RunOptions = {})
   return withRestarts(
     options.attach ? 0 : config.recovery.maxRestarts,
     async (restart) => {
+      const device = options.device && options.device !== "auto" ? options.device : config.device;
       const group = options.attach
         ? await WorkerGroup.attach(options.attach.addresses, { token: options.attach.token })
-        : await WorkerGroup.spawn(config.workers, {
-            device: options.device && options.device !== "auto" ? options.device : config.device,
+        : await WorkerGroup.spawn(config.workers === "auto" ? autoWorkerCount(device, config.devices, config.finetune.batchSize) : config.workers, {
+            device,
             devices: config.devices,
             python: options.python,
             threads: config.threads,

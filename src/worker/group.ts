@@ -3,6 +3,7 @@
  * CPUs, NCCL on GPUs; rendezvous on loopback), or attached to workers started elsewhere (torchrun
  * on other machines). Rank 0 is the primary: it does everything that is not sharded.
  */
+import { existsSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { createServer } from "node:net";
 import { isWorkerLoss } from "./errors.js";
@@ -98,6 +99,30 @@ export class WorkerGroup {
     await Promise.all(this.workers.map((worker) => worker.close()));
   }
 }
+
+/**
+ * The workers that `workers: "auto"` means: one per listed device; on the CPU (device "cpu", or
+ * "auto" on a machine without an NVIDIA device node, where torch cannot see CUDA) with 2 or more
+ * cores, 2 workers that split the cores, at most one per sample of a rollout; otherwise 1. Why 2
+ * on a CPU: one process's torch threads wait for each other at every operation, so on a small
+ * VM a second thread adds little, while a second process of one thread does its own half of the
+ * batch (1.8x the fine-tuning throughput on 2-core VMs: BENCHMARKS.md, the `dp` row).
+ */
+export function autoWorkerCount(device: string, devices: readonly string[] | undefined, rolloutSamples: number, probe = machineProbe): number {
+  if (devices) return devices.length;
+  const onCpu = device === "cpu" || (device === "auto" && !probe.hasNvidiaDevice());
+  return onCpu ? Math.max(1, Math.min(2, probe.cores(), rolloutSamples)) : 1;
+}
+
+export interface MachineProbe {
+  cores(): number;
+  hasNvidiaDevice(): boolean;
+}
+
+const machineProbe: MachineProbe = {
+  cores: () => availableParallelism(),
+  hasNvidiaDevice: () => existsSync("/dev/nvidiactl"),
+};
 
 function rankDevice(options: GroupOptions, rank: number): string | undefined {
   if (options.devices) return options.devices[rank];

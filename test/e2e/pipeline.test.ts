@@ -23,9 +23,10 @@ function tinyConfig(runsDir: string): ConfigInput {
     backbone,
     runsDir,
     device: "cpu",
+    workers: 1, // one worker, whatever "auto" would pick on this machine (test/e2e/dataParallel.test.ts runs two)
     dataset: { kind: "default", numImages: 96, thresholdsFrom: "dataset" },
     sampler: { steps: 3 },
-    classifier: { epochs: 1, width: 8, batchSize: 32 },
+    classifier: { epochs: 1, width: 8, batchSize: 32, robust: { epochs: 1 } },
     finetune: { epochs: 2, stepsPerEpoch: 1, batchSize: 4, gradAccumulation: 1, checkpointEvery: 1 },
     evaluation: { numSamples: 16, batchSize: 0 },
   };
@@ -51,6 +52,7 @@ test("a run writes config, metrics, checkpoints, summary and report, and resumes
   assert.ok(choice, "metrics.jsonl records the classifier choice");
   assert.equal(choice.chosen, choice.robust_accuracy >= choice.plain_accuracy - choice.max_accuracy_drop ? "robust" : "plain");
   assert.equal(metrics.filter((m) => m.phase === "classifier-robust").length, 1, "one epoch of adversarial training");
+  assert.ok(existsSync(run.path("classifier-plain", "classifier.json")), "the plain classifier the adversarial candidate started from");
   assert.deepEqual(readdirSync(run.path("checkpoints")).sort(), ["epoch-0001", "epoch-0002"]);
   for (const file of ["label_lora_weights.safetensors", "label_embeddings.safetensors", "control.json", "optimizer.safetensors", "sampler.json"]) {
     assert.ok(existsSync(run.path("checkpoints", "epoch-0002", file)), file);

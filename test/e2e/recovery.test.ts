@@ -29,6 +29,7 @@ function config(runsDir: string): ConfigInput {
     runsDir,
     device: "cpu",
     threads: 1,
+    workers: 1, // one worker, whatever "auto" would pick on this machine (test/e2e/dataParallel.test.ts runs two)
     dataset: { kind: "default", numImages: 96, thresholdsFrom: "dataset" },
     sampler: { steps: 3 },
     classifier: { epochs: 1, width: 8, batchSize: 32 },

@@ -15,6 +15,7 @@ function config(backbone: string, runsDir: string): ConfigInput {
     runsDir,
     device: "cpu",
     threads: 1,
+    workers: 1, // one worker, whatever "auto" would pick on this machine (test/e2e/dataParallel.test.ts runs two)
     text: { prompts: ["a red square", "a blue circle"], evaluationPrompts: ["a green triangle"], guidanceScale: 3 },
     dataset: { kind: "default", images: "samples", numImages: 48, thresholdsFrom: "dataset" },
     sampler: { steps: 3 },

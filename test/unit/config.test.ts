@@ -13,7 +13,7 @@ test("an empty config resolves to the embedded default", () => {
   assert.deepEqual(config.finetune.truncation, { kind: "none" });
   assert.equal(config.dataset.kind === "default" && config.dataset.images, "samples", "the paper's recipe: the model's own samples");
   assert.equal(config.classifier.architecture, "stats-convnet");
-  assert.deepEqual(config.classifier.robust, { epsilon: 0.036, steps: 3, maxAccuracyDrop: 0.1 });
+  assert.deepEqual(config.classifier.robust, { epsilon: 0.036, steps: 3, epochs: 5, maxAccuracyDrop: 0.1 });
   assert.equal(config.control.timestepBands, 5);
   assert.equal(config.control.loraPerLabel, true);
   assert.equal(config.finetune.loraLearningRate, 1e-2);
@@ -68,7 +68,8 @@ test("a label out of range, by its field", () => {
 });
 
 test("data parallel: workers, one device per worker, a batch that feeds every worker", () => {
-  assert.equal(parseConfig({}).workers, 1);
+  assert.equal(parseConfig({}).workers, "auto");
+  assert.equal(parseConfig({ workers: 3 }).workers, 3);
   assert.deepEqual(parseConfig({ workers: 2, devices: ["cuda:0", "cuda:1"] }).devices, ["cuda:0", "cuda:1"]);
   assert.deepEqual(problems({ workers: 0 }), ["workers: Too small: expected number to be >0"]);
   assert.deepEqual(problems({ workers: 2, devices: ["cuda:0"] }), ["devices: expected one device per worker (workers: 2), got 1"]);

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { DataParallel, ReplicaDivergenceError, shardSlices } from "../../src/ctrl/dataParallel.js";
-import { WorkerGroup } from "../../src/worker/group.js";
+import { WorkerGroup, autoWorkerCount } from "../../src/worker/group.js";
 import type { Worker } from "../../src/worker/worker.js";
 
 test("shardSlices cuts a batch into contiguous slices differing by at most one", () => {
@@ -108,4 +108,15 @@ test("DataParallel refuses a rollout smaller than the group and unreplicated han
   const parallel = new DataParallel(groupOf([fakeRank(0, log), fakeRank(1, log)]));
   await assert.rejects(parallel.rollout({ control: "c", numSamples: 1, labels: { y: [0] } }), /at least one sample per worker/);
   await assert.rejects(parallel.rollout({ control: "c", numSamples: 2, labels: { y: [0, 1] } }), /not replicated on rank 1/);
+});
+
+test("workers auto: 2 CPU workers on 2 or more cores, 1 on a GPU, one per listed device", () => {
+  const machine = (cores: number, nvidia: boolean) => ({ cores: () => cores, hasNvidiaDevice: () => nvidia });
+  assert.equal(autoWorkerCount("cpu", undefined, 16, machine(2, true)), 2, "device cpu: the CPU even beside a GPU");
+  assert.equal(autoWorkerCount("auto", undefined, 16, machine(16, false)), 2, "auto without an NVIDIA device is the CPU");
+  assert.equal(autoWorkerCount("auto", undefined, 16, machine(16, true)), 1, "auto with an NVIDIA device: torch's CUDA, one worker");
+  assert.equal(autoWorkerCount("cuda", undefined, 16, machine(16, false)), 1);
+  assert.equal(autoWorkerCount("cpu", undefined, 16, machine(1, false)), 1, "one core: one worker");
+  assert.equal(autoWorkerCount("cpu", undefined, 1, machine(8, false)), 1, "a rollout of one sample cannot be shared");
+  assert.equal(autoWorkerCount("cuda", ["cuda:0", "cuda:1", "cuda:2"], 16, machine(16, true)), 3);
 });
