@@ -46,7 +46,17 @@ export interface Evaluation {
    * only when the images themselves become alike.
    */
   thumbnailDiversity: ClassSpread;
+  /**
+   * Fine grain per class: each image's mean absolute difference between neighbouring pixels
+   * (0-255), averaged over the class. Not a diversity: a control that reaches a class by
+   * leaving noise in its samples keeps their spread but multiplies this (brightness's middle
+   * classes: 40-57 against the pre-trained samples' 6-9, 2026-12-03).
+   */
+  grain: ClassSpread;
 }
+
+/** The per-class measures that compare CTRL's samples asked for a class with the pre-trained samples judged in it. */
+export type ClassMeasure = "diversity" | "thumbnailDiversity" | "grain";
 
 export interface ClassSpread {
   byTarget: number[];
@@ -76,6 +86,7 @@ export async function judgeSamples(worker: Worker, images: ImageBatch, targets: 
     byTarget: diversityPerClass(rows, targets, judge.numClasses),
     byJudged: diversityPerClass(rows, judged, judge.numClasses),
   });
+  const grains = pixelGrain(images);
   return {
     targets,
     judged,
@@ -89,7 +100,36 @@ export async function judgeSamples(worker: Worker, images: ImageBatch, targets: 
     frechetDistance: frechetDistance(features, toRows(judge.realFeatures)),
     diversity: spread(features),
     thumbnailDiversity: spread(thumbs),
+    grain: { byTarget: meanPerClass(grains, targets, judge.numClasses), byJudged: meanPerClass(grains, judged, judge.numClasses) },
   };
+}
+
+/** Per image: the mean absolute difference between horizontally and vertically neighbouring pixel values (0-255, all channels). */
+export function pixelGrain(images: ImageBatch): number[] {
+  const { count, height, width, channels, data } = images;
+  const at = (n: number, y: number, x: number, c: number) => data[((n * height + y) * width + x) * channels + c]!;
+  const pairs = ((width - 1) * height + (height - 1) * width) * channels;
+  return Array.from({ length: count }, (_, n) => {
+    let sum = 0;
+    for (let y = 0; y < height; y++) {
+      for (let x = 0; x < width; x++) {
+        for (let c = 0; c < channels; c++) {
+          const value = at(n, y, x, c);
+          if (x + 1 < width) sum += Math.abs(at(n, y, x + 1, c) - value);
+          if (y + 1 < height) sum += Math.abs(at(n, y + 1, x, c) - value);
+        }
+      }
+    }
+    return pairs > 0 ? sum / pairs : 0;
+  });
+}
+
+/** The mean of `values` in each class of `groups` (NaN for an empty class). */
+export function meanPerClass(values: readonly number[], groups: readonly number[], numClasses: number): number[] {
+  return Array.from({ length: numClasses }, (_, c) => {
+    const own = values.filter((_, i) => groups[i] === c);
+    return own.length ? mean(own) : Number.NaN;
+  });
 }
 
 const THUMBNAIL_SIZE = 8;
@@ -123,7 +163,7 @@ export function thumbnails(images: ImageBatch, size: number): number[][] {
  * Per class: the spread of `model`'s samples asked for it over that of `reference`'s samples
  * judged in it (a collapsed control scores near 0), in classifier features or 8x8 thumbnails.
  */
-export function diversityRatios(model: Evaluation, reference: Evaluation, space: "diversity" | "thumbnailDiversity"): number[] {
+export function diversityRatios(model: Evaluation, reference: Evaluation, space: ClassMeasure): number[] {
   return model[space].byTarget.map((value, i) => value / reference[space].byJudged[i]!);
 }
 

@@ -1,7 +1,7 @@
 /** summary.json, image grids per label and report.html for one run. */
 import type { ExperimentConfig } from "./config.js";
 import type { RewardClassifierReport } from "./classifier.js";
-import { type Evaluation, diversityRatios } from "./evaluate.js";
+import { type ClassMeasure, type Evaluation, diversityRatios } from "./evaluate.js";
 import type { Run } from "./runs.js";
 import { imageGrid } from "../eval/grid.js";
 import { type Curve, type SummaryRow, writeReport } from "../eval/report.js";
@@ -53,6 +53,8 @@ export function summaryRows(config: ExperimentConfig, results: MethodResult[], l
     diversity_per_judged_class: result.evaluation.diversity.byJudged,
     thumbnail_diversity_per_label: result.evaluation.thumbnailDiversity.byTarget,
     thumbnail_diversity_per_judged_class: result.evaluation.thumbnailDiversity.byJudged,
+    grain_per_label: result.evaluation.grain.byTarget,
+    grain_per_judged_class: result.evaluation.grain.byJudged,
     train_seconds: result.trainSeconds,
     sample_seconds: result.sampleSeconds,
   }));
@@ -115,14 +117,14 @@ export function diversityComparison(results: MethodResult[], labelName: string) 
   const ctrl = results.find((r) => r.method === "ctrl");
   if (!reference || !ctrl) return undefined;
   const categories = ctrl.evaluation.diversity.byTarget.map((_, i) => `${labelName} = ${i}`);
-  const compare = (space: "diversity" | "thumbnailDiversity", what: string) => {
+  const compare = (space: ClassMeasure, title: string, yLabel: string) => {
     const before = reference.evaluation[space].byJudged;
     const after = ctrl.evaluation[space].byTarget;
     return {
       ratios: diversityRatios(ctrl.evaluation, reference.evaluation, space),
       chart: {
-        title: `Diversity per class: mean pairwise distance of ${what} (a collapsed control scores near 0)`,
-        yLabel: `mean pairwise ${what} distance`,
+        title,
+        yLabel,
         categories,
         series: [
           { name: "pre-trained samples judged in the class", values: before },
@@ -131,16 +133,25 @@ export function diversityComparison(results: MethodResult[], labelName: string) 
       },
     };
   };
-  const features = compare("diversity", "classifier features");
-  const thumbs = compare("thumbnailDiversity", "8x8 thumbnails");
+  const diversity = (space: ClassMeasure, what: string) =>
+    compare(space, `Diversity per class: mean pairwise distance of ${what} (a collapsed control scores near 0)`, `mean pairwise ${what} distance`);
+  const features = diversity("diversity", "classifier features");
+  const thumbs = diversity("thumbnailDiversity", "8x8 thumbnails");
+  const grain = compare(
+    "grain",
+    "Fine grain per class: mean absolute difference of neighbouring pixels (far above the pre-trained samples' is noise left in the images)",
+    "mean |neighbouring pixel difference| (0-255)",
+  );
   const listed = (ratios: number[]) => ratios.map((r, i) => `${i}: ${Number.isFinite(r) ? r.toFixed(2) : "n/a"}`).join(", ");
   return {
     ratios: features.ratios,
     thumbnailRatios: thumbs.ratios,
-    charts: [features.chart, thumbs.chart],
+    grainRatios: grain.ratios,
+    charts: [features.chart, thumbs.chart, grain.chart],
     note:
       `Diversity per class (CTRL's samples asked for the class over the pre-trained samples judged in it), classifier features: ${listed(features.ratios)}; ` +
-      `8x8 thumbnails: ${listed(thumbs.ratios)}; 1 keeps the pre-trained model's spread, 0 is a collapse.`,
+      `8x8 thumbnails: ${listed(thumbs.ratios)}; 1 keeps the pre-trained model's spread, 0 is a collapse. ` +
+      `Fine grain, the same ratio: ${listed(grain.ratios)}; far above 1 means the class is reached by leaving noise in the images.`,
   };
 }
 
@@ -165,6 +176,7 @@ export async function writeRunReport(
   if (diversity && ctrlRow) {
     ctrlRow.diversity_vs_pretrained = diversity.ratios;
     ctrlRow.thumbnail_diversity_vs_pretrained = diversity.thumbnailRatios;
+    ctrlRow.grain_vs_pretrained = diversity.grainRatios;
   }
   run.writeJson("summary.json", summary);
   const metrics = run.readMetrics();

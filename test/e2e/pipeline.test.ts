@@ -43,6 +43,7 @@ test("a run writes config, metrics, checkpoints, summary and report, and resumes
     assert.equal(row.n_samples, 16);
   }
   assert.equal(summary[0]!.mean_kl, 0);
+  assert.equal((summary[1]!.grain_vs_pretrained as number[]).length, 4, "fine grain per class against the pre-trained samples");
   assert.ok((summary[1]!.mean_kl as number) > 0, "the fine-tuned model moved away from the pre-trained one");
   assert.match(String(summary[0]!.judged_by), /oracle: compressibility/);
   const metrics = readFileSync(run.path("metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as { phase: string });

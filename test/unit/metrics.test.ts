@@ -16,7 +16,7 @@ import {
   meanPairwiseDistance,
   std,
 } from "../../src/eval/metrics.js";
-import { diversityPerClass, thumbnails } from "../../src/ctrl/evaluate.js";
+import { diversityPerClass, meanPerClass, pixelGrain, thumbnails } from "../../src/ctrl/evaluate.js";
 
 function assertClose(actual: number, expected: number, tolerance = 1e-9): void {
   assert.ok(Math.abs(actual - expected) <= tolerance, `${actual} != ${expected} (±${tolerance})`);
@@ -161,4 +161,19 @@ test("thumbnails area-average each image into size x size cells in [0, 1]", () =
     for (let cx = 0; cx < 8; cx++) assert.equal(row![(cy * 8 + cx) * 3], cx < 4 ? 1 : 0, `cell ${cy},${cx}`);
   }
   assert.throws(() => thumbnails({ count: 1, height: 4, width: 4, channels: 3, data: new Uint8Array(48) }, 8), /smaller than 8x8/);
+});
+
+test("pixelGrain: the mean absolute difference of neighbouring pixels; meanPerClass averages it per class", () => {
+  // Image 0 flat grey; image 1 a 2x2 one-channel checkerboard 0/200: every one of its 4 neighbour pairs differs by 200.
+  const flat = [100, 100, 100, 100];
+  const checker = [0, 200, 200, 0];
+  const grains = pixelGrain({ count: 2, height: 2, width: 2, channels: 1, data: new Uint8Array([...flat, ...checker]) });
+  assert.deepEqual(grains, [0, 200]);
+  // Vertical stripes in RGB: horizontal pairs differ by 90 in every channel, vertical pairs by 0, so the mean is 45.
+  const stripes = new Uint8Array(3 * 3 * 3);
+  for (let y = 0; y < 3; y++) for (let x = 0; x < 3; x++) stripes.fill(x === 1 ? 90 : 0, (y * 3 + x) * 3, (y * 3 + x) * 3 + 3);
+  assert.deepEqual(pixelGrain({ count: 1, height: 3, width: 3, channels: 3, data: stripes }), [45]);
+  const [a, b, c] = meanPerClass([1, 3, 10], [0, 0, 2], 3);
+  assert.deepEqual([a, c], [2, 10]);
+  assert.ok(Number.isNaN(b!));
 });
