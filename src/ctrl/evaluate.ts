@@ -161,7 +161,8 @@ export function thumbnails(images: ImageBatch, size: number): number[][] {
 
 /**
  * Per class: the spread of `model`'s samples asked for it over that of `reference`'s samples
- * judged in it (a collapsed control scores near 0), in classifier features or 8x8 thumbnails.
+ * judged in it (a collapsed control scores near 0), in classifier features or 8x8 thumbnails;
+ * for "grain", the same ratio of mean fine grain (far above 1: noise left in the images).
  */
 export function diversityRatios(model: Evaluation, reference: Evaluation, space: ClassMeasure): number[] {
   return model[space].byTarget.map((value, i) => value / reference[space].byJudged[i]!);
