@@ -1,4 +1,5 @@
-"""The trained brightness control for the first k sampler steps, the pre-trained model for the rest: at which steps does the noise go in? (run dir, samples per class)"""
+"""The trained brightness control for the first k sampler steps, the pre-trained model for the rest: at which steps does the noise go in?
+k = 9 gives the last (deterministic, KL-free) step back to the pre-trained model. Arguments: run dir, samples per class, k list (default 10,9,8,6,5,4,3)."""
 import sys, json, torch, numpy as np
 from ctrl_worker.diffusion.backbones import load_backbone
 from ctrl_worker.diffusion.branches import StepModel
@@ -7,6 +8,7 @@ from ctrl_worker.ctrl.checkpoints import read_control
 from ctrl_worker.ctrl.control import Labels
 torch.set_num_threads(1)
 run = sys.argv[1]; n = int(sys.argv[2]) if len(sys.argv) > 2 else 32
+handovers = [int(k) for k in (sys.argv[3] if len(sys.argv) > 3 else "10,9,8,6,5,4,3").split(",")]
 state = json.load(open(f"{run}/state.json")); thresholds = state["thresholds"]; column = state["labelColumn"]
 backbone = load_backbone("/work/main/models/default", "", torch.float32, torch.device("cpu"), None)
 control = read_control(backbone, f"{run}/checkpoints/epoch-0010").create(backbone)
@@ -25,7 +27,7 @@ def jpeg_free_grain(x):
 def klass(v):  # brightness: class k = k-th quartile, 0 darkest
     return sum(int(v >= t) for t in thresholds)
 print("timesteps", timesteps, "thresholds", thresholds)
-for handover in (10, 8, 6, 5, 4, 3):
+for handover in handovers:
     accs = []; grains = []
     for k in range(4):
         labels = Labels({column: torch.full((n,), k)})
