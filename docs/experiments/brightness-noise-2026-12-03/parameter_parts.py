@@ -1,0 +1,34 @@
+"""Which of a trained control's parameters carry brightness's noise: the whole control, LoRA only
+(label embeddings zeroed), embeddings only (LoRA B zeroed); per asked class the oracle accuracy,
+grain and mean luma. Arguments: run dir, samples per class, optionally one checkpoint name (e.g.
+epoch-0004; then the whole control only)."""
+import sys, torch
+from ctrl_worker.diffusion.branches import StepModel
+from ctrl_worker.diffusion.sampler import Trajectory
+from ctrl_worker.ctrl.control import Labels, ADAPTER
+from common import use_threads, load_run, luma, brightness_class, grain
+
+use_threads()
+folder, n = sys.argv[1], int(sys.argv[2])
+only = sys.argv[3] if len(sys.argv) > 3 else None
+for mode in ("full", "lora-only", "embeddings-only") if only is None else ("full",):
+    run = load_run(folder, only)
+    with torch.no_grad():
+        if mode == "lora-only":
+            for table in run.control.embeddings.values():
+                table.weight.zero_()
+        if mode == "embeddings-only":
+            for layer in run.control._tuner_layers:
+                layer.lora_B[ADAPTER].weight.zero_()
+    out = []
+    for k in range(4):
+        model = StepModel(run.backbone, run.control, Labels({run.column: torch.full((n,), k)}), None, fused=True)
+        tr = Trajectory(run.backbone, n, 1234 + k)
+        with torch.no_grad():
+            for i, t in enumerate(run.timesteps):
+                prev = run.timesteps[i + 1] if i + 1 < len(run.timesteps) else -1
+                eps, _ = model.predict(tr.x, t, False)
+                tr.advance(t, prev, run.eta, eps, None)
+        accuracy = float((brightness_class(tr.x, run.thresholds) == k).float().mean())
+        out.append((round(accuracy, 2), round(float(grain(tr.x).mean()), 1), round(float(luma(tr.x).mean()))))
+    print(only or "last checkpoint", mode, "per class (accuracy, grain, mean luma):", out, flush=True)
