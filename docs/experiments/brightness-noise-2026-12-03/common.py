@@ -5,7 +5,10 @@ from dataclasses import dataclass
 import torch
 from ctrl_worker.diffusion.backbones import Backbone, load_backbone
 from ctrl_worker.ctrl.checkpoints import read_control
-from ctrl_worker.ctrl.control import Control
+from ctrl_worker.ctrl.control import Control, Labels
+from ctrl_worker.diffusion.branches import StepModel
+from ctrl_worker.diffusion.sampler import Trajectory
+from ctrl_worker.tools.step_ablation import sampler_timesteps
 
 BACKBONE = os.path.join(os.path.dirname(__file__), "../../../models/default")
 
@@ -18,9 +21,6 @@ def load_default_backbone() -> Backbone:
     return load_backbone(BACKBONE, "", torch.float32, torch.device("cpu"), None)
 
 
-def sampler_timesteps(steps: int, num_train_timesteps: int = 1000) -> list[int]:
-    """The runs' DDIM timesteps (trailing spacing)."""
-    return [round(num_train_timesteps - 1 - i * num_train_timesteps / steps) for i in range(steps)]
 
 
 @dataclass
@@ -44,7 +44,21 @@ def load_run(folder: str, checkpoint: str | None = None) -> Run:
     name = checkpoint or sorted(os.listdir(f"{folder}/checkpoints"))[-1]
     control = read_control(backbone, f"{folder}/checkpoints/{name}").create(backbone)
     return Run(folder, state, config, state["thresholds"], state["labelColumn"],
-               sampler_timesteps(config["sampler"]["steps"]), config["sampler"]["eta"], backbone, control)
+               sampler_timesteps(config, backbone.num_train_timesteps, backbone.steps_offset), config["sampler"]["eta"],
+               backbone, control)
+
+
+def sample_class(run: Run, k: int, n: int, seed: int, pretrained: bool = False) -> torch.Tensor:
+    """n images asked for class k with the run's sampler: the control's, or with `pretrained` the
+    pre-trained model's from the same noise."""
+    model = StepModel(run.backbone, run.control, Labels({run.column: torch.full((n,), k)}), None, fused=True)
+    trajectory = Trajectory(run.backbone, n, seed)
+    with torch.no_grad():
+        for i, t in enumerate(run.timesteps):
+            prev = run.timesteps[i + 1] if i + 1 < len(run.timesteps) else -1
+            eps, eps_ref = model.predict(trajectory.x, t, pretrained)
+            trajectory.advance(t, prev, run.eta, eps_ref if pretrained else eps, None)
+    return trajectory.x
 
 
 def luma(x: torch.Tensor) -> torch.Tensor:

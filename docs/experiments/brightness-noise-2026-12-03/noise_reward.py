@@ -4,15 +4,12 @@ and after a 3x3 box blur (which keeps the mean luma, so the oracle's class, and 
 grain); the same for the pre-trained model's samples. Arguments: run dir, samples per class."""
 import sys, torch
 import torch.nn.functional as F
-from ctrl_worker.diffusion.branches import StepModel
-from ctrl_worker.diffusion.sampler import Trajectory
-from ctrl_worker.ctrl.control import Labels
 from ctrl_worker.classifiers.classifier import load_classifier, log_prob
-from common import use_threads, load_run, brightness_class, grain
+from common import use_threads, load_run, sample_class, brightness_class, grain
 
 use_threads()
 run = load_run(sys.argv[1]); n = int(sys.argv[2])
-backbone, control, column, timesteps, eta, th = run.backbone, run.control, run.column, run.timesteps, run.eta, run.thresholds
+th = run.thresholds
 cap = run.config["finetune"]["confidenceCap"]
 classifier = load_classifier(f"{run.folder}/classifier", torch.device("cpu"))
 def blur(x):
@@ -20,15 +17,10 @@ def blur(x):
 print("cap", cap)
 for k in range(4):
     for who in ("control", "pre-trained"):
-        model = StepModel(backbone, control, Labels({column: torch.full((n,), k)}), None, fused=True)
-        tr = Trajectory(backbone, n, 1234 + k)
+        drawn = sample_class(run, k, n, 1234 + k, pretrained=who == "pre-trained")
         with torch.no_grad():
-            for i, t in enumerate(timesteps):
-                prev = timesteps[i + 1] if i + 1 < len(timesteps) else -1
-                eps, eps_ref = model.predict(tr.x, t, who == "pre-trained")
-                tr.advance(t, prev, eta, eps if who == "control" else eps_ref, None)
             cells = []
-            for name, x in (("as drawn", tr.x.clamp(-1, 1)), ("blurred", blur(tr.x))):
+            for name, x in (("as drawn", drawn.clamp(-1, 1)), ("blurred", blur(drawn))):
                 labels = torch.full((n,), k)
                 lp = log_prob(classifier, x, labels).clamp(max=torch.log(torch.tensor(cap)))
                 oracle = brightness_class(x, th)

@@ -3,10 +3,8 @@
 grain and mean luma. Arguments: run dir, samples per class, optionally one checkpoint name (e.g.
 epoch-0004; then the whole control only)."""
 import sys, torch
-from ctrl_worker.diffusion.branches import StepModel
-from ctrl_worker.diffusion.sampler import Trajectory
-from ctrl_worker.ctrl.control import Labels, ADAPTER
-from common import use_threads, load_run, luma, brightness_class, grain
+from ctrl_worker.ctrl.control import ADAPTER
+from common import use_threads, load_run, sample_class, luma, brightness_class, grain
 
 use_threads()
 folder, n = sys.argv[1], int(sys.argv[2])
@@ -22,13 +20,7 @@ for mode in ("full", "lora-only", "embeddings-only") if only is None else ("full
                 layer.lora_B[ADAPTER].weight.zero_()
     out = []
     for k in range(4):
-        model = StepModel(run.backbone, run.control, Labels({run.column: torch.full((n,), k)}), None, fused=True)
-        tr = Trajectory(run.backbone, n, 1234 + k)
-        with torch.no_grad():
-            for i, t in enumerate(run.timesteps):
-                prev = run.timesteps[i + 1] if i + 1 < len(run.timesteps) else -1
-                eps, _ = model.predict(tr.x, t, False)
-                tr.advance(t, prev, run.eta, eps, None)
-        accuracy = float((brightness_class(tr.x, run.thresholds) == k).float().mean())
-        out.append((round(accuracy, 2), round(float(grain(tr.x).mean()), 1), round(float(luma(tr.x).mean()))))
+        x = sample_class(run, k, n, 1234 + k)
+        accuracy = float((brightness_class(x, run.thresholds) == k).float().mean())
+        out.append((round(accuracy, 2), round(float(grain(x).mean()), 1), round(float(luma(x).mean()))))
     print(only or "last checkpoint", mode, "per class (accuracy, grain, mean luma):", out, flush=True)

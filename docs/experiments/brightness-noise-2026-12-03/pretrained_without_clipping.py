@@ -4,12 +4,13 @@ import math, torch
 import numpy as np
 from PIL import Image
 from ctrl_worker.diffusion.sampler import Trajectory, ddim_step, ddim_std
-from common import use_threads, load_default_backbone, sampler_timesteps, luma, grain
+from ctrl_worker.tools.step_ablation import sampler_timesteps
+from common import use_threads, load_default_backbone, luma, grain
 
 use_threads()
 backbone = load_default_backbone()
 steps, eta, n = 10, 0.5, 256
-timesteps = sampler_timesteps(steps)
+timesteps = sampler_timesteps({"sampler": {"steps": steps, "spacing": "trailing"}}, backbone.num_train_timesteps, backbone.steps_offset)
 for clip in (1.0, None):
     tr = Trajectory(backbone, n, 7)
     with torch.no_grad():
