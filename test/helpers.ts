@@ -1,5 +1,5 @@
 /** Shared fixtures for the TypeScript tests: tiny backbones made by the worker's own code. */
-import { type Dirent, existsSync, mkdtempSync, readdirSync, readFileSync } from "node:fs";
+import { type Dirent, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { execa } from "execa";
@@ -9,8 +9,16 @@ import type { Worker } from "../src/worker/worker.js";
 import { ConfigError } from "../src/ctrl/config.js";
 import assert from "node:assert/strict";
 
+const madeDirs: string[] = [];
+process.once("exit", () => {
+  for (const dir of madeDirs) rmSync(dir, { recursive: true, force: true });
+});
+
+/** A fresh folder under the system's temporary folder, removed when the test process exits. */
 export function tempDir(prefix = "ctrl-test-"): string {
-  return mkdtempSync(path.join(os.tmpdir(), prefix));
+  const dir = mkdtempSync(path.join(os.tmpdir(), prefix));
+  madeDirs.push(dir);
+  return dir;
 }
 
 /** Writes a random-weight UNet2DModel pipeline with save_pretrained, as users' checkpoints are. */

@@ -1,5 +1,6 @@
 /** Spawns the Python worker with execa and waits for its readiness line, with a deadline. */
-import { existsSync } from "node:fs";
+import { existsSync, rmSync } from "node:fs";
+import os from "node:os";
 import { fileURLToPath } from "node:url";
 import path from "node:path";
 import readline from "node:readline";
@@ -173,6 +174,8 @@ export async function spawnWorker(options: SpawnOptions = {}): Promise<SpawnedWo
         : `exited with code ${outcome.exit.exitCode} before it was ready`;
     throw new WorkerStartError(`the worker (${python}) ${why}`, stderrTail());
   }
+  // A worker removes its socket's folder when it stops; one that was killed cannot.
+  void exited.then(() => removeSocketFolder(outcome.address));
   return {
     address: outcome.address,
     token: outcome.token ?? (outcome.token_from_env ? (env.CTRL_WORKER_TOKEN ?? process.env.CTRL_WORKER_TOKEN) : undefined),
@@ -182,4 +185,15 @@ export async function spawnWorker(options: SpawnOptions = {}): Promise<SpawnedWo
     exited,
     stderrTail,
   };
+}
+
+/**
+ * Removes the private folder of a killed worker's Unix socket (`unix:<tmp>/ctrl-worker-XXX/worker.sock`,
+ * made by the worker's mkdtemp); any other address is left alone.
+ */
+export function removeSocketFolder(address: string, tmpDir = os.tmpdir()): void {
+  if (!address.startsWith("unix:")) return;
+  const folder = path.dirname(address.slice("unix:".length));
+  if (path.dirname(folder) !== path.resolve(tmpDir) || !path.basename(folder).startsWith("ctrl-worker-")) return;
+  rmSync(folder, { recursive: true, force: true });
 }

@@ -1,5 +1,7 @@
 /** The worker's life: readiness deadline, start failures, crashes, hangs, parent exit, TCP with a token. */
 import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
+import path from "node:path";
 import { test } from "node:test";
 import { credentials, Metadata } from "@grpc/grpc-js";
 import { WorkerClient } from "../../src/gen/ctrl/v1/worker.js";
@@ -51,6 +53,10 @@ test("a crash fails the pending call and every later call at once, with exit sig
     const started = Date.now();
     await assert.rejects(worker.info(), WorkerCrashedError);
     assert.ok(Date.now() - started < 100, "later calls fail at once");
+    await worker.exited;
+    const socketFolder = path.dirname(worker.address.slice("unix:".length));
+    assert.ok(path.basename(socketFolder).startsWith("ctrl-worker-"), worker.address);
+    assert.equal(existsSync(socketFolder), false, "the killed worker's socket folder is removed");
   } finally {
     await worker.close();
   }

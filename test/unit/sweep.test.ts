@@ -1,9 +1,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import os from "node:os";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { configProblems } from "../helpers.js";
+import { configProblems, tempDir } from "../helpers.js";
 import { parseSweep, product } from "../../src/sweep/config.js";
 import { collectSweep, groupByCombination, sweepTable, type SweepResult } from "../../src/sweep/run.js";
 
@@ -55,7 +54,7 @@ test("the table shows each combination's mean and range over seeds", () => {
 });
 
 test("finished runs are collected into a sweep by the values in their configs", async () => {
-  const dir = mkdtempSync(path.join(os.tmpdir(), "ctrl-sweep-"));
+  const dir = tempDir("ctrl-sweep-");
   const runAt = (name: string, klWeight: number, accuracy: number, finished = true) => {
     const run = path.join(dir, name);
     mkdirSync(run);
