@@ -63,7 +63,7 @@ reproduce:
 	node --import tsx experiments/reproduce.ts $(if $(QUICK),--quick,) $(if $(THREADS),--threads $(THREADS),)
 
 # Re-trains the embedded default backbone (models/default) from its seeded synthetic data. Slow:
-# about 25 minutes on two CPU cores (2500 steps of a 5000-step schedule). The committed checkpoint
+# about 22 minutes on two CPU cores (2500 steps of a 5000-step schedule). The committed checkpoint
 # makes this unnecessary.
 pretrain:
 	cd python-worker && .venv/bin/python -m ctrl_worker.tools.pretrain --out ../models/default --overwrite --steps 5000 --stop-after 2500

@@ -241,7 +241,7 @@ export const configSchema = z
          * samples rarely reach the cap). README: "The confidence cap". 0.97 with the ramp below:
          * once the rising KL weight pulls the samples back to the cap's edge, a calibrated
          * classifier at p = 0.9 is wrong one time in ten, so the cap sets the accuracy
-         * (README: "The defaults since 2026-12-02, night").
+         * (README: "The defaults from 2026-12-02, night, to 2026-12-03").
          */
         confidenceCap: z.number().gt(0).max(1).default(0.97),
         /**
@@ -251,7 +251,7 @@ export const configSchema = z
          * then pulls the early sampler steps back towards the pre-trained model, where the
          * classes' variety is. With the cap at 0.97 and 3 seeds: JPEG size 0.984 (fixed: 0.993),
          * brightness 0.926 (0.966), and more of every control's variety on every seed (README:
-         * "The defaults since 2026-12-02, night"). Excludes finetune.adaptiveKl: set it to 1 there.
+         * "The defaults from 2026-12-02, night, to 2026-12-03"). Excludes finetune.adaptiveKl: set it to 1 there.
          */
         klWeightRamp: z.number().min(1).max(1e4).default(10),
         /**
