@@ -1,4 +1,10 @@
-"""Held-out accuracy of stats-convnet vs stats-convnet + the input's global moments (temporary experiment)."""
+"""Held-out accuracy of stats-convnet against stats-convnet with the image's own colour moments
+(per band, image and fine detail: the channels' means and covariances, 18 numbers) beside its
+pooled features, through the linear head ("moments") or a 64-unit hidden layer ("moments-mlp").
+Run from python-worker/, one variant per call:
+  PYTHONPATH=. .venv/bin/python ../docs/experiments/own-attribute-2026-12-03/input_moments.py DATA COLUMN stats|moments|moments-mlp
+(DATA: a labelled folder, e.g. experiments/own-attribute.ts's OUT/data with COLUMN colourfulness.)
+"""
 import json, sys, torch, torch.nn.functional as F
 from torch import nn
 from ctrl_worker.classifiers import classifier as C

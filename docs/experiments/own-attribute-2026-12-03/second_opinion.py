@@ -1,6 +1,14 @@
-"""Does an independently trained second classifier catch the samples that fool the run's reward classifier? (temporary)"""
-import json, math, sys, torch
-sys.path.insert(0, "/work/main/docs/experiments/brightness-noise-2026-12-03")
+"""Are the trained colourfulness control's misses samples that fool its reward classifier?
+
+128 samples of the control (32 per asked class), judged by colourfulness itself; the run's reward
+classifier and two more trained with other seeds (the run's recipe: stats-convnet, 20 epochs,
+cosine from 5e-3, temperature-scaled on 400 held-out rows) give p(asked class) on the misses and
+the hits. Run from python-worker/:
+  PYTHONPATH=. .venv/bin/python ../docs/experiments/own-attribute-2026-12-03/second_opinion.py OUT/runs/latest OUT/data
+with OUT the folder of `experiments/own-attribute.ts --out OUT` (result.json holds the thresholds).
+"""
+import json, math, os, sys, torch
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../brightness-noise-2026-12-03"))
 from common import load_run, sample_class
 from ctrl_worker.classifiers import classifier as C
 from ctrl_worker.data.datasets import load_dataset
