@@ -1,17 +1,18 @@
 """Are the trained colourfulness control's misses samples that fool its reward classifier?
 
 128 samples of the control (32 per asked class), judged by colourfulness itself; the run's reward
-classifier and two more trained with other seeds (the run's recipe: stats-convnet, 20 epochs,
-cosine from 5e-3, temperature-scaled on 400 held-out rows) give p(asked class) on the misses and
-the hits. Run from python-worker/:
+classifier and two more trained with other seeds (the run's recipe, stats-convnet for 20 epochs,
+by tools/classifier_sweep.train_on_split, then temperature-scaled on the 20% it held out) give
+p(asked class) on the misses and the hits. Run from python-worker/:
   PYTHONPATH=. .venv/bin/python ../docs/experiments/own-attribute-2026-12-03/second_opinion.py OUT/runs/latest OUT/data
 with OUT the folder of `experiments/own-attribute.ts --out OUT` (result.json holds the thresholds).
 """
-import json, math, os, sys, torch
+import json, os, sys, torch
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../brightness-noise-2026-12-03"))
 from common import load_run, sample_class
 from ctrl_worker.classifiers import classifier as C
 from ctrl_worker.data.datasets import load_dataset
+from ctrl_worker.tools.classifier_sweep import train_on_split
 torch.set_num_threads(1)
 run_dir, data_dir = sys.argv[1], sys.argv[2]
 run = load_run(run_dir)
@@ -41,18 +42,7 @@ ds = load_dataset(data_dir, "labels.csv", ["colourfulness"])
 imgs, labels = ds.images, ds.labels["colourfulness"]
 others = []
 for seed in (1, 2):
-    cfg = C.validate_config(list(imgs.shape[1:]), 4, "stats-convnet", 16, 5e-3, 1e-4)
-    clf = C.create_classifier(cfg, seed, torch.device("cpu"))
-    rows = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
-    held, train = rows[:400], rows[400:]
-    epochs, step = 20, 0; total = epochs * math.ceil(len(train) / 64)
-    g = torch.Generator().manual_seed(seed + 7)
-    for _ in range(epochs):
-        order = train[torch.randperm(len(train), generator=g)]
-        for s in range(0, len(order), 64):
-            b = order[s:s + 64]
-            C.train_step(clf, imgs[b], labels[b], True, seed * 100000 + step, learning_rate=5e-3 * 0.5 * (1 + math.cos(math.pi * step / total)))
-            step += 1
+    clf, held = train_on_split(imgs, labels, 4, "stats-convnet", 20, seed)  # the run's recipe, another seed
     C.calibrate(clf, imgs[held], labels[held])
     lg, _ = C.score(clf, imgs[held], False)
     print(f"classifier seed {seed}: held-out {float((lg.argmax(1) == labels[held]).float().mean()):.3f}, T {clf.temperature:.2f}", flush=True)
